@@ -1,0 +1,70 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from .. import __version__
+from ..config import Settings, get_settings
+from ..db import make_async_engine, make_session_factory
+from ..migrate import check_schema
+from ..services.bootstrap import ensure_first_admin
+from .routers import ROUTERS
+
+logger = logging.getLogger("fractal_like")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    check_migrations: bool = True,
+    on_ready: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if check_migrations:
+        check_schema(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_async_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        generated = await ensure_first_admin(app.state.session_factory, settings)
+        app.state.generated_admin_password = generated
+        if on_ready is not None:
+            on_ready(app)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="fractal-like",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.jwt_secret = settings.jwt_secret()
+
+    @app.get("/api/alive/", tags=["meta"])
+    async def alive() -> dict[str, object]:
+        return {"alive": True, "version": __version__}
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_request: Request, error: IntegrityError) -> JSONResponse:
+        # A race between two requests (or a missed check) must not become a 500.
+        logger.info("integrity error turned into 409: %s", error.orig)
+        return JSONResponse(
+            status_code=409, content={"detail": "the request conflicts with existing data"}
+        )
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

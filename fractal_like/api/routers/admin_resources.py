@@ -1,0 +1,183 @@
+"""Compute resources and profiles under /admin/v2/ (superusers only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from ...models import Profile, Resource, UserOAuth
+from ...schemas.resource import (
+    ProfileCreate,
+    ProfileRead,
+    ProfileUpdate,
+    ResourceCreate,
+    ResourceRead,
+    ResourceUpdate,
+    check_profile_for_resource,
+)
+from ..deps import SessionDep
+from ..errors import unprocessable_from
+from ..users import Superuser
+
+router = APIRouter(prefix="/admin/v2", tags=["admin"])
+
+
+async def _get_resource(session: SessionDep, resource_id: int) -> Resource:
+    resource = await session.get(Resource, resource_id)
+    if resource is None:
+        raise HTTPException(404, detail=f"resource {resource_id} not found")
+    return resource
+
+
+async def _get_profile(session: SessionDep, profile_id: int) -> Profile:
+    profile = await session.get(Profile, profile_id)
+    if profile is None:
+        raise HTTPException(404, detail=f"profile {profile_id} not found")
+    return profile
+
+
+async def _commit_unique(session: SessionDep, what: str, name: str) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(422, detail=f"a {what} named {name!r} already exists")
+
+
+@router.get("/resource/", response_model=list[ResourceRead])
+async def list_resources(_admin: Superuser, session: SessionDep) -> list[Resource]:
+    return list((await session.exec(select(Resource).order_by(col(Resource.id)))).all())
+
+
+@router.post("/resource/", response_model=ResourceRead, status_code=status.HTTP_201_CREATED)
+async def create_resource(
+    payload: ResourceCreate, _admin: Superuser, session: SessionDep
+) -> Resource:
+    data = payload.model_dump()
+    data["tasks_python_config"] = data["tasks_python_config"] or {}
+    resource = Resource(**data)
+    session.add(resource)
+    await _commit_unique(session, "resource", payload.name)
+    await session.refresh(resource)
+    return resource
+
+
+@router.get("/resource/{resource_id}/", response_model=ResourceRead)
+async def get_resource(resource_id: int, _admin: Superuser, session: SessionDep) -> Resource:
+    return await _get_resource(session, resource_id)
+
+
+@router.patch("/resource/{resource_id}/", response_model=ResourceRead)
+async def update_resource(
+    resource_id: int, payload: ResourceUpdate, _admin: Superuser, session: SessionDep
+) -> Resource:
+    resource = await _get_resource(session, resource_id)
+    current: dict[str, Any] = ResourceRead.model_validate(resource).model_dump(
+        exclude={"id", "timestamp_created"}
+    )
+    current["tasks_python_config"] = current["tasks_python_config"] or None
+    current.update(payload.model_dump(exclude_unset=True))
+    try:
+        merged = ResourceCreate.model_validate(current)
+    except ValidationError as error:
+        raise unprocessable_from(error)
+    for key, value in merged.model_dump().items():
+        setattr(resource, key, value if key != "tasks_python_config" else (value or {}))
+    await _commit_unique(session, "resource", merged.name)
+    await session.refresh(resource)
+    return resource
+
+
+@router.delete("/resource/{resource_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_resource(resource_id: int, _admin: Superuser, session: SessionDep) -> Response:
+    resource = await _get_resource(session, resource_id)
+    profiles = (
+        await session.exec(select(Profile.id).where(Profile.resource_id == resource_id))
+    ).all()
+    if profiles:
+        raise HTTPException(
+            422,
+            detail=f"resource {resource_id} still has profiles {sorted(profiles)}: "
+            "delete them first",
+        )
+    await session.delete(resource)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/resource/{resource_id}/profile/", response_model=list[ProfileRead])
+async def list_resource_profiles(
+    resource_id: int, _admin: Superuser, session: SessionDep
+) -> list[Profile]:
+    await _get_resource(session, resource_id)
+    query = select(Profile).where(Profile.resource_id == resource_id).order_by(col(Profile.id))
+    return list((await session.exec(query)).all())
+
+
+@router.post(
+    "/resource/{resource_id}/profile/",
+    response_model=ProfileRead,
+    status_code=status.HTTP_201_CREATED,
+)
+async def create_profile(
+    resource_id: int, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+) -> Profile:
+    resource = await _get_resource(session, resource_id)
+    try:
+        check_profile_for_resource(resource.type, payload.model_dump())
+    except ValueError as error:
+        raise HTTPException(422, detail=str(error))
+    data = payload.model_dump()
+    data["resource_type"] = resource.type
+    profile = Profile(resource_id=resource_id, **data)
+    session.add(profile)
+    await _commit_unique(session, "profile", payload.name)
+    await session.refresh(profile)
+    return profile
+
+
+@router.get("/profile/", response_model=list[ProfileRead])
+async def list_profiles(_admin: Superuser, session: SessionDep) -> list[Profile]:
+    return list((await session.exec(select(Profile).order_by(col(Profile.id)))).all())
+
+
+@router.get("/profile/{profile_id}/", response_model=ProfileRead)
+async def get_profile(profile_id: int, _admin: Superuser, session: SessionDep) -> Profile:
+    return await _get_profile(session, profile_id)
+
+
+@router.patch("/profile/{profile_id}/", response_model=ProfileRead)
+async def update_profile(
+    profile_id: int, payload: ProfileUpdate, _admin: Superuser, session: SessionDep
+) -> Profile:
+    profile = await _get_profile(session, profile_id)
+    merged = ProfileRead.model_validate(profile).model_dump()
+    merged.update(payload.model_dump(exclude_unset=True))
+    try:
+        check_profile_for_resource(profile.resource_type, merged)
+    except ValueError as error:
+        raise HTTPException(422, detail=str(error))
+    for key, value in payload.model_dump(exclude_unset=True).items():
+        setattr(profile, key, value)
+    await _commit_unique(session, "profile", profile.name)
+    await session.refresh(profile)
+    return profile
+
+
+@router.delete("/profile/{profile_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_profile(profile_id: int, _admin: Superuser, session: SessionDep) -> Response:
+    profile = await _get_profile(session, profile_id)
+    users = (
+        await session.exec(select(UserOAuth.id).where(UserOAuth.profile_id == profile_id))
+    ).all()
+    if users:
+        raise HTTPException(
+            422, detail=f"profile {profile_id} is still used by users {sorted(users)}"
+        )
+    await session.delete(profile)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,166 @@
+"""Login, the current user, and user administration under /auth/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+from fastapi_users import exceptions as fu_exceptions
+from sqlmodel import col, select
+
+from ...models import Profile, UserGroup, UserOAuth
+from ...schemas.user import (
+    TokenRead,
+    UserCreate,
+    UserRead,
+    UserSetGroups,
+    UserUpdate,
+    UserUpdateOwn,
+)
+from ...services.groups import add_member, group_ids_names, set_memberships
+from ..deps import SessionDep
+from ..users import CurrentUser, Superuser, UserManagerDep, auth_backend
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+async def _read(session: SessionDep, user: UserOAuth, with_groups: bool = True) -> UserRead:
+    data = UserRead.model_validate(user, from_attributes=True)
+    if with_groups:
+        assert user.id is not None
+        data.group_ids_names = await group_ids_names(session, user.id)
+    return data
+
+
+@router.post("/token/login/", response_model=TokenRead)
+async def login(
+    request: Request,
+    credentials: Annotated[OAuth2PasswordRequestForm, Depends()],
+    manager: UserManagerDep,
+) -> TokenRead:
+    user = await manager.authenticate(credentials)
+    if user is None or not user.is_active:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
+    strategy = auth_backend.get_strategy(request)  # type: ignore[call-arg]
+    token = await strategy.write_token(user)
+    return TokenRead(access_token=token)
+
+
+@router.get("/current-user/", response_model=UserRead)
+async def current_user(user: CurrentUser, session: SessionDep) -> UserRead:
+    return await _read(session, user)
+
+
+@router.patch("/current-user/", response_model=UserRead)
+async def update_current_user(
+    update: UserUpdateOwn, user: CurrentUser, session: SessionDep, manager: UserManagerDep
+) -> UserRead:
+    if update.password is not None:
+        try:
+            user = await manager.update(UserUpdate(password=update.password), user, safe=True)
+        except fu_exceptions.InvalidPasswordException as error:
+            raise HTTPException(422, detail=str(error.reason))
+    return await _read(session, user)
+
+
+@router.get("/current-user/allowed-viewer-paths/", response_model=list[str])
+async def allowed_viewer_paths(user: CurrentUser) -> list[str]:
+    return list(user.project_dirs)
+
+
+async def _check_profile(session: SessionDep, profile_id: int | None) -> None:
+    if profile_id is not None and await session.get(Profile, profile_id) is None:
+        raise HTTPException(404, detail=f"profile {profile_id} does not exist")
+
+
+@router.post("/register/", response_model=UserRead, status_code=status.HTTP_201_CREATED)
+async def register(
+    request: Request,
+    payload: UserCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    manager: UserManagerDep,
+) -> UserRead:
+    await _check_profile(session, payload.profile_id)
+    try:
+        user = await manager.create(payload, safe=False)
+    except fu_exceptions.UserAlreadyExists:
+        raise HTTPException(400, detail="REGISTER_USER_ALREADY_EXISTS")
+    except fu_exceptions.InvalidPasswordException as error:
+        raise HTTPException(422, detail=str(error.reason))
+    default_group = await _default_group(request, session)
+    assert user.id is not None
+    await add_member(session, default_group.id, user.id)  # type: ignore[arg-type]
+    await session.commit()
+    return await _read(session, user)
+
+
+async def _default_group(request: Request, session: SessionDep) -> UserGroup:
+    name = request.app.state.settings.DEFAULT_GROUP_NAME
+    group = (await session.exec(select(UserGroup).where(UserGroup.name == name))).first()
+    if group is None:
+        raise HTTPException(500, detail=f"default group {name!r} is missing")
+    return group
+
+
+async def _get_user(session: SessionDep, user_id: int) -> UserOAuth:
+    user = await session.get(UserOAuth, user_id)
+    if user is None:
+        raise HTTPException(404, detail=f"user {user_id} not found")
+    return user
+
+
+@router.get("/users/", response_model=list[UserRead])
+async def list_users(_admin: Superuser, session: SessionDep) -> list[UserRead]:
+    users = (await session.exec(select(UserOAuth).order_by(col(UserOAuth.id)))).all()
+    return [await _read(session, user) for user in users]
+
+
+@router.get("/users/{user_id}/", response_model=UserRead)
+async def get_user(user_id: int, _admin: Superuser, session: SessionDep) -> UserRead:
+    return await _read(session, await _get_user(session, user_id))
+
+
+@router.patch("/users/{user_id}/", response_model=UserRead)
+async def update_user(
+    user_id: int,
+    payload: UserUpdate,
+    admin: Superuser,
+    session: SessionDep,
+    manager: UserManagerDep,
+) -> UserRead:
+    user = await _get_user(session, user_id)
+    await _check_profile(session, payload.profile_id)
+    if user.id == admin.id and payload.is_superuser is False:
+        raise HTTPException(422, detail="a superuser cannot remove their own superuser status")
+    try:
+        user = await manager.update(payload, user, safe=False)
+    except fu_exceptions.UserAlreadyExists:
+        raise HTTPException(400, detail="UPDATE_USER_EMAIL_ALREADY_EXISTS")
+    except fu_exceptions.InvalidPasswordException as error:
+        raise HTTPException(422, detail=str(error.reason))
+    return await _read(session, user)
+
+
+@router.post("/users/{user_id}/set-groups/", response_model=UserRead)
+async def set_user_groups(
+    request: Request,
+    user_id: int,
+    payload: UserSetGroups,
+    _admin: Superuser,
+    session: SessionDep,
+) -> UserRead:
+    user = await _get_user(session, user_id)
+    wanted = set(payload.group_ids)
+    found = set(
+        (await session.exec(select(UserGroup.id).where(col(UserGroup.id).in_(wanted)))).all()
+    )
+    missing = sorted(wanted - found)
+    if missing:
+        raise HTTPException(404, detail=f"groups not found: {missing}")
+    default_group = await _default_group(request, session)
+    assert user.id is not None and default_group.id is not None
+    await set_memberships(session, user.id, sorted(wanted), default_group.id)
+    await session.commit()
+    return await _read(session, user)

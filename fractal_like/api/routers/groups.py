@@ -1,0 +1,126 @@
+"""User groups under /auth/group/ (superusers only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select
+
+from ...models import LinkUserGroup, UserGroup, UserOAuth
+from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
+from ...services.groups import add_member, member_ids
+from ..deps import SessionDep
+from ..users import Superuser
+
+router = APIRouter(prefix="/auth/group", tags=["groups"])
+
+
+async def _get_group(session: SessionDep, group_id: int) -> UserGroup:
+    group = await session.get(UserGroup, group_id)
+    if group is None:
+        raise HTTPException(404, detail=f"group {group_id} not found")
+    return group
+
+
+async def _read(session: SessionDep, group: UserGroup, with_users: bool = True) -> GroupRead:
+    data = GroupRead.model_validate(group)
+    if with_users:
+        assert group.id is not None
+        data.user_ids = await member_ids(session, group.id)
+    return data
+
+
+def _is_default(request: Request, group: UserGroup) -> bool:
+    return group.name == request.app.state.settings.DEFAULT_GROUP_NAME
+
+
+@router.get("/", response_model=list[GroupRead], response_model_exclude_none=True)
+async def list_groups(
+    _admin: Superuser, session: SessionDep, user_ids: bool = False
+) -> list[GroupRead]:
+    groups = (await session.exec(select(UserGroup).order_by(col(UserGroup.id)))).all()
+    return [await _read(session, group, with_users=user_ids) for group in groups]
+
+
+@router.post("/", response_model=GroupRead, status_code=status.HTTP_201_CREATED)
+async def create_group(payload: GroupCreate, _admin: Superuser, session: SessionDep) -> GroupRead:
+    group = UserGroup(name=payload.name)
+    session.add(group)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(422, detail=f"a group named {payload.name!r} already exists")
+    await session.refresh(group)
+    return await _read(session, group)
+
+
+@router.get("/{group_id}/", response_model=GroupRead)
+async def get_group(group_id: int, _admin: Superuser, session: SessionDep) -> GroupRead:
+    return await _read(session, await _get_group(session, group_id))
+
+
+@router.patch("/{group_id}/", response_model=GroupRead)
+async def update_group(
+    request: Request, group_id: int, payload: GroupUpdate, _admin: Superuser, session: SessionDep
+) -> GroupRead:
+    group = await _get_group(session, group_id)
+    if payload.name is not None and payload.name != group.name:
+        if _is_default(request, group):
+            raise HTTPException(422, detail="the default group cannot be renamed")
+        group.name = payload.name
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise HTTPException(422, detail=f"a group named {payload.name!r} already exists")
+    return await _read(session, group)
+
+
+@router.delete("/{group_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_group(
+    request: Request, group_id: int, _admin: Superuser, session: SessionDep
+) -> Response:
+    group = await _get_group(session, group_id)
+    if _is_default(request, group):
+        raise HTTPException(422, detail="the default group cannot be deleted")
+    await session.exec(delete(LinkUserGroup).where(col(LinkUserGroup.group_id) == group_id))
+    await session.delete(group)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _get_user(session: SessionDep, user_id: int) -> UserOAuth:
+    user = await session.get(UserOAuth, user_id)
+    if user is None:
+        raise HTTPException(404, detail=f"user {user_id} not found")
+    return user
+
+
+@router.post("/{group_id}/add-user/{user_id}/", response_model=GroupRead)
+async def add_user(
+    group_id: int, user_id: int, _admin: Superuser, session: SessionDep
+) -> GroupRead:
+    group = await _get_group(session, group_id)
+    await _get_user(session, user_id)
+    if await session.get(LinkUserGroup, (group_id, user_id)) is not None:
+        raise HTTPException(422, detail=f"user {user_id} is already a member of group {group_id}")
+    await add_member(session, group_id, user_id)
+    await session.commit()
+    return await _read(session, group)
+
+
+@router.post("/{group_id}/remove-user/{user_id}/", response_model=GroupRead)
+async def remove_user(
+    request: Request, group_id: int, user_id: int, _admin: Superuser, session: SessionDep
+) -> GroupRead:
+    group = await _get_group(session, group_id)
+    await _get_user(session, user_id)
+    if _is_default(request, group):
+        raise HTTPException(422, detail="nobody can leave the default group")
+    link = await session.get(LinkUserGroup, (group_id, user_id))
+    if link is None:
+        raise HTTPException(422, detail=f"user {user_id} is not a member of group {group_id}")
+    await session.delete(link)
+    await session.commit()
+    return await _read(session, group)

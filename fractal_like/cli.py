@@ -1,0 +1,151 @@
+"""The `fractal-like` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+from .config import ConfigError, Settings, load_settings
+from .migrate import SchemaMismatchError, check_schema, upgrade
+
+app = typer.Typer(
+    help="fractal-like: an HPC workflow manager speaking the Fractal v2 API.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+
+
+def _prepare_database(settings: Settings) -> None:
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database, or bring it to the schema of this version."""
+    settings = _settings()
+    _prepare_database(settings)
+    console.print(f"database at {settings.database_url} is up to date")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Exit 1 unless the database is at the schema of this version."""
+    settings = _settings()
+    try:
+        check_schema(settings.database_url)
+    except SchemaMismatchError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    console.print("database schema is current")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    migrate: Annotated[bool, typer.Option(help="Create or migrate the database first.")] = True,
+) -> None:
+    """Start the API server (creating and migrating the database first)."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    settings = _settings()
+    host = host or settings.HOST
+    port = port or settings.PORT
+    if migrate:
+        _prepare_database(settings)
+    url = f"http://{host}:{port}"
+
+    def announce(application: FastAPI) -> None:
+        password = application.state.generated_admin_password
+        shown = password if password else "(the FRACTAL_LIKE_ADMIN_PASSWORD you set before)"
+        console.print(
+            f"fractal-like is serving at [bold]{url}[/bold] "
+            f"(database {settings.database_url})\n"
+            f"log in with: FRACTAL_SERVER={url} FRACTAL_USER={settings.ADMIN_EMAIL} "
+            f"FRACTAL_PASSWORD={shown} fractal user whoami"
+        )
+        if password:
+            console.print(
+                "this password is shown only once: keep it, or change it with "
+                "`fractal-like user set-password`"
+            )
+
+    try:
+        application = create_app(settings, on_ready=announce)
+    except SchemaMismatchError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    superuser: Annotated[bool, typer.Option(help="Make the user a superuser.")] = False,
+    project_dir: Annotated[list[str] | None, typer.Option(help="An allowed data folder.")] = None,
+) -> None:
+    """Create a user (the database must be migrated)."""
+    from .services.users_cli import create_user
+
+    settings = _settings()
+    try:
+        check_schema(settings.database_url)
+        user_id = asyncio.run(create_user(settings, email, password, superuser, project_dir or []))
+    except (SchemaMismatchError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"created user {email} with id {user_id}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: str, password: Annotated[str, typer.Option(prompt=True, hide_input=True)]
+) -> None:
+    """Set a user's password."""
+    from .services.users_cli import set_password
+
+    settings = _settings()
+    try:
+        check_schema(settings.database_url)
+        asyncio.run(set_password(settings, email, password))
+    except (SchemaMismatchError, ValueError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    console.print(f"password of {email} changed")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI schema as JSON."""
+    from .api.app import create_app
+
+    application = create_app(_settings(), check_migrations=False)
+    json.dump(application.openapi(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,124 @@
+"""Settings, read from the environment with the prefix FRACTAL_LIKE_."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that must never protect a real deployment.
+WEAK_SECRETS = {"", "secret", "changeme", "change-me", "jwt-secret", "fractal", "password"}
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class RunnerBackend(StrEnum):
+    LOCAL = "local"
+    SLURM_SUDO = "slurm_sudo"
+    SLURM_SSH = "slurm_ssh"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FRACTAL_LIKE_", extra="ignore")
+
+    ENVIRONMENT: Environment = Environment.PRODUCTION
+    DATA_DIR: Path = Field(default_factory=lambda: Path.cwd() / "fractal-like-data")
+    DB_URL: str | None = None
+    JWT_SECRET: str | None = None
+    JWT_EXPIRE_SECONDS: int = Field(default=3600 * 8, gt=0)
+    ADMIN_EMAIL: str = "admin@fractal-like.local"
+    # Unset: a random password is generated for the first admin and printed once.
+    ADMIN_PASSWORD: str | None = None
+    DEFAULT_GROUP_NAME: str = "All"
+    RUNNER_BACKEND: RunnerBackend = RunnerBackend.LOCAL
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("DATA_DIR")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("DB_URL")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+        return value
+
+    @field_validator("ADMIN_EMAIL")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("must be an e-mail address")
+        return value
+
+    @model_validator(mode="after")
+    def _strong_secret(self) -> Settings:
+        secret = self.JWT_SECRET
+        if secret is None or self.ENVIRONMENT == Environment.DEVELOPMENT:
+            return self
+        if secret.lower() in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"FRACTAL_LIKE_JWT_SECRET is too weak: use at least {MIN_SECRET_LENGTH} "
+                "random characters (e.g. `openssl rand -hex 32`), or unset it to let "
+                "fractal-like generate and keep one in FRACTAL_LIKE_DATA_DIR"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file in DATA_DIR."""
+        return self.DB_URL or f"sqlite:///{self.DATA_DIR / 'fractal-like.db'}"
+
+    def jwt_secret(self) -> str:
+        """The configured secret, or one generated once and kept in DATA_DIR."""
+        if self.JWT_SECRET:
+            return self.JWT_SECRET
+        path = self.DATA_DIR / "jwt-secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        # Written with 0600 from the start: the secret signs every token.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        name = "FRACTAL_LIKE_" + ".".join(str(part) for part in item["loc"]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if name else message)
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning validation errors into a message naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

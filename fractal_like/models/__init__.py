@@ -1,0 +1,38 @@
+"""Every table, imported here so that SQLModel.metadata knows them all."""
+
+from sqlmodel import SQLModel
+
+from .dataset import Dataset, Image
+from .history import HistoryImageCache, HistoryRun, HistoryUnit
+from .job import ACTIVE_JOB_STATUSES, Job, JobStatus
+from .project import LinkUserProject, Project
+from .resource import Profile, Resource
+from .security import LinkUserGroup, OAuthAccount, UserGroup, UserOAuth
+from .task import Task, TaskGroup, TaskGroupActivity
+from .workflow import Workflow, WorkflowTask, WorkflowTemplate
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES",
+    "Dataset",
+    "HistoryImageCache",
+    "HistoryRun",
+    "HistoryUnit",
+    "Image",
+    "Job",
+    "JobStatus",
+    "LinkUserGroup",
+    "LinkUserProject",
+    "OAuthAccount",
+    "Profile",
+    "Project",
+    "Resource",
+    "SQLModel",
+    "Task",
+    "TaskGroup",
+    "TaskGroupActivity",
+    "UserGroup",
+    "UserOAuth",
+    "Workflow",
+    "WorkflowTask",
+    "WorkflowTemplate",
+]

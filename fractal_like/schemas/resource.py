@@ -1,0 +1,145 @@
+"""Compute resources and profiles (admin only)."""
+
+from __future__ import annotations
+
+import os.path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from ..slurm_config import LocalRunnerConfig, SlurmConfig
+from ._base import NonEmptyStr, ReadModel, StrictModel, UTCTimestamp
+
+ResourceType = Literal["local", "slurm_sudo", "slurm_ssh"]
+_POSIX_USER = r"^[a-z_][a-z0-9_-]{0,31}\$?$"
+_HOST = r"^[A-Za-z0-9.\-]{1,253}$"
+_PY_VERSION = r"^3\.\d{1,2}$"
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/") or "\x00" in value:
+        raise ValueError(f"{value!r} is not an absolute path")
+    return os.path.normpath(value)
+
+
+AbsolutePath = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_absolute)
+]
+PosixUser = Annotated[str, StringConstraints(pattern=_POSIX_USER)]
+
+
+class PythonConfig(StrictModel):
+    default_version: Annotated[str, StringConstraints(pattern=_PY_VERSION)]
+    versions: dict[Annotated[str, StringConstraints(pattern=_PY_VERSION)], AbsolutePath]
+
+    @model_validator(mode="after")
+    def _default_known(self) -> PythonConfig:
+        if self.default_version not in self.versions:
+            raise ValueError(f"default_version {self.default_version} is not among versions")
+        return self
+
+
+class ResourceCreate(StrictModel):
+    name: NonEmptyStr
+    type: ResourceType
+    host: Annotated[str, StringConstraints(pattern=_HOST)] | None = None
+    jobs_local_dir: AbsolutePath
+    tasks_local_dir: AbsolutePath
+    jobs_runner_config: dict[str, Any] = Field(default_factory=dict)
+    jobs_slurm_python_worker: AbsolutePath | None = None
+    jobs_poll_interval: int = Field(default=5, ge=1, le=3600)
+    tasks_python_config: PythonConfig | None = None
+    prevent_new_submissions: bool = False
+
+    @model_validator(mode="after")
+    def _valid_for_type(self) -> ResourceCreate:
+        if self.type == "local":
+            self.jobs_runner_config = LocalRunnerConfig.model_validate(
+                self.jobs_runner_config
+            ).model_dump(exclude_none=True)
+            return self
+        # SLURM resources: the configuration must be complete and valid.
+        self.jobs_runner_config = SlurmConfig.model_validate(self.jobs_runner_config).model_dump(
+            exclude_none=True
+        )
+        if self.jobs_slurm_python_worker is None:
+            raise ValueError(
+                f"a {self.type} resource needs jobs_slurm_python_worker, the Python "
+                "interpreter that runs units on the compute nodes"
+            )
+        if self.type == "slurm_ssh" and not self.host:
+            raise ValueError("a slurm_ssh resource needs host, the login node to reach")
+        return self
+
+
+class ResourceUpdate(StrictModel):
+    """A partial update; the merged resource is validated again as a whole."""
+
+    name: NonEmptyStr | None = None
+    host: Annotated[str, StringConstraints(pattern=_HOST)] | None = None
+    jobs_local_dir: AbsolutePath | None = None
+    tasks_local_dir: AbsolutePath | None = None
+    jobs_runner_config: dict[str, Any] | None = None
+    jobs_slurm_python_worker: AbsolutePath | None = None
+    jobs_poll_interval: int | None = Field(default=None, ge=1, le=3600)
+    tasks_python_config: PythonConfig | None = None
+    prevent_new_submissions: bool | None = None
+
+
+class ResourceRead(ReadModel):
+    id: int
+    name: str
+    type: str
+    host: str | None
+    jobs_local_dir: str
+    tasks_local_dir: str
+    jobs_runner_config: dict[str, Any]
+    jobs_slurm_python_worker: str | None
+    jobs_poll_interval: int
+    tasks_python_config: dict[str, Any]
+    prevent_new_submissions: bool
+    timestamp_created: UTCTimestamp
+
+
+class ProfileCreate(StrictModel):
+    name: NonEmptyStr
+    resource_type: ResourceType | None = None
+    username: PosixUser | None = None
+    ssh_key_path: AbsolutePath | None = None
+    jobs_remote_dir: AbsolutePath | None = None
+    tasks_remote_dir: AbsolutePath | None = None
+
+
+class ProfileUpdate(StrictModel):
+    name: NonEmptyStr | None = None
+    username: PosixUser | None = None
+    ssh_key_path: AbsolutePath | None = None
+    jobs_remote_dir: AbsolutePath | None = None
+    tasks_remote_dir: AbsolutePath | None = None
+
+
+class ProfileRead(ReadModel):
+    id: int
+    resource_id: int
+    name: str
+    resource_type: str
+    username: str | None
+    ssh_key_path: str | None
+    jobs_remote_dir: str | None
+    tasks_remote_dir: str | None
+    timestamp_created: UTCTimestamp
+
+
+def check_profile_for_resource(resource_type: str, profile: dict[str, Any]) -> None:
+    """Raise ValueError unless the profile has what its resource type needs."""
+    if profile.get("resource_type") not in (None, resource_type):
+        raise ValueError(
+            f"resource_type {profile['resource_type']!r} does not match the resource "
+            f"({resource_type!r})"
+        )
+    if resource_type in ("slurm_sudo", "slurm_ssh") and not profile.get("username"):
+        raise ValueError(f"a {resource_type} profile needs username, the cluster account")
+    if resource_type == "slurm_ssh":
+        for key in ("ssh_key_path", "jobs_remote_dir"):
+            if not profile.get(key):
+                raise ValueError(f"a slurm_ssh profile needs {key}")

@@ -1,0 +1,108 @@
+"""Users and groups."""
+
+from __future__ import annotations
+
+from fastapi_users import schemas
+from pydantic import ConfigDict, EmailStr, Field, field_validator
+
+from ._base import NonEmptyStr, PathStr, ReadModel, StrictModel, UTCTimestamp
+
+MAX_DIRS = 100
+
+
+def _absolute_dirs(value: list[str] | None) -> list[str] | None:
+    """Project dirs are absolute, normalised, without duplicates."""
+    if value is None:
+        return None
+    import os.path
+
+    result: list[str] = []
+    for item in value:
+        if not item.startswith("/"):
+            raise ValueError(f"project dir {item!r} is not an absolute path")
+        if "\x00" in item:
+            raise ValueError("project dirs cannot contain NUL characters")
+        normal = os.path.normpath(item)
+        if normal not in result:
+            result.append(normal)
+    return result
+
+
+def _accounts(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if len(set(value)) != len(value):
+        raise ValueError("slurm_accounts must not repeat an account")
+    return value
+
+
+SlurmAccount = NonEmptyStr
+
+
+class UserRead(schemas.BaseUser[int]):
+    username: str | None = None
+    profile_id: int | None = None
+    project_dirs: list[str] = []
+    slurm_accounts: list[str] = []
+    group_ids_names: list[tuple[int, str]] | None = None
+    oauth_accounts: list[dict[str, object]] = []
+
+
+class UserCreate(schemas.BaseUserCreate):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=255)
+    username: NonEmptyStr | None = None
+    profile_id: int | None = Field(default=None, gt=0)
+    project_dirs: list[PathStr] = Field(default_factory=list, max_length=MAX_DIRS)
+    slurm_accounts: list[SlurmAccount] = Field(default_factory=list, max_length=MAX_DIRS)
+
+    _dirs = field_validator("project_dirs")(_absolute_dirs)
+    _accts = field_validator("slurm_accounts")(_accounts)
+
+
+class UserUpdate(schemas.BaseUserUpdate):
+    """What an admin may change on a user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = Field(default=None, max_length=320)
+    password: str | None = Field(default=None, min_length=1, max_length=255)
+    username: NonEmptyStr | None = None
+    profile_id: int | None = Field(default=None, gt=0)
+    project_dirs: list[PathStr] | None = Field(default=None, max_length=MAX_DIRS)
+    slurm_accounts: list[SlurmAccount] | None = Field(default=None, max_length=MAX_DIRS)
+
+    _dirs = field_validator("project_dirs")(_absolute_dirs)
+    _accts = field_validator("slurm_accounts")(_accounts)
+
+
+class UserUpdateOwn(StrictModel):
+    """What users may change on themselves."""
+
+    password: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class UserSetGroups(StrictModel):
+    group_ids: list[int] = Field(max_length=1000)
+
+
+class GroupCreate(StrictModel):
+    name: NonEmptyStr
+
+
+class GroupUpdate(StrictModel):
+    name: NonEmptyStr | None = None
+
+
+class GroupRead(ReadModel):
+    id: int
+    name: str
+    timestamp_created: UTCTimestamp
+    user_ids: list[int] | None = None
+
+
+class TokenRead(ReadModel):
+    access_token: str
+    token_type: str = "bearer"

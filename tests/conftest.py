@@ -1,0 +1,109 @@
+"""Shared fixtures: a real database (SQLite always, PostgreSQL when configured) and clients."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from fractal_like.api.app import create_app
+from fractal_like.config import Settings
+from fractal_like.db import sync_url
+from fractal_like.migrate import upgrade
+from fractal_like.models import SQLModel
+
+from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
+
+PG_URL_VAR = "FRACTAL_LIKE_TEST_PG_URL"
+REQUIRE_PG_VAR = "FRACTAL_LIKE_REQUIRE_PG"
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per worker; each test copies it (much faster than migrating)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database(worker_id: str) -> Iterator[str | None]:
+    """A migrated PostgreSQL database of this xdist worker's own, or None when not configured."""
+    base = os.environ.get(PG_URL_VAR)
+    if not base:
+        yield None
+        return
+    name = f"fltest_{worker_id}_{uuid.uuid4().hex[:8]}"
+    admin_engine = create_engine(sync_url(base), isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin_engine.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(sync_url(url))
+    tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=_backends())
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_database: str | None
+) -> str:
+    """The URL of an empty, migrated database, on each backend in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "fractal-like.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    if pg_database is None:
+        if os.environ.get(REQUIRE_PG_VAR) == "1":
+            pytest.fail(f"{REQUIRE_PG_VAR}=1 but {PG_URL_VAR} is not set")
+        pytest.skip(f"PostgreSQL tests need {PG_URL_VAR}")
+    _truncate_all(pg_database)
+    return pg_database
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        DB_URL=db_url,
+        DATA_DIR=tmp_path / "data",
+        JWT_SECRET="test-secret-" + "x" * 40,
+        ADMIN_EMAIL=ADMIN_EMAIL,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+    )
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def api(app_client: TestClient, tmp_path: Path) -> ApiClient:
+    """Helpers bound to the running app: the admin's client and user factories."""
+    return ApiClient(app_client, tmp_path)
+
+
+@pytest.fixture
+def admin(api: ApiClient) -> TestClient:
+    return api.admin
