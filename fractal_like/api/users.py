@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, IntegerIDMixin, InvalidPasswordException
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
@@ -60,3 +60,17 @@ current_superuser = fastapi_users.current_user(active=True, superuser=True)
 CurrentUser = Annotated[UserOAuth, Depends(current_active_user)]
 Superuser = Annotated[UserOAuth, Depends(current_superuser)]
 UserManagerDep = Annotated[UserManager, Depends(get_user_manager)]
+
+
+async def current_user_with_profile(user: CurrentUser) -> UserOAuth:
+    """The /api/v2/ routes need to know where the user's jobs would run."""
+    if user.profile_id is None:
+        raise HTTPException(
+            403,
+            detail=f"user {user.email} has no computing profile yet: an admin must assign one "
+            "(PATCH /auth/users/{id}/ with profile_id) before /api/v2/ can be used",
+        )
+    return user
+
+
+ApiUser = Annotated[UserOAuth, Depends(current_user_with_profile)]

@@ -30,7 +30,12 @@ def _bounded_dict(value: dict[str, Any]) -> dict[str, Any]:
 
 
 JsonDict = Annotated[dict[str, Any], AfterValidator(_bounded_dict)]
-TypeFilters = Annotated[dict[NonEmptyStr, bool], AfterValidator(_bounded_dict)]
+# Keys of image attributes and types: no quotes, backslashes or control characters, so they
+# can be used as JSON paths on every database.
+JsonKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r'^[^"\\\x00-\x1f]+$')
+]
+TypeFilters = Annotated[dict[JsonKey, bool], AfterValidator(_bounded_dict)]
 
 # Timestamps always leave the server as ISO-8601 with an explicit UTC offset.
 UTCTimestamp = Annotated[

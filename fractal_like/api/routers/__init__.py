@@ -1,5 +1,11 @@
 """Every router of the API, in the order they are mounted."""
 
-from . import admin_resources, auth, groups
+from . import admin_resources, auth, datasets, groups, projects
 
-ROUTERS = [auth.router, groups.router, admin_resources.router]
+ROUTERS = [
+    auth.router,
+    groups.router,
+    admin_resources.router,
+    projects.router,
+    datasets.router,
+]

@@ -1,0 +1,85 @@
+"""Datasets and images."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from ._base import JsonKey, NonEmptyStr, PathStr, ReadModel, StrictModel, TypeFilters, UTCTimestamp
+from .project import ProjectRead
+
+AttributeValue = int | float | str | bool
+MAX_ATTRIBUTES = 200
+AttrKey = JsonKey
+
+
+def _no_none(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes are allowed")
+    return value
+
+
+Attributes = Annotated[dict[AttrKey, AttributeValue], AfterValidator(_no_none)]
+AttributeFilters = Annotated[
+    dict[AttrKey, Annotated[list[AttributeValue], Field(min_length=1, max_length=1000)]],
+    AfterValidator(_no_none),
+]
+
+
+class DatasetCreate(StrictModel):
+    name: NonEmptyStr
+    zarr_dir: PathStr | None = None
+    project_dir: PathStr | None = None
+    zarr_subfolder: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+
+
+class DatasetUpdate(StrictModel):
+    name: NonEmptyStr | None = None
+    zarr_dir: PathStr | None = None
+    is_starred: bool | None = None
+
+
+class DatasetRead(ReadModel):
+    id: int
+    name: str
+    project_id: int
+    project: ProjectRead
+    zarr_dir: str
+    is_starred: bool
+    timestamp_created: UTCTimestamp
+
+
+class ImageCreate(StrictModel):
+    zarr_url: PathStr
+    origin: PathStr | None = None
+    attributes: Attributes = Field(default_factory=dict)
+    types: TypeFilters = Field(default_factory=dict)
+
+
+class ImageUpdate(StrictModel):
+    zarr_url: PathStr
+    attributes: Attributes | None = None
+    types: TypeFilters | None = None
+
+
+class ImageRead(ReadModel):
+    zarr_url: str
+    origin: str | None = None
+    attributes: dict[str, Any]
+    types: dict[str, bool]
+
+
+class ImageQuery(StrictModel):
+    zarr_url: PathStr | None = None
+    type_filters: TypeFilters = Field(default_factory=dict)
+    attribute_filters: AttributeFilters = Field(default_factory=dict)
+
+
+class ImagePage(ReadModel):
+    total_count: int
+    page_size: int
+    current_page: int
+    attributes: dict[str, list[AttributeValue]]
+    types: list[str]
+    images: list[ImageRead]
