@@ -1,6 +1,6 @@
 """Every router of the API, in the order they are mounted."""
 
-from . import admin_resources, auth, datasets, groups, projects
+from . import admin_resources, auth, datasets, groups, projects, tasks
 
 ROUTERS = [
     auth.router,
@@ -8,4 +8,6 @@ ROUTERS = [
     admin_resources.router,
     projects.router,
     datasets.router,
+    tasks.router,
+    tasks.admin_router,
 ]

@@ -1,0 +1,269 @@
+"""Tasks under /api/v2/task/, task groups under /api/v2/task-group/, and the task admin routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from sqlmodel import col, func, select
+
+from ...models import Task, TaskGroup, TaskGroupActivity
+from ...schemas.task import (
+    TaskCollectCustom,
+    TaskCreate,
+    TaskGroupActivityRead,
+    TaskGroupRead,
+    TaskGroupUpdate,
+    TaskIdList,
+    TaskRead,
+    TaskReadSlim,
+    TaskUpdate,
+)
+from ...services import tasks as task_service
+from ...services.tasks import task_for, task_group_for, visible_to
+from ..deps import SessionDep, SettingsDep
+from ..users import ApiUser, Superuser
+
+router = APIRouter(prefix="/api/v2", tags=["tasks"])
+admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"])
+
+GroupIdQuery = Annotated[int | None, Query(gt=0, le=2**31 - 1)]
+FilterQuery = Annotated[str | None, Query(min_length=1, max_length=255)]
+
+
+# --- Tasks ------------------------------------------------------------------------------------
+
+
+@router.get("/task/", response_model=list[TaskReadSlim])
+async def list_tasks(
+    user: ApiUser,
+    session: SessionDep,
+    category: FilterQuery = None,
+    modality: FilterQuery = None,
+    author: FilterQuery = None,
+) -> list[Task]:
+    assert user.id is not None
+    query = (
+        select(Task)
+        .join(TaskGroup, col(TaskGroup.id) == Task.taskgroupv2_id)
+        .where(visible_to(user.id), col(TaskGroup.active).is_(True))
+        .order_by(col(Task.id))
+    )
+    if category is not None:
+        query = query.where(func.lower(col(Task.category)) == category.lower())
+    if modality is not None:
+        query = query.where(func.lower(col(Task.modality)) == modality.lower())
+    if author is not None:
+        query = query.where(col(Task.authors).icontains(author, autoescape=True))
+    return list((await session.exec(query)).all())
+
+
+@router.post("/task/", response_model=TaskRead, status_code=status.HTTP_201_CREATED)
+async def create_task(
+    payload: TaskCreate,
+    user: ApiUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    private: bool = False,
+    user_group_id: GroupIdQuery = None,
+) -> Task:
+    group_id = await task_service.target_user_group(
+        session,
+        user,
+        private=private,
+        user_group_id=user_group_id,
+        default_group_name=settings.DEFAULT_GROUP_NAME,
+    )
+    task = Task(taskgroupv2_id=0, **payload.model_dump())
+    _group, (created,) = await task_service.create_task_group(
+        session,
+        user,
+        pkg_name=payload.name,
+        version=payload.version,
+        user_group_id=group_id,
+        tasks=[task],
+    )
+    return created
+
+
+@router.post(
+    "/task/collect/custom/", response_model=list[TaskRead], status_code=status.HTTP_201_CREATED
+)
+async def collect_custom(
+    payload: TaskCollectCustom,
+    user: ApiUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    private: bool = False,
+    user_group_id: GroupIdQuery = None,
+) -> list[Task]:
+    group_id = await task_service.target_user_group(
+        session,
+        user,
+        private=private,
+        user_group_id=user_group_id,
+        default_group_name=settings.DEFAULT_GROUP_NAME,
+    )
+    python = task_service.check_interpreter(payload.python_interpreter)
+    if payload.package_root is not None:
+        root = task_service.check_package_root(payload.package_root)
+    else:
+        assert payload.package_name is not None
+        root = await task_service.find_package_root(python, payload.package_name)
+    tasks = task_service.tasks_from_manifest(payload.manifest, python, root, payload.version)
+    _group, created = await task_service.create_task_group(
+        session,
+        user,
+        pkg_name=payload.label,
+        version=payload.version,
+        user_group_id=group_id,
+        tasks=tasks,
+        path=root,
+    )
+    return created
+
+
+@router.get("/task/{task_id}/", response_model=TaskRead)
+async def get_task(task_id: int, user: ApiUser, session: SessionDep) -> Task:
+    task, _group = await task_for(session, user, task_id)
+    return task
+
+
+@router.patch("/task/{task_id}/", response_model=TaskRead)
+async def update_task(
+    task_id: int, payload: TaskUpdate, user: ApiUser, session: SessionDep
+) -> Task:
+    task, _group = await task_for(session, user, task_id, manage=True)
+    return await task_service.update_task(session, task, payload.model_dump(exclude_unset=True))
+
+
+@router.delete("/task/{task_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_task(task_id: int, user: ApiUser, session: SessionDep) -> Response:
+    task, group = await task_for(session, user, task_id, manage=True)
+    await task_service.delete_task(session, task, group)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- Task groups ------------------------------------------------------------------------------
+
+
+@router.get("/task-group/", response_model=list[TaskGroupRead])
+async def list_task_groups(
+    user: ApiUser,
+    session: SessionDep,
+    only_active: bool = False,
+    only_owner: bool = False,
+    args_schema: bool = True,
+) -> list[TaskGroupRead]:
+    assert user.id is not None
+    query = select(TaskGroup).where(visible_to(user.id)).order_by(col(TaskGroup.id))
+    if only_active:
+        query = query.where(col(TaskGroup.active).is_(True))
+    if only_owner:
+        query = query.where(TaskGroup.user_id == user.id)
+    groups = list((await session.exec(query)).all())
+    tasks = await task_service.tasks_of_groups(session, [g.id for g in groups if g.id is not None])
+    return [
+        task_service.task_group_read(group, tasks.get(group.id or 0, []), args_schema)
+        for group in groups
+    ]
+
+
+# The activity routes come before /task-group/{task_group_id}/, which would otherwise match them.
+@router.get("/task-group/activity/", response_model=list[TaskGroupActivityRead])
+async def list_activities(
+    user: ApiUser,
+    session: SessionDep,
+    taskgroupv2_id: GroupIdQuery = None,
+    pkg_name: FilterQuery = None,
+    activity_status: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    action: FilterQuery = None,
+) -> list[TaskGroupActivity]:
+    query = (
+        select(TaskGroupActivity)
+        .where(TaskGroupActivity.user_id == user.id)
+        .order_by(col(TaskGroupActivity.id))
+    )
+    if taskgroupv2_id is not None:
+        query = query.where(TaskGroupActivity.taskgroupv2_id == taskgroupv2_id)
+    if pkg_name is not None:
+        query = query.where(col(TaskGroupActivity.pkg_name).icontains(pkg_name, autoescape=True))
+    if activity_status is not None:
+        query = query.where(TaskGroupActivity.status == activity_status)
+    if action is not None:
+        query = query.where(TaskGroupActivity.action == action)
+    return list((await session.exec(query)).all())
+
+
+@router.get("/task-group/activity/{activity_id}/", response_model=TaskGroupActivityRead)
+async def get_activity(activity_id: int, user: ApiUser, session: SessionDep) -> TaskGroupActivity:
+    activity = await session.get(TaskGroupActivity, activity_id)
+    if activity is None:
+        raise HTTPException(404, detail=f"task-group activity {activity_id} not found")
+    if activity.user_id != user.id and not user.is_superuser:
+        raise HTTPException(403, detail=f"task-group activity {activity_id} is not yours")
+    return activity
+
+
+@router.get("/task-group/{task_group_id}/", response_model=TaskGroupRead)
+async def get_task_group(task_group_id: int, user: ApiUser, session: SessionDep) -> TaskGroupRead:
+    group = await task_group_for(session, user, task_group_id)
+    tasks = await task_service.tasks_of_groups(session, [task_group_id])
+    return task_service.task_group_read(group, tasks.get(task_group_id, []))
+
+
+@router.patch("/task-group/{task_group_id}/", response_model=TaskGroupRead)
+async def update_task_group(
+    task_group_id: int, payload: TaskGroupUpdate, user: ApiUser, session: SessionDep
+) -> TaskGroupRead:
+    group = await task_group_for(session, user, task_group_id, manage=True)
+    changes = payload.model_dump(exclude_unset=True)
+    if "user_group_id" in changes:
+        new_group_id = changes["user_group_id"]
+        if new_group_id is not None:
+            await task_service.check_can_share_with(session, user, new_group_id)
+            await task_service.check_unique_in_group(session, group, new_group_id)
+        group.user_group_id = new_group_id
+        await session.commit()
+    tasks = await task_service.tasks_of_groups(session, [task_group_id])
+    return task_service.task_group_read(group, tasks.get(task_group_id, []))
+
+
+@router.delete("/task-group/{task_group_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_task_group(task_group_id: int, user: ApiUser, session: SessionDep) -> Response:
+    group = await task_group_for(session, user, task_group_id, manage=True)
+    await task_service.delete_task_group(session, group)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- Admin: core tasks ------------------------------------------------------------------------
+
+
+async def _set_core(session: SessionDep, task_ids: list[int], is_core: bool) -> list[Task]:
+    wanted = sorted(set(task_ids))
+    tasks = list(
+        (
+            await session.exec(select(Task).where(col(Task.id).in_(wanted)).order_by(col(Task.id)))
+        ).all()
+    )
+    missing = sorted(set(wanted) - {task.id for task in tasks})
+    if missing:
+        raise HTTPException(404, detail=f"tasks not found: {missing}")
+    for task in tasks:
+        task.is_core = is_core
+    await session.commit()
+    return tasks
+
+
+@admin_router.post("/make-core/", response_model=list[TaskRead])
+async def make_core(
+    task_ids: Annotated[TaskIdList, Body()], _admin: Superuser, session: SessionDep
+) -> list[Task]:
+    return await _set_core(session, task_ids, True)
+
+
+@admin_router.post("/make-not-core/", response_model=list[TaskRead])
+async def make_not_core(
+    task_ids: Annotated[TaskIdList, Body()], _admin: Superuser, session: SessionDep
+) -> list[Task]:
+    return await _set_core(session, task_ids, False)
