@@ -124,3 +124,37 @@ class ApiClient:
             200,
         )
         return UserClient(self.client, token, me)
+
+
+def make_task(user: UserClient, name: str = "task", **fields: Any) -> dict[str, Any]:
+    """A custom task the user owns (parallel unless commands say otherwise)."""
+    body: dict[str, Any] = {"name": name, "version": "1.0.0"}
+    if "command_parallel" not in fields and "command_non_parallel" not in fields:
+        body["command_parallel"] = "/bin/true"
+    body.update(fields)
+    return expect(user.post("/api/v2/task/", json=body), 201)
+
+
+def make_project(user: UserClient, name: str = "project") -> dict[str, Any]:
+    return expect(user.post("/api/v2/project/", json={"name": name}), 201)
+
+
+def make_dataset(user: UserClient, project_id: int, name: str = "dataset") -> dict[str, Any]:
+    return expect(user.post(f"/api/v2/project/{project_id}/dataset/", json={"name": name}), 201)
+
+
+def make_workflow(
+    user: UserClient, project_id: int, task_ids: list[int], name: str = "workflow"
+) -> dict[str, Any]:
+    workflow = expect(
+        user.post(f"/api/v2/project/{project_id}/workflow/", json={"name": name}), 201
+    )
+    if task_ids:
+        expect(
+            user.post(
+                f"/api/v2/project/{project_id}/workflow/{workflow['id']}/wftask/",
+                json=[{"task_id": task_id} for task_id in task_ids],
+            ),
+            201,
+        )
+    return expect(user.get(f"/api/v2/project/{project_id}/workflow/{workflow['id']}/"), 200)

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     StringConstraints,
 )
 
@@ -35,7 +36,7 @@ JsonDict = Annotated[dict[str, Any], AfterValidator(_bounded_dict)]
 JsonKey = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r'^[^"\\\x00-\x1f]+$')
 ]
-TypeFilters = Annotated[dict[JsonKey, bool], AfterValidator(_bounded_dict)]
+TypeFilters = Annotated[dict[JsonKey, StrictBool], AfterValidator(_bounded_dict)]
 
 # Timestamps always leave the server as ISO-8601 with an explicit UTC offset.
 UTCTimestamp = Annotated[

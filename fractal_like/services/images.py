@@ -46,7 +46,8 @@ def filter_clauses(
         if dialect == "postgresql":
             has_true = _pg_contains(types, {key: True})
         else:
-            has_true = func.json_type(types, _json_path(key)) == "true"
+            # A missing key gives NULL, which must count as False, not as unknown.
+            has_true = func.coalesce(func.json_type(types, _json_path(key)), "") == "true"
         clauses.append(has_true if wanted else ~has_true)
     for key, values in attribute_filters.items():
         if dialect == "postgresql":

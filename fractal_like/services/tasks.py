@@ -458,3 +458,13 @@ def tasks_from_manifest(
             )
         )
     return tasks
+
+
+async def usable_task(
+    session: AsyncSession, user: UserOAuth, task_id: int
+) -> tuple[Task, TaskGroup]:
+    """A task the user may put in a workflow or run: visible, and of an active group."""
+    task, group = await task_for(session, user, task_id)
+    if not group.active:
+        raise HTTPException(422, detail=f"task {task_id} belongs to an inactive task group")
+    return task, group

@@ -1,6 +1,6 @@
 """Every router of the API, in the order they are mounted."""
 
-from . import admin_resources, auth, datasets, groups, projects, tasks
+from . import admin_resources, auth, datasets, groups, jobs, projects, tasks, templates, workflows
 
 ROUTERS = [
     auth.router,
@@ -10,4 +10,7 @@ ROUTERS = [
     datasets.router,
     tasks.router,
     tasks.admin_router,
+    workflows.router,
+    templates.router,
+    jobs.router,
 ]

@@ -1,0 +1,120 @@
+"""Jobs: submit, list, show, stop, download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlmodel import col, select
+
+from ...models import Dataset, Job, Workflow
+from ...schemas.job import JobCreate, JobRead
+from ...services import jobs as service
+from ...services.access import Need, child_of_project, project_for
+from ...services.job_files import read_live_log, zip_folder
+from ..deps import SessionDep
+from ..users import ApiUser
+
+router = APIRouter(prefix="/api/v2", tags=["jobs"])
+
+
+def _read(job: Job, show_tmp_logs: bool = False, with_log: bool = True) -> JobRead:
+    data = JobRead.model_validate(job)
+    if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
+        data.log = read_live_log(job.working_dir) or data.log
+    if not with_log:
+        data.log = None
+    return data
+
+
+@router.post(
+    "/project/{project_id}/job/submit/",
+    response_model=JobRead,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def submit_job(
+    project_id: int,
+    workflow_id: Annotated[int, Query(gt=0)],
+    dataset_id: Annotated[int, Query(gt=0)],
+    payload: JobCreate,
+    user: ApiUser,
+    session: SessionDep,
+) -> JobRead:
+    project, _ = await project_for(session, user, project_id, Need.EXECUTE)
+    workflow = await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
+    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    job = await service.submit(session, user, project, workflow, dataset, payload)
+    await session.commit()
+    return _read(job)
+
+
+@router.get("/job/", response_model=list[JobRead])
+async def list_my_jobs(user: ApiUser, session: SessionDep, log: bool = True) -> list[JobRead]:
+    query = select(Job).where(Job.user_id == user.id).order_by(col(Job.id))
+    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+
+
+@router.get("/project/{project_id}/job/", response_model=list[JobRead])
+async def list_project_jobs(
+    project_id: int, user: ApiUser, session: SessionDep, log: bool = True
+) -> list[JobRead]:
+    await project_for(session, user, project_id)
+    query = select(Job).where(Job.project_id == project_id).order_by(col(Job.id))
+    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+
+
+@router.get("/project/{project_id}/workflow/{workflow_id}/job/", response_model=list[JobRead])
+async def list_workflow_jobs(
+    project_id: int, workflow_id: int, user: ApiUser, session: SessionDep
+) -> list[JobRead]:
+    await project_for(session, user, project_id)
+    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
+    query = select(Job).where(Job.workflow_id == workflow_id).order_by(col(Job.id))
+    return [_read(job) for job in (await session.exec(query)).all()]
+
+
+async def _job(session: SessionDep, project_id: int, job_id: int) -> Job:
+    job = await session.get(Job, job_id)
+    if job is None or job.project_id != project_id:
+        raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
+    return job
+
+
+@router.get("/project/{project_id}/job/{job_id}/", response_model=JobRead)
+async def get_job(
+    project_id: int,
+    job_id: int,
+    user: ApiUser,
+    session: SessionDep,
+    show_tmp_logs: bool = False,
+) -> JobRead:
+    await project_for(session, user, project_id)
+    return _read(await _job(session, project_id, job_id), show_tmp_logs=show_tmp_logs)
+
+
+@router.get(
+    "/project/{project_id}/job/{job_id}/stop/",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+)
+async def stop_job(project_id: int, job_id: int, user: ApiUser, session: SessionDep) -> JobRead:
+    await project_for(session, user, project_id, Need.EXECUTE)
+    job = await _job(session, project_id, job_id)
+    service.stop_now_or_later(job)
+    await session.commit()
+    return _read(job)
+
+
+@router.get("/project/{project_id}/job/{job_id}/download/")
+async def download_job_logs(
+    project_id: int, job_id: int, user: ApiUser, session: SessionDep
+) -> Response:
+    await project_for(session, user, project_id)
+    job = await _job(session, project_id, job_id)
+    content = zip_folder(job.working_dir)
+    name = f"job_{job_id}_logs.zip"
+    return Response(
+        content=content,
+        media_type="application/x-zip-compressed",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

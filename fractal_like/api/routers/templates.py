@@ -1,0 +1,156 @@
+"""Workflow templates under /api/v2/workflow-template/."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+
+from ...models import UserOAuth, Workflow, WorkflowTemplate
+from ...schemas.workflow import (
+    TemplateCreate,
+    TemplateImport,
+    TemplatePage,
+    TemplateRead,
+    TemplateUpdate,
+)
+from ...services import workflows as workflow_service
+from ...services.access import project_for
+from ...services.templates import (
+    check_group_member,
+    template_for_use,
+    template_owned,
+    visible_templates,
+)
+from ..deps import SessionDep
+from ..users import ApiUser
+
+router = APIRouter(prefix="/api/v2/workflow-template", tags=["templates"])
+
+
+async def _read(session: SessionDep, template: WorkflowTemplate) -> TemplateRead:
+    owner = await session.get(UserOAuth, template.user_id)
+    return TemplateRead.model_validate(
+        {**template.model_dump(), "user_email": owner.email if owner else ""}
+    )
+
+
+async def _store(session: SessionDep, template: WorkflowTemplate) -> TemplateRead:
+    session.add(template)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(
+            422,
+            detail=f"you already have a template {template.name!r} version {template.version}",
+        )
+    return await _read(session, template)
+
+
+@router.get("/", response_model=TemplatePage)
+async def list_templates(
+    user: ApiUser,
+    session: SessionDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    name: Annotated[str | None, Query(max_length=255)] = None,
+) -> TemplatePage:
+    assert user.id is not None
+    query = visible_templates(user.id)
+    if name:
+        query = query.where(WorkflowTemplate.name == name)
+    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
+    size = page_size or max(total, 1)
+    current = min(page, max(1, -(-total // size)))
+    rows = await session.exec(
+        query.order_by(col(WorkflowTemplate.id)).offset((current - 1) * size).limit(size)
+    )
+    items = [await _read(session, template) for template in rows.all()]
+    return TemplatePage(total_count=total, page_size=size, current_page=current, items=items)
+
+
+@router.post("/", response_model=TemplateRead, status_code=status.HTTP_201_CREATED)
+async def create_template(
+    workflow_id: Annotated[int, Query(gt=0)],
+    payload: TemplateCreate,
+    user: ApiUser,
+    session: SessionDep,
+    user_group_id: Annotated[int | None, Query(gt=0)] = None,
+) -> TemplateRead:
+    workflow = await session.get(Workflow, workflow_id)
+    if workflow is None:
+        raise HTTPException(404, detail=f"workflow {workflow_id} not found")
+    await project_for(session, user, workflow.project_id)
+    await check_group_member(session, user, user_group_id)
+    exported = await workflow_service.export(session, workflow)
+    assert user.id is not None
+    template = WorkflowTemplate(
+        user_id=user.id,
+        user_group_id=user_group_id,
+        name=payload.name,
+        version=payload.version,
+        description=payload.description,
+        data=exported.model_dump(mode="json"),
+    )
+    return await _store(session, template)
+
+
+@router.post("/import/", response_model=TemplateRead, status_code=status.HTTP_201_CREATED)
+async def import_template(
+    payload: TemplateImport,
+    user: ApiUser,
+    session: SessionDep,
+    user_group_id: Annotated[int | None, Query(gt=0)] = None,
+) -> TemplateRead:
+    await check_group_member(session, user, user_group_id)
+    assert user.id is not None
+    template = WorkflowTemplate(
+        user_id=user.id,
+        user_group_id=user_group_id,
+        name=payload.name,
+        version=payload.version,
+        description=payload.description,
+        data=payload.data.model_dump(mode="json", exclude_none=True),
+    )
+    return await _store(session, template)
+
+
+@router.get("/{template_id}/", response_model=TemplateRead)
+async def get_template(template_id: int, user: ApiUser, session: SessionDep) -> TemplateRead:
+    return await _read(session, await template_for_use(session, user, template_id))
+
+
+@router.get("/{template_id}/export/", response_model=TemplateImport)
+async def export_template(template_id: int, user: ApiUser, session: SessionDep) -> dict:
+    template = await template_for_use(session, user, template_id)
+    return {
+        "name": template.name,
+        "version": template.version,
+        "description": template.description,
+        "data": template.data,
+    }
+
+
+@router.patch("/{template_id}/", response_model=TemplateRead)
+async def update_template(
+    template_id: int, payload: TemplateUpdate, user: ApiUser, session: SessionDep
+) -> TemplateRead:
+    template = await template_owned(session, user, template_id)
+    changes = payload.model_dump(exclude_unset=True)
+    if "user_group_id" in changes:
+        await check_group_member(session, user, changes["user_group_id"])
+    for key, value in changes.items():
+        setattr(template, key, value)
+    await session.commit()
+    return await _read(session, template)
+
+
+@router.delete("/{template_id}/", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(template_id: int, user: ApiUser, session: SessionDep) -> Response:
+    template = await template_owned(session, user, template_id)
+    await session.delete(template)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

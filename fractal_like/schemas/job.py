@@ -1,0 +1,45 @@
+"""Jobs: a workflow applied to a dataset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, StringConstraints
+
+from ..schemas.dataset import AttributeFilters
+from ._base import ReadModel, StrictModel, TypeFilters, UTCTimestamp
+
+WorkerInit = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class JobCreate(StrictModel):
+    worker_init: WorkerInit | None = None
+    first_task_index: int | None = Field(default=None, ge=0)
+    last_task_index: int | None = Field(default=None, ge=0)
+    slurm_account: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    attribute_filters: AttributeFilters = Field(default_factory=dict)
+    type_filters: TypeFilters = Field(default_factory=dict)
+
+
+class JobRead(ReadModel):
+    id: int
+    project_id: int | None
+    project_dump: dict[str, Any]
+    user_email: str
+    slurm_account: str | None
+    workflow_id: int | None
+    workflow_dump: dict[str, Any]
+    dataset_id: int | None
+    dataset_dump: dict[str, Any]
+    start_timestamp: UTCTimestamp
+    end_timestamp: UTCTimestamp | None
+    status: str
+    log: str | None
+    executor_error_log: str | None = None
+    working_dir: str | None
+    working_dir_user: str | None
+    first_task_index: int
+    last_task_index: int
+    worker_init: str | None
+    attribute_filters: dict[str, Any]
+    type_filters: dict[str, bool]

@@ -1,0 +1,208 @@
+"""Workflows, their tasks, export/import, and workflow templates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
+
+from ._base import (
+    JsonDict,
+    LongStr,
+    NonEmptyStr,
+    ReadModel,
+    StrictModel,
+    TypeFilters,
+    UTCTimestamp,
+)
+from .project import ProjectRead
+from .task import TaskRead
+
+MAX_WORKFLOW_TASKS = 500
+_RESERVED_NON_PARALLEL = {"zarr_urls", "zarr_dir"}
+_RESERVED_PARALLEL = {"zarr_url", "init_args"}
+
+
+def _no_reserved(reserved: set[str]) -> Any:
+    def check(value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            clash = sorted(reserved & set(value))
+            if clash:
+                raise ValueError(f"these arguments are set by the runner, not by you: {clash}")
+        return value
+
+    return check
+
+
+ArgsNonParallel = Annotated[JsonDict, AfterValidator(_no_reserved(_RESERVED_NON_PARALLEL))]
+ArgsParallel = Annotated[JsonDict, AfterValidator(_no_reserved(_RESERVED_PARALLEL))]
+
+
+class WorkflowCreate(StrictModel):
+    name: NonEmptyStr
+    description: LongStr | None = None
+
+
+class WorkflowUpdate(StrictModel):
+    name: NonEmptyStr | None = None
+    description: LongStr | None = None
+    is_starred: bool | None = None
+    reordered_workflowtask_ids: list[int] | None = Field(
+        default=None, max_length=MAX_WORKFLOW_TASKS
+    )
+
+
+class WorkflowTaskCreate(StrictModel):
+    task_id: int = Field(gt=0)
+    meta_non_parallel: JsonDict | None = None
+    meta_parallel: JsonDict | None = None
+    args_non_parallel: ArgsNonParallel | None = None
+    args_parallel: ArgsParallel | None = None
+    type_filters: TypeFilters = Field(default_factory=dict)
+    alias: NonEmptyStr | None = None
+    description: LongStr | None = None
+
+
+class WorkflowTaskUpdate(StrictModel):
+    meta_non_parallel: JsonDict | None = None
+    meta_parallel: JsonDict | None = None
+    args_non_parallel: ArgsNonParallel | None = None
+    args_parallel: ArgsParallel | None = None
+    type_filters: TypeFilters | None = None
+    alias: NonEmptyStr | None = None
+    description: LongStr | None = None
+
+
+class WorkflowTaskRead(ReadModel):
+    id: int
+    workflow_id: int
+    order: int
+    meta_non_parallel: dict[str, Any] | None
+    meta_parallel: dict[str, Any] | None
+    args_non_parallel: dict[str, Any] | None
+    args_parallel: dict[str, Any] | None
+    type_filters: dict[str, bool]
+    task_type: str
+    task_id: int
+    task: TaskRead
+    alias: str | None = None
+    description: str | None = None
+    warning: str | None = None
+
+
+class WorkflowRead(ReadModel):
+    id: int
+    name: str
+    project_id: int
+    is_starred: bool
+    task_list: list[WorkflowTaskRead]
+    project: ProjectRead
+    timestamp_created: UTCTimestamp
+    description: str | None = None
+    template_id: int | None = None
+
+
+class WorkflowReadSlim(ReadModel):
+    id: int
+    name: str
+    project_id: int
+    is_starred: bool
+    timestamp_created: UTCTimestamp
+    description: str | None = None
+    template_id: int | None = None
+
+
+PkgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+
+class TaskReference(StrictModel):
+    """How an exported workflow names a task: by package, version and name (or legacy source)."""
+
+    pkg_name: PkgName | None = None
+    version: Annotated[str, StringConstraints(max_length=255)] | None = None
+    name: PkgName | None = None
+    source: Annotated[str, StringConstraints(max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _enough(self) -> TaskReference:
+        if self.source is None and (self.pkg_name is None or self.name is None):
+            raise ValueError("a task is named by pkg_name and name (and version), or by source")
+        return self
+
+
+class WorkflowTaskExport(ReadModel):
+    meta_non_parallel: dict[str, Any] | None = None
+    meta_parallel: dict[str, Any] | None = None
+    args_non_parallel: dict[str, Any] | None = None
+    args_parallel: dict[str, Any] | None = None
+    type_filters: dict[str, bool] = Field(default_factory=dict)
+    alias: str | None = None
+    description: str | None = None
+    task: dict[str, Any]
+
+
+class WorkflowExport(ReadModel):
+    name: str
+    description: str | None = None
+    task_list: list[WorkflowTaskExport]
+
+
+class WorkflowTaskImport(StrictModel):
+    meta_non_parallel: JsonDict | None = None
+    meta_parallel: JsonDict | None = None
+    args_non_parallel: ArgsNonParallel | None = None
+    args_parallel: ArgsParallel | None = None
+    type_filters: TypeFilters = Field(default_factory=dict)
+    input_filters: dict[str, Any] | None = None  # legacy exports; its types become type_filters
+    alias: NonEmptyStr | None = None
+    description: LongStr | None = None
+    task: TaskReference
+
+
+class WorkflowImport(StrictModel):
+    name: NonEmptyStr
+    description: LongStr | None = None
+    task_list: list[WorkflowTaskImport] = Field(max_length=MAX_WORKFLOW_TASKS)
+
+
+class TemplateCreate(StrictModel):
+    name: NonEmptyStr
+    version: int = Field(ge=1, le=2**31 - 1)
+    description: LongStr | None = None
+
+
+class TemplateImport(StrictModel):
+    name: NonEmptyStr
+    version: int = Field(ge=1, le=2**31 - 1)
+    description: LongStr | None = None
+    data: WorkflowImport
+
+
+class TemplateUpdate(StrictModel):
+    description: LongStr | None = None
+    user_group_id: int | None = None
+
+
+class TemplateRead(ReadModel):
+    id: int
+    user_id: int
+    user_email: str
+    user_group_id: int | None
+    name: str
+    version: int
+    description: str | None
+    data: dict[str, Any]
+    timestamp_created: UTCTimestamp
+    timestamp_last_used: UTCTimestamp
+
+
+class TemplatePage(ReadModel):
+    total_count: int
+    page_size: int
+    current_page: int
+    items: list[TemplateRead]
+
+
+class ImportFromTemplate(StrictModel):
+    name: NonEmptyStr | None = None
+    description: LongStr | None = None

@@ -1,0 +1,204 @@
+"""Submitting jobs: every check Fractal makes, the snapshots, and the working folder."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ..models import (
+    ACTIVE_JOB_STATUSES,
+    Dataset,
+    Job,
+    JobStatus,
+    Profile,
+    Project,
+    Resource,
+    TaskGroup,
+    UserOAuth,
+    Workflow,
+)
+from ..schemas.job import JobCreate
+from .tasks import usable_task
+from .workflows import workflow_tasks
+
+STOPPED_BY_USER = "stopped by user"
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+async def resource_of(session: AsyncSession, user: UserOAuth) -> tuple[Profile, Resource]:
+    profile = await session.get(Profile, user.profile_id) if user.profile_id else None
+    if profile is None:
+        raise HTTPException(403, detail=f"user {user.email} has no computing profile")
+    resource = await session.get(Resource, profile.resource_id)
+    assert resource is not None
+    return profile, resource
+
+
+def _task_range(payload: JobCreate, count: int) -> tuple[int, int]:
+    if count == 0:
+        raise HTTPException(422, detail="the workflow has no tasks: add some before submitting")
+    first = payload.first_task_index if payload.first_task_index is not None else 0
+    last = payload.last_task_index if payload.last_task_index is not None else count - 1
+    if not 0 <= first <= last < count:
+        raise HTTPException(
+            422,
+            detail=f"first_task_index={first} and last_task_index={last} do not fit a workflow "
+            f"of {count} tasks (0 <= first <= last <= {count - 1})",
+        )
+    return first, last
+
+
+def _account(user: UserOAuth, requested: str | None) -> str | None:
+    if requested is None:
+        return user.slurm_accounts[0] if user.slurm_accounts else None
+    if requested not in user.slurm_accounts:
+        raise HTTPException(
+            422,
+            detail=f"slurm_account {requested!r} is not one of your accounts "
+            f"({', '.join(user.slurm_accounts) or 'none'})",
+        )
+    return requested
+
+
+async def submit(
+    session: AsyncSession,
+    user: UserOAuth,
+    project: Project,
+    workflow: Workflow,
+    dataset: Dataset,
+    payload: JobCreate,
+) -> Job:
+    profile, resource = await resource_of(session, user)
+    if resource.prevent_new_submissions:
+        raise HTTPException(
+            422, detail=f"resource {resource.name!r} does not accept new jobs right now"
+        )
+    assert workflow.id is not None and dataset.id is not None and project.id is not None
+    tasks = await workflow_tasks(session, workflow.id)
+    first, last = _task_range(payload, len(tasks))
+    # Access may have been revoked, or a task group deactivated, since the workflow was built.
+    for _wftask, task, _group in tasks[first : last + 1]:
+        await usable_task(session, user, task.id)  # type: ignore[arg-type]
+    busy = await session.exec(
+        select(Job.id).where(Job.dataset_id == dataset.id, col(Job.status).in_(ACTIVE_JOB_STATUSES))
+    )
+    running = busy.first()
+    if running is not None:
+        raise HTTPException(
+            422,
+            detail=f"dataset {dataset.id} already has an active job ({running}): wait for it "
+            "or stop it first",
+        )
+    account = _account(user, payload.slurm_account)
+    assert user.id is not None
+    job = Job(
+        project_id=project.id,
+        workflow_id=workflow.id,
+        dataset_id=dataset.id,
+        user_id=user.id,
+        user_email=user.email,
+        slurm_account=account,
+        worker_init=payload.worker_init,
+        first_task_index=first,
+        last_task_index=last,
+        attribute_filters=payload.attribute_filters,
+        type_filters=payload.type_filters,
+        project_dump=_project_dump(project),
+        workflow_dump=_workflow_dump(workflow, tasks),
+        dataset_dump=_dataset_dump(dataset),
+        status=JobStatus.SUBMITTED,
+    )
+    session.add(job)
+    await session.flush()
+    assert job.id is not None
+    folder = _folder_name(project.id, workflow.id, job.id, job.start_timestamp)
+    job.working_dir = str(Path(resource.jobs_local_dir) / folder)
+    remote_root = profile.jobs_remote_dir or resource.jobs_local_dir
+    job.working_dir_user = str(Path(remote_root) / folder)
+    for group in {group.id: group for _, _, group in tasks[first : last + 1]}.values():
+        group.timestamp_last_used = job.start_timestamp
+    try:
+        os.makedirs(job.working_dir, exist_ok=False)
+    except OSError as error:
+        raise HTTPException(
+            503,
+            detail=f"cannot create the job folder in {resource.jobs_local_dir!r} of resource "
+            f"{resource.name!r} ({error.strerror}): tell an admin",
+        ) from error
+    return job
+
+
+def _folder_name(project_id: int, workflow_id: int, job_id: int, when: datetime) -> str:
+    stamp = when.astimezone(UTC).strftime("%Y%m%d_%H%M%S")
+    return f"proj_v2_{project_id:07d}_wf_{workflow_id:07d}_job_{job_id:07d}_{stamp}"
+
+
+def _project_dump(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "timestamp_created": _iso(project.timestamp_created),
+    }
+
+
+def _dataset_dump(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "project_id": dataset.project_id,
+        "timestamp_created": _iso(dataset.timestamp_created),
+        "zarr_dir": dataset.zarr_dir,
+    }
+
+
+def _workflow_dump(workflow: Workflow, tasks: list[tuple[Any, Any, TaskGroup]]) -> dict[str, Any]:
+    return {
+        "id": workflow.id,
+        "name": workflow.name,
+        "project_id": workflow.project_id,
+        "timestamp_created": _iso(workflow.timestamp_created),
+        "task_list": [
+            {
+                "id": wftask.id,
+                "order": wftask.order,
+                "task_id": task.id,
+                "task_name": task.name,
+                "task_type": task.type,
+                "pkg_name": group.pkg_name,
+                "version": group.version,
+                "args_non_parallel": wftask.args_non_parallel,
+                "args_parallel": wftask.args_parallel,
+                "meta_non_parallel": wftask.meta_non_parallel,
+                "meta_parallel": wftask.meta_parallel,
+                "type_filters": wftask.type_filters,
+                "command_non_parallel": task.command_non_parallel,
+                "command_parallel": task.command_parallel,
+                "input_types": task.input_types,
+                "output_types": task.output_types,
+            }
+            for wftask, task, group in tasks
+        ],
+    }
+
+
+def stop_now_or_later(job: Job) -> None:
+    """A job nobody runs yet ends at once; a running one is left to its runner to cancel."""
+    if job.status == JobStatus.SUBMITTED:
+        job.status = JobStatus.FAILED
+        job.end_timestamp = datetime.now(UTC)
+        job.log = (job.log or "") + f"Job {STOPPED_BY_USER} before it started.\n"
+    elif job.status == JobStatus.RUNNING:
+        job.status = JobStatus.STOPPING
+    elif job.status == JobStatus.STOPPING:
+        return
+    else:
+        raise HTTPException(422, detail=f"job {job.id} has already ended ({job.status})")

@@ -1,0 +1,316 @@
+"""Workflows: reading them with their tasks, adding, reordering, exporting and importing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import HTTPException
+from packaging.version import InvalidVersion, Version
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ..models import (
+    LinkUserProject,
+    Project,
+    Task,
+    TaskGroup,
+    UserGroup,
+    UserOAuth,
+    Workflow,
+    WorkflowTask,
+)
+from ..schemas.task import TaskRead
+from ..schemas.workflow import (
+    WorkflowExport,
+    WorkflowImport,
+    WorkflowRead,
+    WorkflowTaskCreate,
+    WorkflowTaskExport,
+    WorkflowTaskImport,
+    WorkflowTaskRead,
+)
+from .projects import project_read
+from .tasks import usable_task, visible_to
+
+
+class ImportMatchError(Exception):
+    """Some tasks of an imported workflow are not available; `data` says which."""
+
+    def __init__(self, data: list[dict[str, Any]]) -> None:
+        super().__init__("[HAS_ERROR_DATA]")
+        self.data = data
+
+
+async def workflow_tasks(
+    session: AsyncSession, workflow_id: int
+) -> list[tuple[WorkflowTask, Task, TaskGroup]]:
+    rows = await session.exec(
+        select(WorkflowTask, Task, TaskGroup)
+        .join(Task, col(Task.id) == WorkflowTask.task_id)
+        .join(TaskGroup, col(TaskGroup.id) == Task.taskgroupv2_id)
+        .where(WorkflowTask.workflow_id == workflow_id)
+        .order_by(col(WorkflowTask.order))
+    )
+    return list(rows.all())
+
+
+def wftask_read(
+    wftask: WorkflowTask, task: Task, group: TaskGroup | None = None
+) -> WorkflowTaskRead:
+    data = WorkflowTaskRead.model_validate(
+        {**wftask.model_dump(), "task": TaskRead.model_validate(task)}
+    )
+    if group is not None and not group.active:
+        data.warning = f"task group {group.pkg_name} {group.version or ''} is not active".strip()
+    return data
+
+
+async def workflow_read(
+    session: AsyncSession, workflow: Workflow, project: Project, link: LinkUserProject | None
+) -> WorkflowRead:
+    assert workflow.id is not None
+    tasks = await workflow_tasks(session, workflow.id)
+    return WorkflowRead(
+        id=workflow.id,
+        name=workflow.name,
+        project_id=workflow.project_id,
+        is_starred=workflow.is_starred,
+        task_list=[wftask_read(wftask, task, group) for wftask, task, group in tasks],
+        project=project_read(project, link),
+        timestamp_created=workflow.timestamp_created,
+        description=workflow.description,
+        template_id=workflow.template_id,
+    )
+
+
+def check_type_filters(task: Task, type_filters: dict[str, bool]) -> None:
+    """A workflow task cannot filter for the opposite of what its task requires."""
+    clash = sorted(
+        key
+        for key, value in type_filters.items()
+        if key in task.input_types and task.input_types[key] != value
+    )
+    if clash:
+        raise HTTPException(
+            422,
+            detail=f"type_filters {clash} contradict the input_types of task {task.name!r}",
+        )
+
+
+async def add_tasks(
+    session: AsyncSession, user: UserOAuth, workflow: Workflow, items: list[WorkflowTaskCreate]
+) -> list[tuple[WorkflowTask, Task]]:
+    assert workflow.id is not None
+    existing = await workflow_tasks(session, workflow.id)
+    created = []
+    for offset, item in enumerate(items):
+        task, _group = await usable_task(session, user, item.task_id)
+        check_type_filters(task, item.type_filters)
+        wftask = WorkflowTask(
+            workflow_id=workflow.id,
+            task_id=item.task_id,
+            order=len(existing) + offset,
+            task_type=task.type,
+            **item.model_dump(exclude={"task_id"}),
+        )
+        session.add(wftask)
+        created.append((wftask, task))
+    await session.flush()
+    return created
+
+
+async def reorder(session: AsyncSession, workflow_id: int, ordered_ids: list[int]) -> None:
+    rows = await workflow_tasks(session, workflow_id)
+    current = {wftask.id: wftask for wftask, _, _ in rows}
+    if len(ordered_ids) != len(set(ordered_ids)) or set(ordered_ids) != set(current):
+        raise HTTPException(
+            422,
+            detail="reordered_workflowtask_ids must list every task of the workflow exactly "
+            f"once: it has {sorted(current)}",
+        )
+    for position, wftask_id in enumerate(ordered_ids):
+        current[wftask_id].order = position
+
+
+async def renumber(session: AsyncSession, workflow_id: int) -> None:
+    for position, (wftask, _, _) in enumerate(await workflow_tasks(session, workflow_id)):
+        wftask.order = position
+
+
+async def export(session: AsyncSession, workflow: Workflow) -> WorkflowExport:
+    assert workflow.id is not None
+    task_list = []
+    for wftask, task, group in await workflow_tasks(session, workflow.id):
+        task_list.append(
+            WorkflowTaskExport(
+                meta_non_parallel=wftask.meta_non_parallel,
+                meta_parallel=wftask.meta_parallel,
+                args_non_parallel=wftask.args_non_parallel,
+                args_parallel=wftask.args_parallel,
+                type_filters=wftask.type_filters,
+                alias=wftask.alias,
+                description=wftask.description,
+                task={"pkg_name": group.pkg_name, "version": group.version, "name": task.name},
+            )
+        )
+    return WorkflowExport(name=workflow.name, description=workflow.description, task_list=task_list)
+
+
+def normalise_pkg_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _version_key(version: str | None) -> tuple[int, Any]:
+    try:
+        return (1, Version(version or ""))
+    except InvalidVersion:
+        return (0, version or "")
+
+
+class TaskMatcher:
+    """Fractal's rules for finding the task an exported workflow names.
+
+    Among the active task groups the user can use with that package name: the exact
+    version if one is given (else the latest); among several groups of that version,
+    the user's own first, then the default group's, then the oldest.
+    """
+
+    def __init__(
+        self,
+        user: UserOAuth,
+        groups: list[TaskGroup],
+        tasks: list[Task],
+        default_group_id: int | None,
+    ) -> None:
+        self.user = user
+        self.groups = groups
+        self.tasks_by_group: dict[int, list[Task]] = {}
+        for task in tasks:
+            self.tasks_by_group.setdefault(task.taskgroupv2_id, []).append(task)
+        self.default_group_id = default_group_id
+
+    def _priority(self, group: TaskGroup) -> tuple[int, int]:
+        if group.user_id == self.user.id:
+            rank = 0
+        elif group.user_group_id == self.default_group_id:
+            rank = 2
+        else:
+            rank = 1
+        return (rank, group.id or 0)
+
+    def _available(self, pkg: str, name: str) -> list[dict[str, Any]]:
+        found = []
+        for group in self.groups:
+            if normalise_pkg_name(group.pkg_name) != pkg:
+                continue
+            for task in self.tasks_by_group.get(group.id or 0, []):
+                if task.name == name:
+                    found.append(
+                        {
+                            "task_id": task.id,
+                            "version": group.version,
+                            "active": group.active,
+                            "pkg_name": group.pkg_name,
+                            "task_name": task.name,
+                        }
+                    )
+        return found
+
+    def match(self, item: WorkflowTaskImport) -> tuple[Task | None, dict[str, Any]]:
+        ref = item.task
+        if ref.pkg_name is None or ref.name is None:
+            for group in self.groups:
+                for task in self.tasks_by_group.get(group.id or 0, []):
+                    if group.active and task.source == ref.source:
+                        return task, {
+                            "outcome": "success",
+                            "task_id": task.id,
+                            "source": ref.source,
+                            "task_name": task.name,
+                            "pkg_name": group.pkg_name,
+                            "version": group.version,
+                        }
+            return None, {
+                "outcome": "fail",
+                "source": ref.source,
+                "task_name": None,
+                "pkg_name": None,
+                "version": None,
+                "available_tasks": [],
+            }
+        pkg = normalise_pkg_name(ref.pkg_name)
+        report: dict[str, Any] = {
+            "task_name": ref.name,
+            "pkg_name": ref.pkg_name,
+            "version": ref.version,
+        }
+        candidates = [
+            group
+            for group in self.groups
+            if group.active
+            and normalise_pkg_name(group.pkg_name) == pkg
+            and any(task.name == ref.name for task in self.tasks_by_group.get(group.id or 0, []))
+        ]
+        if ref.version is not None:
+            candidates = [group for group in candidates if group.version == ref.version]
+        elif candidates:
+            latest = max(_version_key(group.version) for group in candidates)
+            candidates = [group for group in candidates if _version_key(group.version) == latest]
+        if not candidates:
+            return None, {
+                **report,
+                "outcome": "fail",
+                "available_tasks": self._available(pkg, ref.name),
+            }
+        group = min(candidates, key=self._priority)
+        task = next(task for task in self.tasks_by_group[group.id or 0] if task.name == ref.name)
+        return task, {**report, "outcome": "success", "task_id": task.id, "version": group.version}
+
+
+async def import_workflow(
+    session: AsyncSession,
+    user: UserOAuth,
+    project_id: int,
+    payload: WorkflowImport,
+    default_group_name: str,
+) -> Workflow:
+    assert user.id is not None
+    groups = list((await session.exec(select(TaskGroup).where(visible_to(user.id)))).all())
+    group_ids = [group.id for group in groups]
+    tasks = (
+        list(
+            (await session.exec(select(Task).where(col(Task.taskgroupv2_id).in_(group_ids)))).all()
+        )
+        if group_ids
+        else []
+    )
+    default_group = (
+        await session.exec(select(UserGroup).where(UserGroup.name == default_group_name))
+    ).first()
+    matcher = TaskMatcher(user, groups, tasks, default_group.id if default_group else None)
+    matched = [matcher.match(item) for item in payload.task_list]
+    if any(task is None for task, _ in matched):
+        raise ImportMatchError([report for _, report in matched])
+    workflow = Workflow(project_id=project_id, name=payload.name, description=payload.description)
+    session.add(workflow)
+    await session.flush()
+    assert workflow.id is not None
+    for order, (item, (task, _)) in enumerate(zip(payload.task_list, matched, strict=True)):
+        assert task is not None
+        type_filters = dict(item.type_filters)
+        if item.input_filters and not type_filters:
+            type_filters = dict(item.input_filters.get("types") or {})
+        check_type_filters(task, type_filters)
+        session.add(
+            WorkflowTask(
+                workflow_id=workflow.id,
+                task_id=task.id,  # type: ignore[arg-type]
+                order=order,
+                task_type=task.type,
+                **item.model_dump(exclude={"task", "input_filters", "type_filters"}),
+                type_filters=type_filters,
+            )
+        )
+    await session.flush()
+    return workflow
