@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     ADMIN_PASSWORD: str | None = None
     DEFAULT_GROUP_NAME: str = "All"
     RUNNER_BACKEND: RunnerBackend = RunnerBackend.LOCAL
+    # Bodies above this size get 413 (wheels uploaded for task collection are the largest).
+    MAX_REQUEST_BYTES: int = Field(default=200 * 1024 * 1024, gt=0)
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
 

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from .db import make_sync_engine
 
@@ -33,10 +35,18 @@ def head_revision() -> str:
 
 
 def current_revision(database_url: str) -> str | None:
+    """The database's revision; None for a database without schema (or no SQLite file yet)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return None  # connecting would create an empty file, or fail if its folder is missing
     engine = make_sync_engine(database_url)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as error:
+        raise SchemaMismatchError(
+            f"cannot reach the database at {url.render_as_string(hide_password=True)}: {error.orig}"
+        ) from None
     finally:
         engine.dispose()
 

@@ -15,6 +15,7 @@ from ..config import Settings, get_settings
 from ..db import make_async_engine, make_session_factory
 from ..migrate import check_schema
 from ..services.bootstrap import ensure_first_admin
+from .limits import BodySizeLimit
 from .routers import ROUTERS
 
 logger = logging.getLogger("fractal_like")
@@ -67,4 +68,5 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BYTES)
     return app
