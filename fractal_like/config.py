@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     DB_URL: str | None = None
     JWT_SECRET: str | None = None
     JWT_EXPIRE_SECONDS: int = Field(default=3600 * 8, gt=0)
-    ADMIN_EMAIL: str = "admin@fractal-like.local"
+    ADMIN_EMAIL: str = "admin@example.org"
     # Unset: a random password is generated for the first admin and printed once.
     ADMIN_PASSWORD: str | None = None
     DEFAULT_GROUP_NAME: str = "All"
@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     @field_validator("ADMIN_EMAIL")
     @classmethod
     def _email_shape(cls, value: str) -> str:
-        if "@" not in value:
-            raise ValueError("must be an e-mail address")
-        return value
+        # The same check registration applies, so the admin can always log in and be read.
+        from pydantic import TypeAdapter
+        from pydantic.networks import EmailStr
+
+        try:
+            return TypeAdapter(EmailStr).validate_python(value)
+        except ValidationError as error:
+            raise ValueError(error.errors()[0]["msg"].removeprefix("value is not ")) from None
 
     @model_validator(mode="after")
     def _strong_secret(self) -> Settings:

@@ -51,6 +51,11 @@ def test_db_upgrade_check_and_user_create(env: Path) -> None:
         assert me.json()["project_dirs"] == ["/d"]
         assert [name for _, name in me.json()["group_ids_names"]] == ["All"]
 
+        # The default admin (no FRACTAL_LIKE_ADMIN_EMAIL set) can log in and read itself.
+        admin = login(client, load_settings().ADMIN_EMAIL, "admin-pw")
+        shown = client.get("/auth/current-user/", headers={"Authorization": f"Bearer {admin}"})
+        assert shown.status_code == 200 and shown.json()["is_superuser"] is True
+
     changed = runner.invoke(
         app, ["user", "set-password", "sci@example.org", "--password", "new-pw"]
     )

@@ -33,3 +33,11 @@ def test_embedded_defaults(tmp_path) -> None:
     assert len(secret) >= 32
     assert settings.jwt_secret() == secret  # persisted, so tokens survive a restart
     assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_admin_email_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRACTAL_LIKE_ADMIN_EMAIL", "admin@server.local")
+    with pytest.raises(ConfigError, match="FRACTAL_LIKE_ADMIN_EMAIL"):
+        load_settings()
+    monkeypatch.setenv("FRACTAL_LIKE_ADMIN_EMAIL", "admin@example.org")
+    assert load_settings().ADMIN_EMAIL == "admin@example.org"

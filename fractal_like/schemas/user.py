@@ -40,6 +40,8 @@ SlurmAccount = NonEmptyStr
 
 
 class UserRead(schemas.BaseUser[int]):
+    # Stored addresses are shown as they are, never re-validated on the way out.
+    email: str
     username: str | None = None
     profile_id: int | None = None
     project_dirs: list[str] = []
