@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     ADMIN_PASSWORD: str | None = None
     DEFAULT_GROUP_NAME: str = "All"
     RUNNER_BACKEND: RunnerBackend = RunnerBackend.LOCAL
+    # On a fresh database, create a local resource with a profile for the first admin,
+    # so the embedded default can run workflows without any admin step.
+    BOOTSTRAP_LOCAL_RESOURCE: bool = True
     # Bodies above this size get 413 (wheels uploaded for task collection are the largest).
     MAX_REQUEST_BYTES: int = Field(default=200 * 1024 * 1024, gt=0)
     HOST: str = "127.0.0.1"

@@ -89,6 +89,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         JWT_SECRET="test-secret-" + "x" * 40,
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
+        BOOTSTRAP_LOCAL_RESOURCE=False,  # tests build their own resources
     )
 
 

@@ -54,6 +54,7 @@ def start_server(db_url: str, tmp_path: Path, timeout: float = 60.0) -> LiveServ
         "FRACTAL_LIKE_ADMIN_EMAIL": ADMIN_EMAIL,
         "FRACTAL_LIKE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "FRACTAL_LIKE_JWT_SECRET": "live-server-secret-" + "y" * 40,
+        "FRACTAL_LIKE_BOOTSTRAP_LOCAL_RESOURCE": "false",
     }
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:

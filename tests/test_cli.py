@@ -55,6 +55,12 @@ def test_db_upgrade_check_and_user_create(env: Path) -> None:
         admin = login(client, load_settings().ADMIN_EMAIL, "admin-pw")
         shown = client.get("/auth/current-user/", headers={"Authorization": f"Bearer {admin}"})
         assert shown.status_code == 200 and shown.json()["is_superuser"] is True
+        # ... and, on the embedded default, use /api/v2/ at once through a local profile.
+        assert shown.json()["profile_id"] is not None
+        created = client.post(
+            "/api/v2/project/", json={"name": "p"}, headers={"Authorization": f"Bearer {admin}"}
+        )
+        assert created.status_code == 201
 
     changed = runner.invoke(
         app, ["user", "set-password", "sci@example.org", "--password", "new-pw"]

@@ -10,7 +10,7 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..config import Settings
-from ..models import UserOAuth
+from ..models import Profile, Resource, UserOAuth
 from .groups import add_member, ensure_default_group
 
 
@@ -37,8 +37,10 @@ async def ensure_first_admin(
         password = settings.ADMIN_PASSWORD
         if not password:
             password = generated = secrets.token_urlsafe(12)
+        profile_id = await _embedded_local_profile(session, settings)
         admin = UserOAuth(
             email=email,
+            profile_id=profile_id,
             hashed_password=PasswordHelper().hash(password),
             is_active=True,
             is_superuser=True,
@@ -51,3 +53,27 @@ async def ensure_first_admin(
         await add_member(session, group.id, admin.id)
         await session.commit()
         return generated
+
+
+LOCAL_RESOURCE_NAME = "embedded-local"
+
+
+async def _embedded_local_profile(session: AsyncSession, settings: Settings) -> int | None:
+    """A local resource and profile for a fresh database, when the settings ask for it."""
+    if not settings.BOOTSTRAP_LOCAL_RESOURCE or settings.RUNNER_BACKEND != "local":
+        return None
+    if (await session.exec(select(Resource))).first() is not None:
+        return None  # an admin has set resources up already
+    resource = Resource(
+        name=LOCAL_RESOURCE_NAME,
+        type="local",
+        jobs_local_dir=str(settings.DATA_DIR / "jobs"),
+        tasks_local_dir=str(settings.DATA_DIR / "tasks"),
+    )
+    session.add(resource)
+    await session.flush()
+    assert resource.id is not None
+    profile = Profile(resource_id=resource.id, name=LOCAL_RESOURCE_NAME, resource_type="local")
+    session.add(profile)
+    await session.flush()
+    return profile.id
