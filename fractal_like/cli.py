@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING, Annotated
@@ -98,6 +99,26 @@ def serve(
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def runner() -> None:
+    """Run a standalone runner: claims jobs from the database and runs them (any number of
+    runners, on any host that reaches the database, may run at once)."""
+    import logging
+
+    from .runner.service import Runner
+
+    settings = _settings()
+    try:
+        check_schema(settings.database_url)
+    except SchemaMismatchError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    console.print(f"runner started on {settings.database_url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(Runner(settings).run_forever())
 
 
 @user_app.command("create")

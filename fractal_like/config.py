@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     # On a fresh database, create a local resource with a profile for the first admin,
     # so the embedded default can run workflows without any admin step.
     BOOTSTRAP_LOCAL_RESOURCE: bool = True
+    # `serve` runs a runner inside the server process unless this is false.
+    EMBEDDED_RUNNER: bool = True
+    RUNNER_MAX_JOBS: int = Field(default=4, gt=0, le=256)
+    RUNNER_POLL_SECONDS: float = Field(default=0.5, gt=0, le=60)
+    # A running job whose runner sent no heartbeat for this long is taken over.
+    RUNNER_STALE_SECONDS: float = Field(default=30, gt=0)
+    # Units run at once per job on the local backend (default: the resource's setting,
+    # else the number of cores).
+    RUNNER_PARALLELISM: int | None = Field(default=None, gt=0, le=4096)
     # Bodies above this size get 413 (wheels uploaded for task collection are the largest).
     MAX_REQUEST_BYTES: int = Field(default=200 * 1024 * 1024, gt=0)
     HOST: str = "127.0.0.1"

@@ -90,6 +90,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         BOOTSTRAP_LOCAL_RESOURCE=False,  # tests build their own resources
+        EMBEDDED_RUNNER=False,  # API tests see jobs as submitted; runner tests start one
     )
 
 

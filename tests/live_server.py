@@ -44,7 +44,9 @@ class LiveServer:
                 self.process.wait()
 
 
-def start_server(db_url: str, tmp_path: Path, timeout: float = 60.0) -> LiveServer:
+def start_server(
+    db_url: str, tmp_path: Path, timeout: float = 60.0, runner: bool = False, **extra_env: str
+) -> LiveServer:
     port = free_port()
     data_dir = tmp_path / "server-data"
     env = {
@@ -55,6 +57,8 @@ def start_server(db_url: str, tmp_path: Path, timeout: float = 60.0) -> LiveServ
         "FRACTAL_LIKE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "FRACTAL_LIKE_JWT_SECRET": "live-server-secret-" + "y" * 40,
         "FRACTAL_LIKE_BOOTSTRAP_LOCAL_RESOURCE": "false",
+        "FRACTAL_LIKE_EMBEDDED_RUNNER": "true" if runner else "false",
+        **extra_env,
     }
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:

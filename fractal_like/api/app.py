@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,11 +40,22 @@ def create_app(
         app.state.session_factory = make_session_factory(engine)
         generated = await ensure_first_admin(app.state.session_factory, settings)
         app.state.generated_admin_password = generated
+        runner_task = None
+        if settings.EMBEDDED_RUNNER:
+            # The runner lives beside the API, never inside a request (imported here so
+            # that the API modules themselves never import the runner).
+            from ..runner.service import Runner
+
+            runner_task = asyncio.create_task(Runner(settings).run_forever())
         if on_ready is not None:
             on_ready(app)
         try:
             yield
         finally:
+            if runner_task is not None:
+                runner_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner_task
             await engine.dispose()
 
     app = FastAPI(

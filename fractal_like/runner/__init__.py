@@ -1,0 +1,1 @@
+"""Everything that executes jobs. Never imports the web API."""

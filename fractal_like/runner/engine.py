@@ -1,0 +1,437 @@
+"""Runs one job: its workflow tasks in order, unit by unit, merging image-list changes.
+
+Restart safety: a task's units are rows in the database before any of them runs, and
+each unit leaves an exit-code file written by its own wrapper. A runner that resumes a
+job skips tasks whose run is done, takes the result of every unit that already ended
+from its files, waits for units still running, and runs only the rest. Image changes
+and the run's `done` status are committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ..models import Job, Profile, Resource, UserOAuth
+from ..services.image_updates import ImageChangeError, apply_image_changes
+from ..services.images import query_images
+from . import history
+from .executors.base import UnitResult
+from .executors.local import LocalExecutor
+from .joblog import JobLog
+from .taskcall import (
+    TaskOutput,
+    TaskOutputError,
+    UnitCall,
+    UnitFiles,
+    log_tail,
+    read_exit_code,
+    read_init_output,
+    read_task_output,
+)
+
+logger = logging.getLogger("fractal_like.runner")
+STOPPED_BY_USER = "stopped by user"
+FLUSH_SECONDS = 0.25
+CONVERTERS = ("converter_non_parallel", "converter_compound")
+
+
+class JobFailedError(Exception):
+    """The job cannot go on; the message says why in plain words."""
+
+
+class JobStoppedError(Exception):
+    pass
+
+
+@dataclass
+class UnitSpec:
+    kind: str  # "non_parallel", "init" or "parallel"
+    index: int
+    command: str
+    args: dict[str, Any]
+    zarr_urls: list[str]
+
+    @property
+    def prefix(self) -> str:
+        return {"non_parallel": "non_par", "init": "init"}.get(self.kind, f"par_{self.index:06d}")
+
+
+@dataclass
+class JobContext:
+    job: Job
+    working_dir: Path
+    dataset_id: int
+    zarr_dir: str
+    log: JobLog
+    stop: asyncio.Event
+    executor: LocalExecutor
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "task"
+
+
+class Engine:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        session_factory: async_sessionmaker[AsyncSession],
+        runner_id: str,
+        parallelism: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.session_factory = session_factory
+        self.runner_id = runner_id
+        self.parallelism = parallelism
+
+    async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> str:
+        """Run (or resume) a claimed job to its end; returns its final status."""
+        async with self.session_factory() as session:
+            job = await session.get(Job, job_id)
+            assert job is not None
+            executor = LocalExecutor(await self._parallelism(session, job))
+        working_dir = Path(job.working_dir or "")
+        working_dir.mkdir(parents=True, exist_ok=True)
+        log = JobLog(working_dir)
+        ctx = JobContext(
+            job=job,
+            working_dir=working_dir,
+            dataset_id=job.dataset_id or 0,
+            zarr_dir=job.dataset_dump.get("zarr_dir", ""),
+            log=log,
+            stop=stop,
+            executor=executor,
+        )
+        log.write(
+            f"{'Resuming' if resumed else 'Starting'} job {job_id} on runner {self.runner_id}"
+        )
+        try:
+            if job.dataset_id is None:
+                raise JobFailedError("the job's dataset was deleted before the job could run")
+            if job.status == "stopping":
+                raise JobStoppedError
+            task_list = job.workflow_dump.get("task_list", [])
+            type_filters = dict(job.type_filters)
+            for position in range(job.first_task_index, job.last_task_index + 1):
+                type_filters = await self._run_task(ctx, task_list[position], type_filters)
+        except JobStoppedError:
+            log.write(f"Job {STOPPED_BY_USER}.")
+            return await self._finish(job_id, "failed", log, STOPPED_BY_USER)
+        except JobFailedError as error:
+            log.write(f"Job failed: {error}")
+            return await self._finish(job_id, "failed", log, str(error))
+        except Exception as error:  # a bug of ours: say so plainly, keep the traceback
+            logger.exception("job %s failed with an internal error", job_id)
+            log.write(f"Job failed: internal error of the runner ({error!r})")
+            return await self._finish(
+                job_id, "failed", log, f"internal error: {error!r}\n{traceback.format_exc()}"
+            )
+        log.write("Job done.")
+        return await self._finish(job_id, "done", log, None)
+
+    async def _parallelism(self, session: AsyncSession, job: Job) -> int | None:
+        if self.parallelism:
+            return self.parallelism
+        user = await session.get(UserOAuth, job.user_id) if job.user_id else None
+        profile = await session.get(Profile, user.profile_id) if user and user.profile_id else None
+        resource = await session.get(Resource, profile.resource_id) if profile else None
+        if resource is not None:
+            return resource.jobs_runner_config.get("parallel_tasks_per_job")
+        return None
+
+    async def _finish(self, job_id: int, status: str, log: JobLog, error: str | None) -> str:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(Job.__table__)
+                .where(Job.__table__.c.id == job_id, Job.__table__.c.runner_id == self.runner_id)
+                .values(
+                    status=status,
+                    end_timestamp=datetime.now(UTC),
+                    log=log.read(),
+                    executor_error_log=error,
+                )
+            )
+        return status
+
+    async def _run_task(
+        self, ctx: JobContext, wftask: dict[str, Any], type_filters: dict[str, bool]
+    ) -> dict[str, bool]:
+        name = wftask["task_name"]
+        task_type = wftask["task_type"]
+        after = {**type_filters, **wftask.get("output_types", {})}
+        async with self.engine.begin() as connection:
+            run_id, status = await history.find_or_create_run(
+                connection, ctx.job.id or 0, ctx.dataset_id, wftask
+            )
+        if status == "done":
+            ctx.log.write(f"Task {wftask['order']} '{name}' was done before the restart.")
+            return after
+        filters = {
+            **type_filters,
+            **wftask.get("input_types", {}),
+            **wftask.get("type_filters", {}),
+        }
+        async with self.session_factory() as session:
+            images = await query_images(
+                session, ctx.dataset_id, filters, ctx.job.attribute_filters or {}
+            )
+        zarr_urls = [image.zarr_url for image in images]
+        if not zarr_urls and task_type not in CONVERTERS:
+            raise JobFailedError(
+                f"task {wftask['order']} '{name}' has no input images: no image of the dataset "
+                f"passes the type filters {filters} and attribute filters "
+                f"{ctx.job.attribute_filters or {}}"
+            )
+        folder = ctx.working_dir / f"{wftask['order']}_{_slug(name)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        ctx.log.write(
+            f"Task {wftask['order']} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
+        )
+        outputs = await self._run_units_of(ctx, wftask, run_id, folder, zarr_urls)
+        updates: list[dict[str, Any]] = []
+        removals: list[str] = []
+        latest: dict[str, int] = {}
+        for unit_id, spec, output in outputs:
+            updates.extend(item.model_dump(exclude_none=True) for item in output.image_list_updates)
+            removals.extend(output.image_list_removals)
+            for url in spec.zarr_urls:
+                latest[url] = unit_id
+            for item in output.image_list_updates:
+                latest[item.zarr_url] = unit_id
+        if not updates and not removals:
+            updates = [{"zarr_url": url} for url in zarr_urls]  # "inputs updated"
+        async with self.session_factory() as session:
+            try:
+                summary = await apply_image_changes(
+                    session,
+                    ctx.dataset_id,
+                    ctx.zarr_dir,
+                    updates,
+                    removals,
+                    output_types=wftask.get("output_types") or {},
+                )
+            except ImageChangeError as error:
+                await session.rollback()
+                async with self.engine.begin() as connection:
+                    await history.finish_run(connection, run_id, "failed")
+                raise JobFailedError(f"task {wftask['order']} '{name}': {error}") from None
+            connection = await session.connection()
+            removed = set(removals)
+            await history.remember_latest_units(
+                connection,
+                ctx.dataset_id,
+                wftask["id"],
+                {url: unit for url, unit in latest.items() if url not in removed},
+            )
+            await history.finish_run(connection, run_id, "done")
+            await session.commit()
+        ctx.log.write(
+            f"Task {wftask['order']} '{name}' done: {summary.created} image(s) created, "
+            f"{summary.updated} updated, {summary.removed} removed."
+        )
+        return after
+
+    async def _run_units_of(
+        self,
+        ctx: JobContext,
+        wftask: dict[str, Any],
+        run_id: int,
+        folder: Path,
+        zarr_urls: list[str],
+    ) -> list[tuple[int, UnitSpec, TaskOutput]]:
+        task_type = wftask["task_type"]
+        args_np = wftask.get("args_non_parallel") or {}
+        args_p = wftask.get("args_parallel") or {}
+        base_np = {"zarr_dir": ctx.zarr_dir, **args_np}
+        if task_type not in CONVERTERS:
+            base_np = {"zarr_urls": zarr_urls, **base_np}
+        if task_type in ("non_parallel", "converter_non_parallel"):
+            spec = UnitSpec("non_parallel", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+            return await self._execute(ctx, wftask, run_id, folder, [spec], read_task_output)
+        if task_type == "parallel":
+            specs = [
+                UnitSpec(
+                    "parallel", i, wftask["command_parallel"], {"zarr_url": url, **args_p}, [url]
+                )
+                for i, url in enumerate(zarr_urls)
+            ]
+            return await self._execute(ctx, wftask, run_id, folder, specs, read_task_output)
+        # compound and converter_compound: an init step, then one unit per item it lists.
+        init = UnitSpec("init", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+        ((_, _, init_output),) = await self._execute(
+            ctx, wftask, run_id, folder, [init], read_init_output
+        )
+        seen: set[str] = set()
+        specs = []
+        for item in init_output.parallelization_list:  # type: ignore[attr-defined]
+            key = f"{item.zarr_url}\x00{sorted(item.init_args.items())}"
+            if key in seen:
+                continue
+            seen.add(key)
+            args = {"zarr_url": item.zarr_url, "init_args": item.init_args, **args_p}
+            specs.append(
+                UnitSpec("parallel", len(specs), wftask["command_parallel"], args, [item.zarr_url])
+            )
+        if not specs:
+            return []
+        return await self._execute(ctx, wftask, run_id, folder, specs, read_task_output)
+
+    async def _execute(
+        self,
+        ctx: JobContext,
+        wftask: dict[str, Any],
+        run_id: int,
+        folder: Path,
+        specs: list[UnitSpec],
+        reader: Callable[[UnitFiles], Any],
+    ) -> list[tuple[int, UnitSpec, Any]]:
+        """Run the units (skipping those that already ended), then read their outputs."""
+        async with self.engine.begin() as connection:
+            known = await history.existing_units(connection, run_id)
+            missing = [spec for spec in specs if (spec.kind, spec.index) not in known]
+            if missing:
+                created = await history.create_units(
+                    connection,
+                    run_id,
+                    [
+                        {
+                            "kind": spec.kind,
+                            "index": spec.index,
+                            "zarr_urls": spec.zarr_urls,
+                            "logfile": str(folder / f"{spec.prefix}-log.txt"),
+                            "warm": False,
+                        }
+                        for spec in missing
+                    ],
+                )
+                known.update({key: (unit_id, "submitted") for key, unit_id in created.items()})
+        by_id: dict[int, UnitSpec] = {}
+        calls: list[UnitCall] = []
+        codes: dict[int, int | None] = {}
+        reasons: dict[int, str | None] = {}
+        for spec in specs:
+            unit_id, _status = known[(spec.kind, spec.index)]
+            by_id[unit_id] = spec
+            call = UnitCall(unit_id, spec.command, spec.args, UnitFiles(folder, spec.prefix))
+            code = read_exit_code(call.files)
+            if code is not None:
+                codes[unit_id] = code  # it ended before a restart: never run it twice
+                continue
+            adopted = await ctx.executor.adopt(call)
+            if adopted is not None:
+                codes[unit_id], reasons[unit_id] = adopted.exit_code, adopted.reason
+                continue
+            calls.append(call)
+        already = [
+            (unit_id, "done" if code == 0 else "failed", None) for unit_id, code in codes.items()
+        ]
+        if calls:
+            await self._run_calls(ctx, run_id, calls, codes, reasons)
+        if already:
+            async with self.engine.begin() as connection:
+                await history.record_results(connection, run_id, already)
+        if ctx.stop.is_set():
+            async with self.engine.begin() as connection:
+                await history.finish_run(connection, run_id, "failed")
+            raise JobStoppedError
+        failed = [unit_id for unit_id, code in codes.items() if code != 0]
+        if failed:
+            async with self.engine.begin() as connection:
+                await history.finish_run(connection, run_id, "failed")
+            raise JobFailedError(
+                self._failure_message(wftask, by_id, failed, codes, reasons, folder)
+            )
+        results = []
+        for unit_id, spec in by_id.items():
+            try:
+                results.append((unit_id, spec, reader(UnitFiles(folder, spec.prefix))))
+            except TaskOutputError as error:
+                async with self.engine.begin() as connection:
+                    await history.finish_run(connection, run_id, "failed")
+                where = f"task {wftask['order']} '{wftask['task_name']}', {self._unit_name(spec)}"
+                raise JobFailedError(f"{where}: {error}") from None
+        return results
+
+    async def _run_calls(
+        self,
+        ctx: JobContext,
+        run_id: int,
+        calls: list[UnitCall],
+        codes: dict[int, int | None],
+        reasons: dict[int, str | None],
+    ) -> None:
+        pending: list[tuple[int, str, str | None]] = []
+        wake = asyncio.Event()
+
+        def on_result(result: UnitResult) -> None:
+            codes[result.unit_id] = result.exit_code
+            reasons[result.unit_id] = result.reason
+            status = "done" if result.exit_code == 0 else "failed"
+            pending.append((result.unit_id, status, result.reason))
+            wake.set()
+
+        async def flush_forever() -> None:
+            while True:
+                await wake.wait()
+                await asyncio.sleep(FLUSH_SECONDS)
+                await flush()
+
+        async def flush() -> None:
+            wake.clear()
+            batch = pending[:]
+            del pending[: len(batch)]
+            if batch:
+                async with self.engine.begin() as connection:
+                    await history.record_results(connection, run_id, batch)
+
+        flusher = asyncio.create_task(flush_forever())
+        try:
+            await ctx.executor.run(calls, on_result, ctx.stop)
+        finally:
+            flusher.cancel()
+            await flush()
+
+    @staticmethod
+    def _unit_name(spec: UnitSpec) -> str:
+        if spec.kind == "parallel":
+            return f"unit {spec.index} ({spec.zarr_urls[0] if spec.zarr_urls else ''})"
+        return "the init step" if spec.kind == "init" else "its single unit"
+
+    def _failure_message(
+        self,
+        wftask: dict[str, Any],
+        by_id: dict[int, UnitSpec],
+        failed: list[int],
+        codes: dict[int, int | None],
+        reasons: dict[int, str | None],
+        folder: Path,
+    ) -> str:
+        first = min(failed, key=lambda unit_id: by_id[unit_id].index)
+        spec = by_id[first]
+        code = codes[first]
+        how = (
+            f"exited with code {code}"
+            if code is not None
+            else (reasons.get(first) or "did not finish")
+        )
+        skipped = sum(1 for unit_id in failed if codes[unit_id] is None and unit_id != first)
+        tail = log_tail(UnitFiles(folder, spec.prefix)).strip()
+        message = (
+            f"task {wftask['order']} '{wftask['task_name']}': {self._unit_name(spec)} {how}"
+            + (f"; {skipped} other unit(s) were not run or were stopped" if skipped else "")
+        )
+        if tail:
+            message += f"\nlast lines of its log ({spec.prefix}-log.txt):\n{tail}"
+        return message

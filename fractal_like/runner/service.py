@@ -1,0 +1,78 @@
+"""A runner: claims jobs from the database, runs them, keeps their heartbeats, stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..config import Settings
+from ..db import make_async_engine, make_session_factory
+from .engine import Engine
+from .queue import JobQueue, new_runner_id
+
+logger = logging.getLogger("fractal_like.runner")
+HEARTBEAT_SECONDS = 2.0
+STALE_CHECK_SECONDS = 2.0
+
+
+class Runner:
+    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_async_engine(settings.database_url)
+        self._owns_engine = engine is None
+        self.runner_id = new_runner_id()
+        self.queue = JobQueue(self.engine, self.runner_id, settings.RUNNER_STALE_SECONDS)
+        self.job_engine = Engine(
+            self.engine,
+            make_session_factory(self.engine),
+            self.runner_id,
+            settings.RUNNER_PARALLELISM,
+        )
+        self.active: dict[int, tuple[asyncio.Task[str], asyncio.Event]] = {}
+
+    async def run_forever(self) -> None:
+        logger.info("runner %s started", self.runner_id)
+        last_beat = last_stale_check = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now - last_stale_check >= STALE_CHECK_SECONDS:
+                    last_stale_check = now
+                    await self._claim(stale=True)
+                await self._claim(stale=False)
+                if self.active and now - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = now
+                    await self.queue.heartbeat(list(self.active))
+                await self._watch_stops()
+                await asyncio.sleep(self.settings.RUNNER_POLL_SECONDS)
+        finally:
+            for task, _ in self.active.values():
+                task.cancel()
+            for task, _ in list(self.active.values()):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self._owns_engine:
+                await self.engine.dispose()
+
+    async def _claim(self, stale: bool) -> None:
+        while len(self.active) < self.settings.RUNNER_MAX_JOBS:
+            claimed = await (self.queue.claim_stale() if stale else self.queue.claim_submitted())
+            if claimed is None:
+                return
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                self.job_engine.run_job(claimed.job_id, stop, resumed=claimed.resumed)
+            )
+            self.active[claimed.job_id] = (task, stop)
+            task.add_done_callback(lambda _t, job_id=claimed.job_id: self.active.pop(job_id, None))
+
+    async def _watch_stops(self) -> None:
+        if not self.active:
+            return
+        for job_id, status in (await self.queue.statuses(list(self.active))).items():
+            if status == "stopping" and job_id in self.active:
+                self.active[job_id][1].set()

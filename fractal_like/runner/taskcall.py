@@ -1,0 +1,185 @@
+"""The task-call contract: args JSON in, output JSON out, a log file, an exit-code file.
+
+A unit's command line is `<command> --args-json A --out-json O`, run through a tiny
+`/bin/sh` wrapper that records its pid first and its exit code last. The exit-code
+file is written by the wrapper, not by the runner, so a runner that died while the
+unit ran can tell afterwards whether (and how) the unit ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# $1: exit-code file, $2: pid file, then the task's own argv. No string from a request is
+# ever interpolated into this script: the task argv arrives as separate arguments.
+WRAPPER = (
+    'code_file=$1; pid_file=$2; shift 2; echo $$ > "$pid_file"; '
+    '"$@"; rc=$?; echo $rc > "$code_file.tmp"; mv "$code_file.tmp" "$code_file"; exit $rc'
+)
+MAX_PARALLELIZATION_LIST = 20_000
+
+
+class TaskOutputError(ValueError):
+    """A task wrote an output file that breaks the contract; the message says how."""
+
+
+class ImageUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zarr_url: str = Field(min_length=1, max_length=4096)
+    origin: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    types: dict[str, bool] = Field(default_factory=dict)
+
+
+class TaskOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_list_updates: list[ImageUpdate] = Field(default_factory=list)
+    image_list_removals: list[str] = Field(default_factory=list)
+
+
+class ParallelizationItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zarr_url: str = Field(min_length=1, max_length=4096)
+    init_args: dict[str, Any] = Field(default_factory=dict)
+
+
+class InitOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parallelization_list: list[ParallelizationItem] = Field(
+        default_factory=list, max_length=MAX_PARALLELIZATION_LIST
+    )
+
+
+@dataclass
+class UnitFiles:
+    """Where one unit's files live, inside its task's folder."""
+
+    folder: Path
+    prefix: str
+
+    @property
+    def args(self) -> Path:
+        return self.folder / f"{self.prefix}-args.json"
+
+    @property
+    def output(self) -> Path:
+        return self.folder / f"{self.prefix}-metadiff.json"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.prefix}-log.txt"
+
+    @property
+    def exit_code(self) -> Path:
+        return self.folder / f"{self.prefix}-exitcode"
+
+    @property
+    def pid(self) -> Path:
+        return self.folder / f"{self.prefix}-pid"
+
+
+@dataclass
+class UnitCall:
+    """One call of a task command: what the executor needs, nothing about the database."""
+
+    unit_id: int
+    command: str
+    args: dict[str, Any]
+    files: UnitFiles
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        task_argv = shlex.split(self.command)
+        return [
+            "/bin/sh",
+            "-c",
+            WRAPPER,
+            "fractal-like-unit",
+            str(self.files.exit_code),
+            str(self.files.pid),
+            *task_argv,
+            "--args-json",
+            str(self.files.args),
+            "--out-json",
+            str(self.files.output),
+        ]
+
+    def prepare(self) -> None:
+        """Write the args file and clear what an earlier, unfinished attempt left."""
+        for stale in (self.files.output, self.files.exit_code, self.files.pid):
+            stale.unlink(missing_ok=True)
+        self.files.args.write_text(json.dumps(self.args))
+
+
+def read_exit_code(files: UnitFiles) -> int | None:
+    try:
+        return int(files.exit_code.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def read_pid(files: UnitFiles) -> int | None:
+    try:
+        return int(files.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as error:
+        raise TaskOutputError(f"{path.name} is not valid JSON ({error})") from None
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "output"
+    return f"{where}: {first['msg']}"
+
+
+def read_task_output(files: UnitFiles) -> TaskOutput:
+    data = _read_json(files.output)
+    if data is None:
+        return TaskOutput()
+    try:
+        return TaskOutput.model_validate(data)
+    except ValidationError as error:
+        raise TaskOutputError(f"the task's output breaks the contract: {_explain(error)}") from None
+
+
+def read_init_output(files: UnitFiles) -> InitOutput:
+    data = _read_json(files.output)
+    if data is None:
+        return InitOutput()
+    try:
+        return InitOutput.model_validate(data)
+    except ValidationError as error:
+        raise TaskOutputError(
+            f"the init step's output breaks the contract: {_explain(error)}"
+        ) from None
+
+
+def log_tail(files: UnitFiles, max_bytes: int = 4000) -> str:
+    try:
+        size = os.path.getsize(files.log)
+        with files.log.open("rb") as handle:
+            handle.seek(max(0, size - max_bytes))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
