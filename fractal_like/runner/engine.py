@@ -374,6 +374,7 @@ class Engine:
     ) -> None:
         pending: list[tuple[int, str, str | None]] = []
         wake = asyncio.Event()
+        finished = False
 
         def on_result(result: UnitResult) -> None:
             codes[result.unit_id] = result.exit_code
@@ -382,26 +383,30 @@ class Engine:
             pending.append((result.unit_id, status, result.reason))
             wake.set()
 
-        async def flush_forever() -> None:
-            while True:
-                await wake.wait()
-                await asyncio.sleep(FLUSH_SECONDS)
-                await flush()
-
         async def flush() -> None:
-            wake.clear()
             batch = pending[:]
             del pending[: len(batch)]
             if batch:
                 async with self.engine.begin() as connection:
                     await history.record_results(connection, run_id, batch)
 
-        flusher = asyncio.create_task(flush_forever())
+        async def flush_until_finished() -> None:
+            # Never cancelled mid-write: it ends by itself once the executor is done,
+            # so no batch of results is ever taken off the list and then lost.
+            while not finished:
+                await wake.wait()
+                wake.clear()
+                await asyncio.sleep(FLUSH_SECONDS)
+                await flush()
+            await flush()
+
+        flusher = asyncio.create_task(flush_until_finished())
         try:
             await ctx.executor.run(calls, on_result, ctx.stop)
         finally:
-            flusher.cancel()
-            await flush()
+            finished = True
+            wake.set()
+            await flusher
 
     @staticmethod
     def _unit_name(spec: UnitSpec) -> str:

@@ -1,0 +1,101 @@
+"""Helpers for runner tests: the test task package, submitting jobs, running a runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fractal_like.config import Settings
+from fractal_like.runner.service import Runner
+
+from .helpers import UserClient, expect
+
+PKG_ROOT = Path(__file__).parent / "tasks_pkg" / "fl_test_tasks"
+FINAL = ("done", "failed")
+_names = itertools.count(1)
+
+
+def collect_test_tasks(user: UserClient) -> dict[str, dict[str, Any]]:
+    """Register tests/tasks_pkg through task/collect/custom/, privately for this user."""
+    manifest = json.loads((PKG_ROOT / "__FRACTAL_MANIFEST__.json").read_text())
+    tasks = expect(
+        user.post(
+            "/api/v2/task/collect/custom/?private=true",
+            json={
+                "label": "fl-test-tasks",
+                "python_interpreter": sys.executable,
+                "manifest": manifest,
+                "version": "0.1.0",
+                "package_root": str(PKG_ROOT),
+            },
+        ),
+        201,
+    )
+    return {task["name"]: task for task in tasks}
+
+
+def build_workflow(
+    user: UserClient, project_id: int, steps: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> dict[str, Any]:
+    """A workflow from (task, wftask fields) pairs."""
+    name = f"wf-{next(_names)}"
+    workflow = expect(
+        user.post(f"/api/v2/project/{project_id}/workflow/", json={"name": name}), 201
+    )
+    expect(
+        user.post(
+            f"/api/v2/project/{project_id}/workflow/{workflow['id']}/wftask/",
+            json=[{"task_id": task["id"], **fields} for task, fields in steps],
+        ),
+        201,
+    )
+    return workflow
+
+
+def submit(
+    user: UserClient, project_id: int, workflow_id: int, dataset_id: int, **body: Any
+) -> dict:
+    return expect(
+        user.post(
+            f"/api/v2/project/{project_id}/job/submit/"
+            f"?workflow_id={workflow_id}&dataset_id={dataset_id}",
+            json=body,
+        ),
+        202,
+    )
+
+
+def run_until_final(
+    settings: Settings, job_ids: list[int], timeout: float = 90.0
+) -> dict[int, str]:
+    """Run an in-process runner until every job has ended; returns their final statuses."""
+
+    async def go() -> dict[int, str]:
+        runner = Runner(settings.model_copy(update={"RUNNER_POLL_SECONDS": 0.05}))
+        task = asyncio.create_task(runner.run_forever())
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    statuses = await runner.queue.statuses(job_ids)
+                    if all(statuses.get(job_id) in FINAL for job_id in job_ids):
+                        return statuses
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return asyncio.run(go())
+
+
+def images(user: UserClient, project_id: int, dataset_id: int, **query: Any) -> list[dict]:
+    page = expect(
+        user.post(f"/api/v2/project/{project_id}/dataset/{dataset_id}/images/query/", json=query),
+        200,
+    )
+    return page["images"]
