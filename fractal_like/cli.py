@@ -121,6 +121,18 @@ def runner() -> None:
         asyncio.run(Runner(settings).run_forever())
 
 
+@app.command()
+def demo(
+    images: Annotated[int, typer.Option(help="How many images the example converter makes.")] = 8,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's folder afterwards.")] = True,
+) -> None:
+    """Start an embedded server, register example tasks, run an example workflow with a
+    progress bar, and print the resulting images and where the logs are."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(images=images, keep=keep))
+
+
 @user_app.command("create")
 def user_create(
     email: str,
