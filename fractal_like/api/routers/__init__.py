@@ -1,6 +1,17 @@
 """Every router of the API, in the order they are mounted."""
 
-from . import admin_resources, auth, datasets, groups, jobs, projects, tasks, templates, workflows
+from . import (
+    admin_resources,
+    auth,
+    datasets,
+    groups,
+    history,
+    jobs,
+    projects,
+    tasks,
+    templates,
+    workflows,
+)
 
 ROUTERS = [
     auth.router,
@@ -13,4 +24,5 @@ ROUTERS = [
     workflows.router,
     templates.router,
     jobs.router,
+    history.router,
 ]

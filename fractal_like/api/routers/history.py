@@ -1,0 +1,154 @@
+"""Provenance under /api/v2/project/{project_id}/status/: Fractal's history routes and progress."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from ...models import Dataset, Job, Workflow, WorkflowTask
+from ...schemas.history import (
+    HistoryRunReadAggregated,
+    HistoryUnitRead,
+    JobProgress,
+    Page,
+    StatusImagePage,
+    StatusImageQuery,
+    UnitStatus,
+    WorkflowTaskStatus,
+)
+from ...services import history as service
+from ...services.access import child_of_project, project_for
+from ..deps import SessionDep
+from ..users import ApiUser
+
+router = APIRouter(prefix="/api/v2/project/{project_id}/status", tags=["history"])
+
+MAX_ID = 2**31 - 1
+MAX_PAGE_SIZE = 100_000
+
+IdQuery = Annotated[int, Query(gt=0, le=MAX_ID)]
+
+
+class Pagination(BaseModel):
+    page: int
+    page_size: int | None
+
+
+def pagination(
+    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
+    page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
+) -> Pagination:
+    if page_size is None and page > 1:
+        raise HTTPException(422, detail=f"page={page} needs a page_size")
+    return Pagination(page=page, page_size=page_size)
+
+
+PaginationDep = Annotated[Pagination, Depends(pagination)]
+
+
+async def _dataset_and_wftask(
+    session: SessionDep, user: ApiUser, project_id: int, dataset_id: int, workflowtask_id: int
+) -> WorkflowTask:
+    await project_for(session, user, project_id)
+    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    return await service.workflowtask_of_project(session, workflowtask_id, project_id)
+
+
+@router.get(
+    "/",
+    response_model=dict[int, WorkflowTaskStatus | None],
+    response_model_exclude_unset=True,
+)
+async def workflow_status(
+    project_id: int,
+    dataset_id: IdQuery,
+    workflow_id: IdQuery,
+    user: ApiUser,
+    session: SessionDep,
+) -> dict[int, WorkflowTaskStatus | None]:
+    await project_for(session, user, project_id)
+    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
+    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    return await service.workflow_statuses(session, workflow_id, dataset_id)
+
+
+@router.get("/run/", response_model=list[HistoryRunReadAggregated])
+async def list_runs(
+    project_id: int,
+    dataset_id: IdQuery,
+    workflowtask_id: IdQuery,
+    user: ApiUser,
+    session: SessionDep,
+) -> list[HistoryRunReadAggregated]:
+    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
+    return await service.runs_aggregated(session, dataset_id, workflowtask_id)
+
+
+@router.get("/run/{history_run_id}/units/", response_model=Page[HistoryUnitRead])
+async def list_run_units(
+    project_id: int,
+    history_run_id: Annotated[int, Path(le=MAX_ID)],
+    dataset_id: IdQuery,
+    workflowtask_id: IdQuery,
+    user: ApiUser,
+    session: SessionDep,
+    pages: PaginationDep,
+    unit_status: UnitStatus | None = None,
+) -> Page[HistoryUnitRead]:
+    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
+    await service.run_of(session, history_run_id, dataset_id, workflowtask_id)
+    return await service.units_page(
+        session, history_run_id, unit_status, pages.page, pages.page_size
+    )
+
+
+@router.post("/images/", response_model=StatusImagePage)
+async def query_images_with_status(
+    project_id: int,
+    dataset_id: IdQuery,
+    workflowtask_id: IdQuery,
+    user: ApiUser,
+    session: SessionDep,
+    pages: PaginationDep,
+    payload: StatusImageQuery | None = None,
+) -> StatusImagePage:
+    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
+    return await service.images_with_status(
+        session,
+        dataset_id,
+        workflowtask_id,
+        payload or StatusImageQuery(),
+        pages.page,
+        pages.page_size,
+    )
+
+
+@router.get("/unit-log/", response_model=str)
+async def unit_log(
+    project_id: int,
+    history_run_id: IdQuery,
+    history_unit_id: IdQuery,
+    workflowtask_id: IdQuery,
+    dataset_id: IdQuery,
+    user: ApiUser,
+    session: SessionDep,
+) -> str:
+    wftask = await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
+    logfile, working_dir, label = await service.unit_log_source(
+        session, history_run_id, history_unit_id, dataset_id, wftask
+    )
+    return await run_in_threadpool(service.read_unit_log, logfile, working_dir, label)
+
+
+@router.get("/progress/", response_model=JobProgress)
+async def job_progress(
+    project_id: int, job_id: IdQuery, user: ApiUser, session: SessionDep
+) -> JobProgress:
+    await project_for(session, user, project_id)
+    job = await session.get(Job, job_id)
+    if job is None or job.project_id != project_id:
+        raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
+    return await service.job_progress(session, job)
