@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD
 from .live_server import FRACTAL_BIN, LiveServer, give_admin_a_profile, start_server
+from .runner_support import PKG_ROOT
 
 pytestmark = pytest.mark.client
 
@@ -214,3 +217,70 @@ def test_tasks_workflows_and_jobs(fractal: Fractal, tmp_path: Path) -> None:
     assert fractal.batch("job", "list", project_id) == job_id
     again = fractal.run("job", "submit", project_id, workflow_id, dataset_id, ok=False)
     assert again.returncode == 1 and "already has an active job" in again.stderr + again.stdout
+
+
+@pytest.fixture
+def fractal_with_runner(db_url: str, tmp_path: Path) -> Iterator[Fractal]:
+    server = start_server(db_url, tmp_path, runner=True)
+    try:
+        give_admin_a_profile(server, tmp_path)
+        cache = tmp_path / "client"
+        cache.mkdir()
+        yield Fractal(server, cache)
+    finally:
+        server.stop()
+
+
+def test_job_runs_to_done_and_logs_download(fractal_with_runner: Fractal, tmp_path: Path) -> None:
+    fractal = fractal_with_runner
+    manifest = str(PKG_ROOT / "__FRACTAL_MANIFEST__.json")
+    task_ids = fractal.batch(
+        "task",
+        "collect-custom",
+        "fl-test-tasks",
+        sys.executable,
+        manifest,
+        "--version",
+        "0.1.0",
+        "--package-root",
+        str(PKG_ROOT),
+        "--private",
+    ).split()
+    names = {item["id"]: item["name"] for item in fractal.json("task", "list")}
+    by_name = {names[int(task_id)]: task_id for task_id in task_ids}
+    project_id = fractal.batch("project", "new", "run project")
+    dataset_id = fractal.batch("project", "add-dataset", project_id, "plate")
+    workflow_id = fractal.batch("workflow", "new", "run workflow", project_id)
+    args = _write(tmp_path / "create.json", {"num_images": 2})
+    fractal.run(
+        "workflow",
+        "add-task",
+        project_id,
+        workflow_id,
+        "--task-id",
+        by_name["create_images"],
+        "--args-non-parallel",
+        args,
+    )
+    fractal.run(
+        "workflow", "add-task", project_id, workflow_id, "--task-id", by_name["measure_intensity"]
+    )
+
+    job_id = fractal.batch("job", "submit", project_id, workflow_id, dataset_id)
+    deadline = time.monotonic() + 90
+    status = ""
+    while time.monotonic() < deadline:
+        status = fractal.batch("job", "show", project_id, job_id)
+        if status in ("done", "failed"):
+            break
+        time.sleep(0.5)
+    assert status == "done", fractal.json("job", "show", project_id, job_id)
+
+    output = tmp_path / "logs"
+    fractal.run("job", "download-logs", project_id, job_id, "--output", str(output))
+    assert (output / "workflow.log").read_text().count("Job done.") == 1
+    assert sorted(path.name for path in output.iterdir() if path.is_dir()) == [
+        "0_create_images",
+        "1_measure_intensity",
+    ]
+    assert len(list((output / "1_measure_intensity").glob("*-log.txt"))) == 2
