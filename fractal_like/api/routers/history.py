@@ -30,6 +30,8 @@ MAX_ID = 2**31 - 1
 MAX_PAGE_SIZE = 100_000
 
 IdQuery = Annotated[int, Query(gt=0, le=MAX_ID)]
+# Bounded, so that an id too big for the database's integers is a 422, not a database error.
+ProjectId = Annotated[int, Path(le=MAX_ID)]
 
 
 class Pagination(BaseModel):
@@ -63,7 +65,7 @@ async def _dataset_and_wftask(
     response_model_exclude_unset=True,
 )
 async def workflow_status(
-    project_id: int,
+    project_id: ProjectId,
     dataset_id: IdQuery,
     workflow_id: IdQuery,
     user: ApiUser,
@@ -77,7 +79,7 @@ async def workflow_status(
 
 @router.get("/run/", response_model=list[HistoryRunReadAggregated])
 async def list_runs(
-    project_id: int,
+    project_id: ProjectId,
     dataset_id: IdQuery,
     workflowtask_id: IdQuery,
     user: ApiUser,
@@ -89,7 +91,7 @@ async def list_runs(
 
 @router.get("/run/{history_run_id}/units/", response_model=Page[HistoryUnitRead])
 async def list_run_units(
-    project_id: int,
+    project_id: ProjectId,
     history_run_id: Annotated[int, Path(le=MAX_ID)],
     dataset_id: IdQuery,
     workflowtask_id: IdQuery,
@@ -107,7 +109,7 @@ async def list_run_units(
 
 @router.post("/images/", response_model=StatusImagePage)
 async def query_images_with_status(
-    project_id: int,
+    project_id: ProjectId,
     dataset_id: IdQuery,
     workflowtask_id: IdQuery,
     user: ApiUser,
@@ -128,7 +130,7 @@ async def query_images_with_status(
 
 @router.get("/unit-log/", response_model=str)
 async def unit_log(
-    project_id: int,
+    project_id: ProjectId,
     history_run_id: IdQuery,
     history_unit_id: IdQuery,
     workflowtask_id: IdQuery,
@@ -145,7 +147,7 @@ async def unit_log(
 
 @router.get("/progress/", response_model=JobProgress)
 async def job_progress(
-    project_id: int, job_id: IdQuery, user: ApiUser, session: SessionDep
+    project_id: ProjectId, job_id: IdQuery, user: ApiUser, session: SessionDep
 ) -> JobProgress:
     await project_for(session, user, project_id)
     job = await session.get(Job, job_id)
