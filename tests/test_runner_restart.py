@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import insert
 
 from fractal_like.config import Settings
@@ -48,9 +49,12 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sigkilled_server_resumes_the_job_running_every_unit_once(
-    db_url: str, tmp_path: Path
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_stopped_server_resumes_the_job_running_every_unit_once(
+    db_url: str, tmp_path: Path, how: signal.Signals
 ) -> None:
+    """SIGKILL: the server dies at once. SIGTERM: a graceful shutdown, as for an upgrade.
+    Either way the units keep running, and the restarted server finishes the job."""
     server = start_server(db_url, tmp_path, runner=True, FRACTAL_LIKE_RUNNER_STALE_SECONDS="3")
     try:
         give_admin_a_profile(server, tmp_path)
@@ -103,8 +107,8 @@ def test_sigkilled_server_resumes_the_job_running_every_unit_once(
         zarr_dir = Path(dataset["zarr_dir"])
         # Kill the whole server (API and its runner) once some units have finished.
         _wait_for(lambda: len(list(zarr_dir.rglob("measurement.json"))) >= 1, 60, "a first unit")
-        server.process.send_signal(signal.SIGKILL)
-        server.process.wait()
+        server.process.send_signal(how)
+        server.process.wait(timeout=30)
         done_before = len(list(zarr_dir.rglob("measurement.json")))
         assert done_before < 6, "the job ended before the kill: make the units slower"
     finally:

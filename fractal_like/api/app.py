@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from .. import __version__
 from ..config import Settings, get_settings
@@ -77,6 +77,14 @@ def create_app(
         logger.info("integrity error turned into 409: %s", error.orig)
         return JSONResponse(
             status_code=409, content={"detail": "the request conflicts with existing data"}
+        )
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, error: DataError) -> JSONResponse:
+        # e.g. an id beyond the database's integer range in a path: bad input, not a crash.
+        logger.info("data error turned into 422: %s", error.orig)
+        return JSONResponse(
+            status_code=422, content={"detail": "a value in the request is out of range"}
         )
 
     for router in ROUTERS:

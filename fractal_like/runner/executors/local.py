@@ -66,9 +66,11 @@ class LocalExecutor:
             workers = [worker() for _ in range(min(self.parallelism, len(calls)))]
             await asyncio.gather(*workers)
         finally:
+            # Cancelled (the runner is shutting down): units keep running, each in its own
+            # session, and the runner that takes the job over adopts them. Only a stop or
+            # a failed unit kills them, through `killer`.
             for task in watchers:
                 task.cancel()
-            await _kill_all(running)
 
     async def _run_one(
         self,
