@@ -7,36 +7,64 @@ import contextlib
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fractal_like.config import Settings
 from fractal_like.runner.service import Runner
 
-from .helpers import UserClient, expect
+from .helpers import ApiClient, UserClient, expect, make_dataset, make_project
 
 PKG_ROOT = Path(__file__).parent / "tasks_pkg" / "fl_test_tasks"
 FINAL = ("done", "failed")
 _names = itertools.count(1)
 
 
+COLLECT_URL = "/api/v2/task/collect/custom/?private=true"
+
+
+def collect_body() -> dict[str, Any]:
+    """The task/collect/custom/ body registering tests/tasks_pkg with this interpreter."""
+    return {
+        "label": "fl-test-tasks",
+        "python_interpreter": sys.executable,
+        "manifest": json.loads((PKG_ROOT / "__FRACTAL_MANIFEST__.json").read_text()),
+        "version": "0.1.0",
+        "package_root": str(PKG_ROOT),
+    }
+
+
 def collect_test_tasks(user: UserClient) -> dict[str, dict[str, Any]]:
-    """Register tests/tasks_pkg through task/collect/custom/, privately for this user."""
-    manifest = json.loads((PKG_ROOT / "__FRACTAL_MANIFEST__.json").read_text())
-    tasks = expect(
-        user.post(
-            "/api/v2/task/collect/custom/?private=true",
-            json={
-                "label": "fl-test-tasks",
-                "python_interpreter": sys.executable,
-                "manifest": manifest,
-                "version": "0.1.0",
-                "package_root": str(PKG_ROOT),
-            },
-        ),
-        201,
-    )
+    """Register tests/tasks_pkg privately for this user; tasks by name."""
+    tasks = expect(user.post(COLLECT_URL, json=collect_body()), 201)
     return {task["name"]: task for task in tasks}
+
+
+@dataclass
+class Scene:
+    """A user with the test tasks, a project and an empty dataset."""
+
+    user: UserClient
+    tasks: dict[str, dict[str, Any]]
+    project: dict[str, Any]
+    dataset: dict[str, Any]
+
+    def submit_steps(self, *steps: tuple[str, dict[str, Any]]) -> int:
+        """Build a workflow of (task name, wftask fields) steps and submit it; the job id."""
+        workflow = build_workflow(
+            self.user, self.project["id"], [(self.tasks[name], fields) for name, fields in steps]
+        )
+        return submit(self.user, self.project["id"], workflow["id"], self.dataset["id"])["id"]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return expect(self.user.get(f"/api/v2/project/{self.project['id']}/job/{job_id}/"), 200)
+
+
+def new_scene(api: ApiClient) -> Scene:
+    user = api.new_user()
+    project = make_project(user)
+    return Scene(user, collect_test_tasks(user), project, make_dataset(user, project["id"]))
 
 
 def build_workflow(

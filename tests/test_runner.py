@@ -16,7 +16,14 @@ from fractal_like.config import Settings
 from fractal_like.db import sync_url
 
 from .helpers import ApiClient, expect, make_dataset, make_project
-from .runner_support import build_workflow, collect_test_tasks, images, run_until_final, submit
+from .runner_support import (
+    build_workflow,
+    collect_test_tasks,
+    images,
+    new_scene,
+    run_until_final,
+    submit,
+)
 
 
 def _history(settings: Settings, job_id: int) -> tuple[list[tuple], list[tuple]]:
@@ -112,38 +119,24 @@ def test_workflow_of_every_task_type(api: ApiClient, settings: Settings) -> None
 
 
 def test_failing_unit_fails_the_job_fast(api: ApiClient, settings: Settings) -> None:
-    user = api.new_user()
-    tasks = collect_test_tasks(user)
-    project = make_project(user)
-    dataset = make_dataset(user, project["id"])
-    workflow = build_workflow(
-        user,
-        project["id"],
-        [
-            (tasks["create_images"], {"args_non_parallel": {"num_images": 6}}),
-            (tasks["fail"], {"args_parallel": {"fail_on": "/A/1/", "message": "bad well"}}),
-        ],
+    scene = new_scene(api)
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 6}}),
+        ("fail", {"args_parallel": {"fail_on": "/A/1/", "message": "bad well"}}),
     )
-    job = submit(user, project["id"], workflow["id"], dataset["id"])
-    assert run_until_final(settings, [job["id"]])[job["id"]] == "failed"
-    shown = expect(user.get(f"/api/v2/project/{project['id']}/job/{job['id']}/"), 200)
-    error = shown["executor_error_log"]
+    assert run_until_final(settings, [job_id])[job_id] == "failed"
+    error = scene.job(job_id)["executor_error_log"]
     assert "task 1 'fail': unit 0" in error and "exited with code 1" in error
     assert "bad well" in error  # the task's own log, in plain view
-    runs, _ = _history(settings, job["id"])
+    runs, _ = _history(settings, job_id)
     assert runs[-1][1] == "failed"
 
 
 def test_task_without_input_images_fails_plainly(api: ApiClient, settings: Settings) -> None:
-    user = api.new_user()
-    tasks = collect_test_tasks(user)
-    project = make_project(user)
-    dataset = make_dataset(user, project["id"])
-    workflow = build_workflow(user, project["id"], [(tasks["measure_intensity"], {})])
-    job = submit(user, project["id"], workflow["id"], dataset["id"])
-    assert run_until_final(settings, [job["id"]])[job["id"]] == "failed"
-    shown = expect(user.get(f"/api/v2/project/{project['id']}/job/{job['id']}/"), 200)
-    assert "has no input images" in shown["executor_error_log"]
+    scene = new_scene(api)
+    job_id = scene.submit_steps(("measure_intensity", {}))
+    assert run_until_final(settings, [job_id])[job_id] == "failed"
+    assert "has no input images" in scene.job(job_id)["executor_error_log"]
 
 
 def test_contract_violations_and_exit_codes(api: ApiClient, settings: Settings) -> None:
@@ -197,21 +190,14 @@ def test_no_output_means_inputs_updated(api: ApiClient, settings: Settings) -> N
 
 
 def test_stop_kills_running_units(api: ApiClient, settings: Settings) -> None:
-    user = api.new_user()
-    tasks = collect_test_tasks(user)
-    project = make_project(user)
-    dataset = make_dataset(user, project["id"])
-    workflow = build_workflow(
-        user,
-        project["id"],
-        [
-            (tasks["create_images"], {"args_non_parallel": {"num_images": 2}}),
-            (tasks["sleep"], {"args_parallel": {"seconds": 60}}),
-        ],
+    scene = new_scene(api)
+    user = scene.user
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 2}}),
+        ("sleep", {"args_parallel": {"seconds": 60}}),
     )
-    job = submit(user, project["id"], workflow["id"], dataset["id"])
-    zarr_dir = Path(dataset["zarr_dir"])
-    base = f"/api/v2/project/{project['id']}/job/{job['id']}/"
+    zarr_dir = Path(scene.dataset["zarr_dir"])
+    base = f"/api/v2/project/{scene.project['id']}/job/{job_id}/"
 
     def stop_when_sleeping() -> None:
         deadline = time.monotonic() + 60
@@ -222,7 +208,7 @@ def test_stop_kills_running_units(api: ApiClient, settings: Settings) -> None:
     stopper = threading.Thread(target=stop_when_sleeping)
     stopper.start()
     started = time.monotonic()
-    assert run_until_final(settings, [job["id"]])[job["id"]] == "failed"
+    assert run_until_final(settings, [job_id])[job_id] == "failed"
     stopper.join()
     assert time.monotonic() - started < 30  # far less than the 60 s the units sleep
     shown = expect(user.get(base), 200)

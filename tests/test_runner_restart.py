@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from fractal_like.runner.queue import JobQueue
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient, make_dataset, make_project
 from .live_server import give_admin_a_profile, start_server
-from .runner_support import PKG_ROOT, build_workflow, collect_test_tasks, submit
+from .runner_support import COLLECT_URL, build_workflow, collect_body, collect_test_tasks, submit
 
 
 def _api(server_url: str) -> httpx.Client:
@@ -59,23 +58,8 @@ def test_stopped_server_resumes_the_job_running_every_unit_once(
     try:
         give_admin_a_profile(server, tmp_path)
         client = _api(server.url)
-        manifest = json.loads((PKG_ROOT / "__FRACTAL_MANIFEST__.json").read_text())
-        tasks = {
-            task["name"]: task
-            for task in _ok(
-                client.post(
-                    "/api/v2/task/collect/custom/?private=true",
-                    json={
-                        "label": "fl-test-tasks",
-                        "python_interpreter": sys.executable,
-                        "manifest": manifest,
-                        "version": "0.1.0",
-                        "package_root": str(PKG_ROOT),
-                    },
-                ),
-                201,
-            )
-        }
+        collected = _ok(client.post(COLLECT_URL, json=collect_body()), 201)
+        tasks = {task["name"]: task for task in collected}
         project = _ok(client.post("/api/v2/project/", json={"name": "p"}), 201)
         dataset = _ok(
             client.post(f"/api/v2/project/{project['id']}/dataset/", json={"name": "d"}), 201
