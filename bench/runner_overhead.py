@@ -1,0 +1,539 @@
+"""Benchmark: the runner's overhead per unit, against the same commands through `xargs -P`.
+
+Not a test: it prints figures and the ratio to the target of DESIGN §8 (runner overhead,
+cold: a parallel task over 2,000 images of a no-op program finishes within 1.05x the
+time of the same 2,000 commands through `xargs -P <cores>`).
+
+    .venv/bin/python bench/runner_overhead.py                     # 2,000 units on SQLite
+    .venv/bin/python bench/runner_overhead.py --db postgres       # on a fresh PostgreSQL db
+    .venv/bin/python bench/runner_overhead.py --units 200 --rounds 3
+
+(a) the runner: a dataset of N images (written straight into the database with
+    `apply_image_changes`), a workflow of one parallel task whose command is
+    `python noop.py` (a script that does nothing), submitted through the API (the real
+    app in a TestClient) and run by `fractal_like.runner.service.Runner` in this process
+    (its own thread and event loop, started before the submission, as in a server);
+    timed from just before the submit request to the job's `end_timestamp`.
+(b) xargs: the same N command lines `python noop.py --args-json A --out-json B`, their
+    args files written beforehand, through `xargs -P <parallelism>`.
+
+See bench/README.md for the last figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine as SyncEngine
+from sqlalchemy.engine import make_url
+
+from fractal_like.api.app import create_app
+from fractal_like.config import Settings
+from fractal_like.db import make_async_engine, make_session_factory, sync_url
+from fractal_like.migrate import upgrade
+from fractal_like.runner.service import Runner
+from fractal_like.services.image_updates import apply_image_changes
+
+TARGET_RATIO = 1.05
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_EMAIL = "bench-admin@example.org"
+ADMIN_PASSWORD = "bench-admin-password"
+NOOP = '"""A task that does nothing: the floor of a unit is starting Python."""\n'
+WARMUP_COMMANDS = 20
+JOB_TIMEOUT = 3600.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- databases
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    name = f"fl_bench_{os.getpid()}"
+    admin = create_engine(sync_url(PG_SERVER), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_SERVER).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ---------------------------------------------------------------- setup through the API
+
+
+def ok(response: Any, status: int) -> Any:
+    if response.status_code != status:
+        raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+    return response.json()
+
+
+@dataclass
+class Setup:
+    headers: dict[str, str]
+    project_id: int
+    dataset_id: int
+    workflow_id: int
+    zarr_dir: str
+    command: str
+
+
+def prepare(client: TestClient, noop: Path) -> Setup:
+    """As the admin (who has the embedded local profile): a task, a project, a dataset and
+    a one-task workflow."""
+    token = ok(
+        client.post(
+            "/auth/token/login/", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        ),
+        200,
+    )["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(noop))}"
+    task = ok(
+        client.post(
+            "/api/v2/task/",
+            headers=headers,
+            json={"name": "noop", "version": "1.0.0", "command_parallel": command},
+        ),
+        201,
+    )
+    project = ok(client.post("/api/v2/project/", headers=headers, json={"name": "bench"}), 201)
+    pid = project["id"]
+    dataset = ok(
+        client.post(f"/api/v2/project/{pid}/dataset/", headers=headers, json={"name": "plate"}),
+        201,
+    )
+    workflow = ok(
+        client.post(f"/api/v2/project/{pid}/workflow/", headers=headers, json={"name": "noop"}),
+        201,
+    )
+    ok(
+        client.post(
+            f"/api/v2/project/{pid}/workflow/{workflow['id']}/wftask/",
+            headers=headers,
+            json=[{"task_id": task["id"]}],
+        ),
+        201,
+    )
+    return Setup(headers, pid, dataset["id"], workflow["id"], dataset["zarr_dir"], command)
+
+
+def image_url(zarr_dir: str, index: int) -> str:
+    row, column = divmod(index, 24)
+    return f"{zarr_dir}/plate.zarr/{row:03d}/{column + 1:02d}/0"
+
+
+async def load_images(url: str, dataset_id: int, zarr_dir: str, count: int) -> None:
+    engine = make_async_engine(url)
+    try:
+        async with make_session_factory(engine)() as session:
+            updates = [
+                {
+                    "zarr_url": image_url(zarr_dir, index),
+                    "attributes": {"index": index},
+                    "types": {"is_3D": False},
+                }
+                for index in range(count)
+            ]
+            await apply_image_changes(session, dataset_id, zarr_dir, updates, [])
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+# ---------------------------------------------------------------- (a) the runner
+
+
+class RunnerThread:
+    """A Runner with its own event loop in a thread, as a server would keep one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="bench-runner", daemon=True)
+        self.task: asyncio.Task[None] | None = None
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        runner = Runner(self.settings)
+        self.task = self.loop.create_task(runner.run_forever())
+        self.ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self.task)
+        self.loop.close()
+
+    def __enter__(self) -> RunnerThread:
+        self.thread.start()
+        self.ready.wait()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self.task is not None
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(timeout=60)
+
+
+@dataclass
+class Slots:
+    """How the runner kept its P unit slots busy, from the files of each unit: the wrapper
+    writes the pid file first thing and moves the exit-code file into place last."""
+
+    units: int
+    mean_unit: float  # wrapper start -> exit code written
+    busy: float  # sum of unit durations / (P x first start .. last end)
+    mean_gap: float  # idle slot time per unit: P x span - sum of durations, over units
+    span: float
+
+    @classmethod
+    def of(cls, folder: Path, parallelism: int) -> Slots | None:
+        spans = []
+        for pid_file in folder.glob("*/par_*-pid"):
+            code_file = pid_file.with_name(pid_file.name.removesuffix("-pid") + "-exitcode")
+            with contextlib.suppress(OSError):
+                spans.append((pid_file.stat().st_mtime, code_file.stat().st_mtime))
+        if not spans:
+            return None
+        span = max(end for _, end in spans) - min(start for start, _ in spans)
+        total = sum(end - start for start, end in spans)
+        return cls(
+            len(spans),
+            total / len(spans),
+            total / (parallelism * span) if span > 0 else 1.0,
+            (parallelism * span - total) / len(spans),
+            span,
+        )
+
+
+@dataclass
+class RunnerRun:
+    seconds: float
+    phases: dict[str, float]
+    cpu: Cpu
+    slots: Slots | None
+
+
+@dataclass
+class Cpu:
+    """CPU seconds over a run: this process (all its threads), and its waited-for children."""
+
+    own: float
+    children: float
+
+    @classmethod
+    def since(cls, before: os.times_result) -> Cpu:
+        now = os.times()
+        return cls(
+            now.user + now.system - before.user - before.system,
+            now.children_user + now.children_system - before.children_user - before.children_system,
+        )
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def run_with_runner(
+    client: TestClient, setup: Setup, sync: SyncEngine, parallelism: int
+) -> RunnerRun:
+    cpu_before = os.times()
+    started = datetime.now(UTC)
+    job = ok(
+        client.post(
+            f"/api/v2/project/{setup.project_id}/job/submit/"
+            f"?workflow_id={setup.workflow_id}&dataset_id={setup.dataset_id}",
+            headers=setup.headers,
+            json={},
+        ),
+        202,
+    )
+    submitted = datetime.now(UTC)
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        with sync.connect() as connection:
+            status, end = connection.execute(
+                text("SELECT status, end_timestamp FROM jobv2 WHERE id = :j"), {"j": job["id"]}
+            ).one()
+        if status in ("done", "failed"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job['id']} did not end within {JOB_TIMEOUT} s")
+        time.sleep(0.2)
+    if status != "done":
+        shown = ok(
+            client.get(
+                f"/api/v2/project/{setup.project_id}/job/{job['id']}/", headers=setup.headers
+            ),
+            200,
+        )
+        raise RuntimeError(f"job {job['id']} failed:\n{shown['executor_error_log']}")
+    end = _utc(end)
+    cpu = Cpu.since(cpu_before)
+    with sync.connect() as connection:
+        run_started, run_ended, first_unit, last_unit = connection.execute(
+            text(
+                "SELECT r.timestamp_started, r.timestamp_ended, "
+                "MIN(u.timestamp_started), MAX(u.timestamp_ended) "
+                "FROM historyrun r JOIN historyunit u ON u.history_run_id = r.id "
+                "WHERE r.job_id = :j GROUP BY r.id"
+            ),
+            {"j": job["id"]},
+        ).one()
+    phases: dict[str, float] = {"submit request": (submitted - started).total_seconds()}
+    if run_started is not None:
+        phases["claim + start of the task"] = (_utc(run_started) - submitted).total_seconds()
+        if last_unit is not None:
+            phases["units (run created -> last unit ended)"] = (
+                _utc(last_unit) - _utc(run_started)
+            ).total_seconds()
+            phases["after the units (merge, history, job end)"] = (
+                end - _utc(last_unit)
+            ).total_seconds()
+    if first_unit is not None:
+        phases["(first unit started after run created)"] = (
+            _utc(first_unit) - _utc(run_started)
+        ).total_seconds()
+    del run_ended
+    slots = Slots.of(Path(job["working_dir"]), parallelism)
+    return RunnerRun((end - started).total_seconds(), phases, cpu, slots)
+
+
+# ---------------------------------------------------------------- (b) xargs
+
+
+def prepare_xargs(workdir: Path, zarr_dir: str, units: int, noop: Path) -> Path:
+    """The args files of every unit and xargs' input: NUL-separated argv tokens."""
+    folder = workdir / "xargs"
+    folder.mkdir()
+    tokens: list[str] = []
+    for index in range(units):
+        args = folder / f"par_{index:06d}-args.json"
+        args.write_text(json.dumps({"zarr_url": image_url(zarr_dir, index)}))
+        out = folder / f"par_{index:06d}-metadiff.json"
+        tokens += [str(noop), "--args-json", str(args), "--out-json", str(out)]
+    stdin = workdir / "xargs-input"
+    stdin.write_text("\0".join(tokens) + "\0")
+    return stdin
+
+
+@dataclass
+class XargsRun:
+    seconds: float
+    cpu: Cpu
+
+
+def run_with_xargs(stdin: Path, parallelism: int) -> XargsRun:
+    command = ["xargs", "-0", "-n", "5", "-P", str(parallelism), sys.executable]
+    with stdin.open("rb") as handle:
+        cpu_before = os.times()
+        started = time.perf_counter()
+        subprocess.run(
+            command, stdin=handle, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
+        return XargsRun(time.perf_counter() - started, Cpu.since(cpu_before))
+
+
+def warm_up(noop: Path) -> None:
+    """Put the interpreter and its modules in the page cache before anything is timed."""
+    for _ in range(WARMUP_COMMANDS):
+        subprocess.run([sys.executable, str(noop)], check=True)
+
+
+def python_start_seconds(noop: Path, runs: int = 20) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(noop)], check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--units", type=int, default=2000, help="units (images), default 2000")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="units at once, for the runner and for xargs -P (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="timed runs of each side, alternating (default 1)"
+    )
+    options = parser.parse_args()
+    units, parallelism = options.units, options.parallelism
+    load_before = _load()
+
+    with tempfile.TemporaryDirectory(prefix="fl-bench-runner-") as tmp:
+        workdir = Path(tmp)
+        noop = workdir / "noop.py"
+        noop.write_text(NOOP)
+        with database(options.db, workdir) as url:
+            results = measure(url, workdir, noop, units, parallelism, options.rounds)
+    report(load_before, options.db, units, parallelism, *results)
+    return 0
+
+
+def measure(
+    url: str, workdir: Path, noop: Path, units: int, parallelism: int, rounds: int
+) -> tuple[float, list[RunnerRun], list[XargsRun]]:
+    log(f"migrating {make_url(url).render_as_string(hide_password=True)}")
+    upgrade(url)
+    settings = Settings(
+        DB_URL=url,
+        DATA_DIR=workdir / "data",
+        JWT_SECRET="bench-secret-" + "z" * 40,
+        ADMIN_EMAIL=ADMIN_EMAIL,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        BOOTSTRAP_LOCAL_RESOURCE=True,
+        EMBEDDED_RUNNER=False,
+        RUNNER_PARALLELISM=parallelism,
+    )
+    runner_runs: list[RunnerRun] = []
+    xargs_runs: list[XargsRun] = []
+    sync = create_engine(sync_url(url))
+    try:
+        with TestClient(create_app(settings)) as client:
+            setup = prepare(client, noop)
+            log(f"loading {units} images")
+            asyncio.run(load_images(url, setup.dataset_id, setup.zarr_dir, units))
+            stdin = prepare_xargs(workdir, setup.zarr_dir, units, noop)
+            warm_up(noop)
+            start_cost = python_start_seconds(noop)
+            with RunnerThread(settings):
+                time.sleep(1.0)  # the runner's first poll and stale check are behind it
+                for index in range(rounds):
+                    sides = ("runner", "xargs") if index % 2 == 0 else ("xargs", "runner")
+                    for side in sides:
+                        log(f"round {index + 1}: {side}, {units} units ...")
+                        if side == "runner":
+                            runner_runs.append(run_with_runner(client, setup, sync, parallelism))
+                            log(f"  runner {runner_runs[-1].seconds:.2f} s")
+                        else:
+                            xargs_runs.append(run_with_xargs(stdin, parallelism))
+                            log(f"  xargs {xargs_runs[-1].seconds:.2f} s")
+    finally:
+        sync.dispose()
+    return start_cost, runner_runs, xargs_runs
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def report(
+    load_before: str,
+    db: str,
+    units: int,
+    parallelism: int,
+    start_cost: float,
+    runner_runs: list[RunnerRun],
+    xargs_runs: list[XargsRun],
+) -> None:
+    runner = statistics.median(run.seconds for run in runner_runs)
+    xargs = statistics.median(run.seconds for run in xargs_runs)
+    ratio = runner / xargs
+    floor = start_cost * units / parallelism
+    date = datetime.now().strftime("%Y-%m-%d")
+    print(
+        f"Runner overhead, cold: {units} no-op Python units, parallelism {parallelism}, "
+        f"database {db} ({date}, {os.cpu_count()} cores)"
+    )
+    print(f"python start (median of 20, one at a time): {start_cost * 1000:.1f} ms")
+    print("| side   | runs | wall time (median) |   units/s | per unit x P | vs xargs |")
+    print("|--------|------|--------------------|-----------|--------------|----------|")
+    for name, seconds, runs in (
+        ("xargs", xargs, len(xargs_runs)),
+        ("runner", runner, len(runner_runs)),
+    ):
+        print(
+            f"| {name:<6} | {runs:>4} | {seconds:>16.2f} s | {units / seconds:>9.1f} | "
+            f"{seconds * parallelism / units * 1000:>9.1f} ms | {seconds / xargs:>7.3f}x |"
+        )
+    print(f"floor (python start x units / P): {floor:.2f} s")
+    print(
+        f"ratio runner/xargs: {ratio:.3f} (target <= {TARGET_RATIO}: "
+        f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}); "
+        f"overhead {(runner - xargs) * 1000 / units:+.2f} ms per unit, {runner - xargs:+.2f} s"
+    )
+    if len(runner_runs) > 1 or len(xargs_runs) > 1:
+        best_runner = min(run.seconds for run in runner_runs)
+        best_xargs = min(run.seconds for run in xargs_runs)
+        print(
+            f"best of each side (least disturbed by other load): runner {best_runner:.2f} s, "
+            f"xargs {best_xargs:.2f} s, ratio {best_runner / best_xargs:.3f}"
+        )
+        print(
+            "all runs: runner "
+            + ", ".join(f"{run.seconds:.2f}" for run in runner_runs)
+            + " s; xargs "
+            + ", ".join(f"{run.seconds:.2f}" for run in xargs_runs)
+            + " s"
+        )
+    for name, runs_of in (("xargs", xargs_runs), ("runner", runner_runs)):
+        own = statistics.median(run.cpu.own for run in runs_of)
+        children = statistics.median(run.cpu.children for run in runs_of)
+        print(
+            f"CPU during {name} (median): this process {own:.2f} s "
+            f"({own * 1000 / units:.2f} ms per unit), units and their wrappers {children:.2f} s "
+            f"({children * 1000 / units:.2f} ms per unit)"
+        )
+    runner_cpu = statistics.median(run.cpu.own + run.cpu.children for run in runner_runs)
+    xargs_cpu = statistics.median(run.cpu.own + run.cpu.children for run in xargs_runs)
+    print(
+        f"CPU ratio runner/xargs (all CPU seconds spent, less sensitive to other load on the "
+        f"machine than wall time): {runner_cpu / xargs_cpu:.3f}"
+    )
+    slots = [run.slots for run in runner_runs if run.slots is not None]
+    if slots:
+        unit = statistics.median(x.mean_unit for x in slots) * 1000
+        busy = statistics.median(x.busy for x in slots) * 100
+        gap = statistics.median(x.mean_gap for x in slots) * 1000
+        print(
+            f"runner's unit slots (median): a unit (wrapper start -> exit code) {unit:.1f} ms, "
+            f"slots busy {busy:.1f}%, idle slot time {gap:.1f} ms per unit "
+            f"(xargs: {xargs * parallelism * 1000 / units:.1f} ms per unit x P in all)"
+        )
+    print(f"load average before / after: {load_before} / {_load()}")
+    print("runner phases (median over runs):")
+    names = list(runner_runs[0].phases)
+    for name in names:
+        values = [run.phases[name] for run in runner_runs if name in run.phases]
+        print(f"  {name:<45} {statistics.median(values):>8.3f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
