@@ -13,8 +13,12 @@ Fractal's merge semantics, applied in the order the task listed its updates:
 - a zarr_url may appear only once across updates and removals.
 
 Everything is checked before anything is written; the writes are a few statements
-whatever the number of images (arrays on PostgreSQL, executemany on SQLite).
-Committing is the caller's job; on an error, nothing was written.
+whatever the number of images (arrays on PostgreSQL, executemany on SQLite), and they
+keep the dataset's summary (and, on SQLite, its attribute lookup) right, from the rows as
+they were before and after (see `services.images.ImageIndexChanges`). The rows read are
+locked first (FOR UPDATE on PostgreSQL, the write lock on SQLite), so that a concurrent
+writer cannot change them in between. Committing is the caller's job; on an error,
+nothing was written.
 
 The rows are written with plain SQL: `Image` objects already loaded in the same
 session are not refreshed (expire them or re-query them if they are used afterwards).
@@ -22,6 +26,8 @@ session are not refreshed (expire them or re-query them if they are used afterwa
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -31,12 +37,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from .images import MAX_NAME_CHARS, MAX_VALUE_TEXT, ImageIndexChanges, lock_images, oversized
 from .paths import PathRefused, check_under, normalised_absolute
 
 # Rows per statement: one array (PostgreSQL) or one JSON list (SQLite) per chunk.
 CHUNK = 10_000
 
 _UPDATE_KEYS = frozenset({"zarr_url", "origin", "attributes", "types"})
+
+# Strings longer than this may be too large for the summary: they get the full check.
+_SHORT_TEXT = MAX_VALUE_TEXT // 12
 
 
 class ImageChangeError(ValueError):
@@ -58,6 +68,9 @@ class _Row:
     attributes: dict[str, Any]
     types: dict[str, bool]
     dirty: bool = False
+    # The content as loaded; the merge replaces `attributes`/`types`, never mutates them.
+    old_attributes: dict[str, Any] | None = None
+    old_types: dict[str, bool] | None = None
 
 
 def _chunks(items: Sequence[str]) -> Iterator[list[str]]:
@@ -97,6 +110,10 @@ def _attributes(value: Any, zarr_url: str) -> dict[str, Any]:
             )
         if isinstance(item, float) and not math.isfinite(item):
             raise ImageChangeError(f"attribute {key!r} of {zarr_url!r} must be a finite number")
+        if len(key) > MAX_NAME_CHARS or (type(item) is str and len(item) > _SHORT_TEXT):
+            problem = oversized(key, item)
+            if problem:
+                raise ImageChangeError(f"attribute of {zarr_url!r} too large: {problem}")
     return value
 
 
@@ -109,6 +126,8 @@ def _types(value: Any, zarr_url: str | None, what: str = "types") -> dict[str, b
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, bool):
             raise ImageChangeError(f"{what}{where} must map names to true or false")
+        if len(key) > MAX_NAME_CHARS:
+            raise ImageChangeError(f"{what}{where} too large: {oversized(key)}")
     return value
 
 
@@ -172,13 +191,16 @@ def _dumps(value: Any) -> str:
 # round trip and one parse on the server, whatever its size.
 _PG = {
     # One JSON document for all the rows: a single json.loads instead of two per row.
+    # The rows are locked: their content is what the summary's changes are counted from.
     "load": "SELECT CAST(json_agg(json_build_array(i.id, i.zarr_url, i.origin, i.attributes, "
-    "i.types)) AS text) FROM imagev2 i WHERE i.dataset_id = %s AND i.zarr_url = "
-    "ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(%s AS jsonb))))",
+    "i.types)) AS text) FROM (SELECT * FROM imagev2 WHERE dataset_id = %s AND zarr_url = "
+    "ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(%s AS jsonb)))) FOR UPDATE) i",
     "exists": "SELECT i.zarr_url FROM imagev2 i WHERE i.dataset_id = %s AND i.zarr_url = "
     "ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(%s AS jsonb))))",
-    "delete": "DELETE FROM imagev2 WHERE dataset_id = %s AND zarr_url = "
-    "ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(%s AS jsonb))))",
+    "delete": "WITH d AS (DELETE FROM imagev2 WHERE dataset_id = %s AND zarr_url = "
+    "ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(%s AS jsonb)))) "
+    "RETURNING id, attributes, types) "
+    "SELECT CAST(json_agg(json_build_array(id, attributes, types)) AS text) FROM d",
     "update": "UPDATE imagev2 AS i SET attributes = v.value -> 1, types = v.value -> 2 "
     "FROM jsonb_array_elements(CAST(%s AS jsonb)) AS v "
     "WHERE i.id = CAST(v.value ->> 0 AS integer)",
@@ -193,6 +215,10 @@ _SQLITE = {
     "exists": "SELECT zarr_url FROM imagev2 "
     "WHERE dataset_id = ? AND zarr_url IN (SELECT value FROM json_each(?))",
     "delete": "DELETE FROM imagev2 "
+    "WHERE dataset_id = ? AND zarr_url IN (SELECT value FROM json_each(?)) "
+    "RETURNING id, attributes, types",
+    # The ids of the images just inserted (executemany returns none), for the lookup.
+    "ids": "SELECT zarr_url, id FROM imagev2 "
     "WHERE dataset_id = ? AND zarr_url IN (SELECT value FROM json_each(?))",
     # SQLite runs these once per row (executemany): cheap, as it is in-process.
     "update": "UPDATE imagev2 SET attributes = ?, types = ? WHERE id = ?",
@@ -222,7 +248,7 @@ class _Writer:
         for chunk in _chunks(urls):
             document = (await self._run("load", (self.dataset_id, _dumps(chunk)))).scalar()
             for row_id, zarr_url, origin, attributes, types in json.loads(document or "[]"):
-                rows[zarr_url] = _Row(row_id, origin, attributes, types)
+                rows[zarr_url] = _Row(row_id, origin, attributes, types, False, attributes, types)
         return rows
 
     async def existing(self, urls: list[str]) -> set[str]:
@@ -245,6 +271,7 @@ class _Writer:
                 )
 
     async def insert(self, created: list[tuple[str, _Row]]) -> None:
+        """Insert the new images; on SQLite, set each row's id (the lookup needs it)."""
         for start in range(0, len(created), CHUNK):
             chunk = created[start : start + CHUNK]
             if self.postgres:
@@ -264,12 +291,22 @@ class _Writer:
                         for url, row in chunk
                     ],
                 )
+                by_url = dict(chunk)
+                ids = await self._run("ids", (self.dataset_id, _dumps(list(by_url))))
+                for zarr_url, row_id in ids:
+                    by_url[zarr_url].id = row_id
 
-    async def delete(self, urls: list[str]) -> int:
+    async def delete(self, urls: list[str], changes: ImageIndexChanges) -> int:
         removed = 0
         for chunk in _chunks(urls):
             result = await self._run("delete", (self.dataset_id, _dumps(chunk)))
-            removed += result.rowcount
+            if self.postgres:
+                rows = json.loads(result.scalar() or "[]")
+            else:
+                rows = [(i, json.loads(a), json.loads(t)) for i, a, t in result]
+            for row_id, attributes, types in rows:
+                changes.removed(row_id, attributes, types)
+            removed += len(rows)
         return removed
 
 
@@ -329,10 +366,40 @@ async def apply_image_changes(
     Raises ImageChangeError (a ValueError) with a plain message, before writing
     anything, when the output breaks a rule (see the module docstring).
     """
+    with _no_cyclic_gc():
+        return await _apply(session, dataset_id, zarr_dir, updates, removals, output_types)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cycle collector while a batch builds its many (acyclic) objects.
+
+    Tens of thousands of new dicts and tuples trigger full collections that walk every
+    object of the process, for nothing: about a tenth of a 10,000-image update. The
+    collector is switched back on afterwards (unless it was off before).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _apply(
+    session: AsyncSession,
+    dataset_id: int,
+    zarr_dir: str,
+    updates: list[dict[str, Any]],
+    removals: list[str],
+    output_types: dict[str, bool] | None,
+) -> ImageChangeSummary:
     zarr_dir = _url(zarr_dir, "zarr_dir")
     extra_types = _types(output_types, None, "output_types")
     parsed = _parse_updates(updates)
     to_remove = _parse_removals(removals, {update.zarr_url for update in parsed})
+    await lock_images(session)
     writer = _Writer(await session.connection(), dataset_id)
 
     wanted = {update.zarr_url for update in parsed}
@@ -348,8 +415,19 @@ async def apply_image_changes(
             )
 
     created, updated = _merge(parsed, rows, zarr_dir, extra_types)
-    changed = [row for row in rows.values() if row.dirty and row.id is not None]
+    # In id order: the table's pages are then visited once each, in order.
+    changed = sorted(
+        (row for row in rows.values() if row.dirty and row.id is not None),
+        key=lambda row: row.id or 0,
+    )
+    changes = ImageIndexChanges(writer.connection)
     await writer.update(changed)
+    for row in changed:
+        assert row.id is not None and row.old_attributes is not None and row.old_types is not None
+        changes.changed(row.id, row.old_attributes, row.old_types, row.attributes, row.types)
     await writer.insert(created)
-    removed = await writer.delete(to_remove) if to_remove else 0
+    for _zarr_url, row in created:
+        changes.added(row.id, row.attributes, row.types)
+    removed = await writer.delete(to_remove, changes) if to_remove else 0
+    await changes.write(dataset_id)
     return ImageChangeSummary(created=len(created), updated=updated, removed=removed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlmodel import col, delete, select
+from sqlmodel import col, select
 
 from ...models import Dataset, Image, LinkUserProject, Project
 from ...schemas.dataset import (
@@ -127,7 +127,7 @@ async def delete_dataset(
     running = await active_jobs(session, dataset_id=dataset_id)
     if running:
         raise HTTPException(422, detail=f"dataset {dataset_id} is used by {running} active job(s)")
-    await session.exec(delete(Image).where(col(Image.dataset_id) == dataset_id))
+    await image_service.delete_all_images(session, dataset_id)
     await session.delete(dataset)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -143,16 +143,14 @@ async def add_image(
         zarr_url = check_under(payload.zarr_url, dataset.zarr_dir)
     except PathRefused as error:
         raise _refused(error)
-    if await image_service.count_images(session, dataset_id, zarr_url=zarr_url):
+    try:
+        image = await image_service.create_image(
+            session, dataset_id, zarr_url, payload.origin, payload.attributes, payload.types
+        )
+    except image_service.ImageTooLargeError as error:
+        raise HTTPException(422, detail=str(error))
+    if image is None:
         raise HTTPException(422, detail=f"the dataset already has an image {zarr_url!r}")
-    image = Image(
-        dataset_id=dataset_id,
-        zarr_url=zarr_url,
-        origin=payload.origin,
-        attributes=payload.attributes,
-        types=payload.types,
-    )
-    session.add(image)
     await session.commit()
     return image
 
@@ -199,17 +197,14 @@ async def update_image(
 ) -> Image:
     await project_for(session, user, project_id, Need.WRITE)
     await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
-    image = (
-        await session.exec(
-            select(Image).where(Image.dataset_id == dataset_id, Image.zarr_url == payload.zarr_url)
+    try:
+        image = await image_service.update_image(
+            session, dataset_id, payload.zarr_url, payload.attributes, payload.types
         )
-    ).first()
+    except image_service.ImageTooLargeError as error:
+        raise HTTPException(422, detail=str(error))
     if image is None:
         raise HTTPException(404, detail=f"no image {payload.zarr_url!r} in dataset {dataset_id}")
-    if payload.attributes is not None:
-        image.attributes = payload.attributes
-    if payload.types is not None:
-        image.types = payload.types
     await session.commit()
     await session.refresh(image)
     return image
@@ -225,10 +220,7 @@ async def delete_image(
 ) -> Response:
     await project_for(session, user, project_id, Need.WRITE)
     await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
-    result = await session.exec(
-        delete(Image).where(col(Image.dataset_id) == dataset_id, col(Image.zarr_url) == zarr_url)
-    )
-    if result.rowcount == 0:
+    if not await image_service.delete_image(session, dataset_id, zarr_url):
         raise HTTPException(404, detail=f"no image {zarr_url!r} in dataset {dataset_id}")
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
