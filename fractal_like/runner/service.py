@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import Settings
@@ -40,14 +41,19 @@ class Runner:
         try:
             while True:
                 now = time.monotonic()
-                if now - last_stale_check >= STALE_CHECK_SECONDS:
-                    last_stale_check = now
-                    await self._claim(stale=True)
-                await self._claim(stale=False)
-                if self.active and now - last_beat >= HEARTBEAT_SECONDS:
-                    last_beat = now
-                    await self.queue.heartbeat(list(self.active))
-                await self._watch_stops()
+                try:
+                    if now - last_stale_check >= STALE_CHECK_SECONDS:
+                        last_stale_check = now
+                        await self._claim(stale=True)
+                    await self._claim(stale=False)
+                    if self.active and now - last_beat >= HEARTBEAT_SECONDS:
+                        last_beat = now
+                        await self.queue.heartbeat(list(self.active))
+                    await self._watch_stops()
+                except SQLAlchemyError as error:
+                    # e.g. "database is locked" during a long SQLite write: try again later
+                    # instead of letting the runner die beside a live server.
+                    logger.warning("runner %s: database busy (%s); retrying", self.runner_id, error)
                 await asyncio.sleep(self.settings.RUNNER_POLL_SECONDS)
         finally:
             for task, _ in self.active.values():

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 # ever interpolated into this script: the task argv arrives as separate arguments.
 WRAPPER = (
     'code_file=$1; pid_file=$2; shift 2; echo $$ > "$pid_file"; '
-    '"$@"; rc=$?; echo $rc > "$code_file.tmp"; mv "$code_file.tmp" "$code_file"; exit $rc'
+    '"$@"; rc=$?; echo $rc > "$code_file"; exit $rc'
 )
+# The exit-code file is a single write of a few bytes (no extra `mv` process per unit);
+# a reader that catches it half-written sees no number yet and treats the unit as unfinished.
 MAX_PARALLELIZATION_LIST = 20_000
 
 
