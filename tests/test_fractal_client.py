@@ -52,9 +52,8 @@ class Fractal:
         return self.run(*args, batch=True).stdout.strip()
 
 
-@pytest.fixture
-def fractal(db_url: str, tmp_path: Path) -> Iterator[Fractal]:
-    server = start_server(db_url, tmp_path)
+def _client_of_live_server(db_url: str, tmp_path: Path, runner: bool) -> Iterator[Fractal]:
+    server = start_server(db_url, tmp_path, runner=runner)
     try:
         give_admin_a_profile(server, tmp_path)
         cache = tmp_path / "client"
@@ -62,6 +61,12 @@ def fractal(db_url: str, tmp_path: Path) -> Iterator[Fractal]:
         yield Fractal(server, cache)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fractal(db_url: str, tmp_path: Path) -> Iterator[Fractal]:
+    """A live server without a runner: submitted jobs stay `submitted`."""
+    yield from _client_of_live_server(db_url, tmp_path, runner=False)
 
 
 def _write(path: Path, data: object) -> str:
@@ -221,14 +226,7 @@ def test_tasks_workflows_and_jobs(fractal: Fractal, tmp_path: Path) -> None:
 
 @pytest.fixture
 def fractal_with_runner(db_url: str, tmp_path: Path) -> Iterator[Fractal]:
-    server = start_server(db_url, tmp_path, runner=True)
-    try:
-        give_admin_a_profile(server, tmp_path)
-        cache = tmp_path / "client"
-        cache.mkdir()
-        yield Fractal(server, cache)
-    finally:
-        server.stop()
+    yield from _client_of_live_server(db_url, tmp_path, runner=True)
 
 
 def test_job_runs_to_done_and_logs_download(fractal_with_runner: Fractal, tmp_path: Path) -> None:
