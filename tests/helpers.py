@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+
+from fractal_like.db import make_async_engine, make_session_factory
 
 ADMIN_EMAIL = "admin@example.org"
 ADMIN_PASSWORD = "admin-password"
@@ -158,3 +162,17 @@ def make_workflow(
             201,
         )
     return expect(user.get(f"/api/v2/project/{project_id}/workflow/{workflow['id']}/"), 200)
+
+
+def run_in_session(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work(session)` on a fresh async engine of the database at `url`."""
+
+    async def main() -> Any:
+        engine = make_async_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())

@@ -8,11 +8,9 @@ answers computed in Python from the images.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,26 +18,13 @@ from alembic import command
 from sqlalchemy import text
 from sqlmodel import select
 
-from fractal_like.db import make_async_engine, make_session_factory
 from fractal_like.migrate import alembic_config, upgrade
 from fractal_like.models import Image
 from fractal_like.services import images as image_service
 from fractal_like.services.image_updates import ImageChangeError, apply_image_changes
 from fractal_like.services.images import filter_value_texts, value_text
 
-from .helpers import ApiClient, UserClient, expect, make_dataset, make_project
-
-
-def _run(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        engine = make_async_engine(url)
-        try:
-            async with make_session_factory(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
+from .helpers import ApiClient, UserClient, expect, make_dataset, make_project, run_in_session
 
 
 def _is_sqlite(url: str) -> bool:
@@ -64,7 +49,7 @@ def _images(url: str, dataset_id: int) -> list[tuple[int, str, dict[str, Any], d
         )
         return [tuple(row) for row in (await session.exec(query)).all()]
 
-    return _run(url, work)
+    return run_in_session(url, work)
 
 
 def _stored(url: str, dataset_id: int) -> tuple[Counter[Any], set[Any]]:
@@ -85,7 +70,7 @@ def _stored(url: str, dataset_id: int) -> tuple[Counter[Any], set[Any]]:
             {tuple(row) for row in lookup},
         )
 
-    return _run(url, work)
+    return run_in_session(url, work)
 
 
 def _expected(url: str, dataset_id: int) -> tuple[Counter[Any], set[Any]]:
@@ -281,7 +266,7 @@ class _Mix:
             )
             await session.commit()
 
-        _run(self.url, work)
+        run_in_session(self.url, work)
 
     def check_queries(self) -> None:
         images = _images(self.url, self.id)
@@ -324,7 +309,7 @@ def test_random_writers_keep_the_tables_exact(api: ApiClient, db_url: str) -> No
         await image_service.rebuild_image_index(session, mix.id)
         await session.commit()
 
-    _run(db_url, rebuild)
+    run_in_session(db_url, rebuild)
     assert _stored(db_url, mix.id) == before
 
     # Removing every image, half through a task and half through the route, empties them.
@@ -335,7 +320,7 @@ def test_random_writers_keep_the_tables_exact(api: ApiClient, db_url: str) -> No
         await apply_image_changes(session, mix.id, mix.zarr_dir, [], urls[:half])
         await session.commit()
 
-    _run(db_url, remove)
+    run_in_session(db_url, remove)
     for url in urls[half:]:
         expect(mix.user.delete(mix.route, params={"zarr_url": url}), 204)
     assert _stored(db_url, mix.id) == (Counter(), set())
@@ -359,17 +344,17 @@ def test_floats_that_the_database_rewrites_keep_the_counts_right(
         await apply_image_changes(session, mix.id, mix.zarr_dir, updates, removals)
         await session.commit()
 
-    _run(db_url, lambda session: apply(session, updates, []))
+    run_in_session(db_url, lambda session: apply(session, updates, []))
     assert_tables_right(db_url, mix.id)
     # Change the other attribute only, then the odd one, then remove: no count drifts.
-    _run(
+    run_in_session(
         db_url,
         lambda session: apply(
             session, [{"zarr_url": u["zarr_url"], "attributes": {"n": -1}} for u in updates], []
         ),
     )
     assert_tables_right(db_url, mix.id)
-    _run(
+    run_in_session(
         db_url,
         lambda session: apply(
             session, [{"zarr_url": u["zarr_url"], "attributes": {"x": 1}} for u in updates], []
@@ -377,7 +362,7 @@ def test_floats_that_the_database_rewrites_keep_the_counts_right(
     )
     assert_tables_right(db_url, mix.id)
     assert _stored(db_url, mix.id)[0]["a", "x", "1"] == len(odd)
-    _run(db_url, lambda session: apply(session, [], [u["zarr_url"] for u in updates]))
+    run_in_session(db_url, lambda session: apply(session, [], [u["zarr_url"] for u in updates]))
     assert _stored(db_url, mix.id) == (Counter(), set())
 
 
@@ -432,7 +417,7 @@ def test_migration_fills_the_tables_from_existing_images(db_url: str) -> None:
             await session.commit()
             return ids[0], ids[1]
 
-        first, second = _run(db_url, seed)
+        first, second = run_in_session(db_url, seed)
     finally:
         upgrade(db_url)
     for dataset_id in (first, second):
@@ -448,7 +433,7 @@ def test_migration_fills_the_tables_from_existing_images(db_url: str) -> None:
         await apply_image_changes(session, first, "/data/one", [], urls)
         await session.commit()
 
-    _run(db_url, remove_all)
+    run_in_session(db_url, remove_all)
     assert _stored(db_url, first) == (Counter(), set())
     assert_tables_right(db_url, second)
 
@@ -499,5 +484,5 @@ def test_attributes_too_large_for_the_summary_are_refused(api: ApiClient, db_url
         {"zarr_url": url, "types": {"t" * 300: True}},
     ):
         with pytest.raises(ImageChangeError, match="too large"):
-            _run(db_url, lambda session, update=update: task(session, update))
+            run_in_session(db_url, lambda session, update=update: task(session, update))
     assert_tables_right(db_url, mix.id)

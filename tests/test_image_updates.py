@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fractal_like.db import make_async_engine, make_session_factory
 from fractal_like.models import Dataset, Image, Project
 from fractal_like.services import image_updates
 from fractal_like.services import images as image_service
@@ -20,6 +17,8 @@ from fractal_like.services.image_updates import (
 )
 from fractal_like.services.images import count_images, query_images
 
+from .helpers import run_in_session
+
 ZARR_DIR = "/data/project/ds"
 OTHER_ZARR_DIR = "/data/project/other"
 
@@ -29,18 +28,6 @@ class Env:
     url: str
     dataset_id: int
     other_dataset_id: int
-
-
-def _run(url: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        engine = make_async_engine(url)
-        try:
-            async with make_session_factory(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
 
 
 @pytest.fixture
@@ -55,7 +42,7 @@ def env(db_url: str) -> Env:
         await session.commit()
         return Env(db_url, dataset.id, other.id)
 
-    return _run(db_url, setup)
+    return run_in_session(db_url, setup)
 
 
 def apply(
@@ -79,7 +66,7 @@ def apply(
         await session.commit()
         return result
 
-    return _run(env.url, work)
+    return run_in_session(env.url, work)
 
 
 def images(env: Env, dataset_id: int | None = None) -> dict[str, dict[str, Any]]:
@@ -88,7 +75,7 @@ def images(env: Env, dataset_id: int | None = None) -> dict[str, dict[str, Any]]
 
     return {
         row.zarr_url: {"origin": row.origin, "attributes": row.attributes, "types": row.types}
-        for row in _run(env.url, work)
+        for row in run_in_session(env.url, work)
     }
 
 
@@ -402,12 +389,12 @@ def test_written_rows_answer_the_sql_filters(env: Env) -> None:
             await count_images(session, d, attribute_filters={"fov": [1]}),
         )
 
-    assert _run(env.url, work) == (2, 1, 2, 2, 2, 2)
+    assert run_in_session(env.url, work) == (2, 1, 2, 2, 2, 2)
 
     async def summary(session: Any) -> Any:
         return await image_service.summary(session, env.dataset_id)
 
-    attributes, types = _run(env.url, summary)
+    attributes, types = run_in_session(env.url, summary)
     assert attributes["well"] == ["A01", "B02"]
     assert types == ["3D", "done"]
 

@@ -64,3 +64,10 @@ async def child_of_project(
     if getattr(obj, "project_id", None) != project_id:
         raise HTTPException(422, detail=f"{what} {object_id} is not part of project {project_id}")
     return obj
+
+
+async def user_or_404(session: AsyncSession, user_id: int) -> UserOAuth:
+    user = await session.get(UserOAuth, user_id)
+    if user is None:
+        raise HTTPException(404, detail=f"user {user_id} not found")
+    return user

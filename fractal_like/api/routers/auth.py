@@ -18,6 +18,7 @@ from ...schemas.user import (
     UserUpdate,
     UserUpdateOwn,
 )
+from ...services.access import user_or_404
 from ...services.groups import add_member, group_ids_names, set_memberships
 from ..deps import SessionDep
 from ..users import CurrentUser, Superuser, UserManagerDep, auth_backend
@@ -104,13 +105,6 @@ async def _default_group(request: Request, session: SessionDep) -> UserGroup:
     return group
 
 
-async def _get_user(session: SessionDep, user_id: int) -> UserOAuth:
-    user = await session.get(UserOAuth, user_id)
-    if user is None:
-        raise HTTPException(404, detail=f"user {user_id} not found")
-    return user
-
-
 @router.get("/users/", response_model=list[UserRead])
 async def list_users(_admin: Superuser, session: SessionDep) -> list[UserRead]:
     users = (await session.exec(select(UserOAuth).order_by(col(UserOAuth.id)))).all()
@@ -119,7 +113,7 @@ async def list_users(_admin: Superuser, session: SessionDep) -> list[UserRead]:
 
 @router.get("/users/{user_id}/", response_model=UserRead)
 async def get_user(user_id: int, _admin: Superuser, session: SessionDep) -> UserRead:
-    return await _read(session, await _get_user(session, user_id))
+    return await _read(session, await user_or_404(session, user_id))
 
 
 @router.patch("/users/{user_id}/", response_model=UserRead)
@@ -130,7 +124,7 @@ async def update_user(
     session: SessionDep,
     manager: UserManagerDep,
 ) -> UserRead:
-    user = await _get_user(session, user_id)
+    user = await user_or_404(session, user_id)
     await _check_profile(session, payload.profile_id)
     if user.id == admin.id and payload.is_superuser is False:
         raise HTTPException(422, detail="a superuser cannot remove their own superuser status")
@@ -151,7 +145,7 @@ async def set_user_groups(
     _admin: Superuser,
     session: SessionDep,
 ) -> UserRead:
-    user = await _get_user(session, user_id)
+    user = await user_or_404(session, user_id)
     wanted = set(payload.group_ids)
     found = set(
         (await session.exec(select(UserGroup.id).where(col(UserGroup.id).in_(wanted)))).all()

@@ -6,8 +6,9 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
-from ...models import LinkUserGroup, UserGroup, UserOAuth
+from ...models import LinkUserGroup, UserGroup
 from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
+from ...services.access import user_or_404
 from ...services.groups import add_member, member_ids
 from ..deps import SessionDep
 from ..users import Superuser
@@ -90,19 +91,12 @@ async def delete_group(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _get_user(session: SessionDep, user_id: int) -> UserOAuth:
-    user = await session.get(UserOAuth, user_id)
-    if user is None:
-        raise HTTPException(404, detail=f"user {user_id} not found")
-    return user
-
-
 @router.post("/{group_id}/add-user/{user_id}/", response_model=GroupRead)
 async def add_user(
     group_id: int, user_id: int, _admin: Superuser, session: SessionDep
 ) -> GroupRead:
     group = await _get_group(session, group_id)
-    await _get_user(session, user_id)
+    await user_or_404(session, user_id)
     if await session.get(LinkUserGroup, (group_id, user_id)) is not None:
         raise HTTPException(422, detail=f"user {user_id} is already a member of group {group_id}")
     await add_member(session, group_id, user_id)
@@ -115,7 +109,7 @@ async def remove_user(
     request: Request, group_id: int, user_id: int, _admin: Superuser, session: SessionDep
 ) -> GroupRead:
     group = await _get_group(session, group_id)
-    await _get_user(session, user_id)
+    await user_or_404(session, user_id)
     if _is_default(request, group):
         raise HTTPException(422, detail="nobody can leave the default group")
     link = await session.get(LinkUserGroup, (group_id, user_id))
