@@ -8,6 +8,7 @@ from .job import ACTIVE_JOB_STATUSES, Job, JobStatus
 from .project import LinkUserProject, Project
 from .resource import Profile, Resource
 from .security import LinkUserGroup, OAuthAccount, UserGroup, UserOAuth
+from .slurm import SlurmJob
 from .task import Task, TaskGroup, TaskGroupActivity
 from .workflow import Workflow, WorkflowTask, WorkflowTemplate
 
@@ -27,6 +28,7 @@ __all__ = [
     "Project",
     "Resource",
     "SQLModel",
+    "SlurmJob",
     "Task",
     "TaskGroup",
     "TaskGroupActivity",
