@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +22,7 @@ from fractal_like.migrate import upgrade
 from fractal_like.models import SQLModel
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
+from .slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
 
 PG_URL_VAR = "FRACTAL_LIKE_TEST_PG_URL"
 REQUIRE_PG_VAR = "FRACTAL_LIKE_REQUIRE_PG"
@@ -109,3 +112,56 @@ def api(app_client: TestClient, tmp_path: Path) -> ApiClient:
 @pytest.fixture
 def admin(api: ApiClient) -> TestClient:
     return api.admin
+
+
+SLURM_CONF_VAR = "FRACTAL_LIKE_TEST_SLURM_CONF"
+REQUIRE_SLURM_VAR = "FRACTAL_LIKE_REQUIRE_SLURM"
+
+
+def _no_slurm(reason: str) -> NoReturn:
+    """Skip, or fail when CI requires SLURM, so that a green CI run means these tests ran."""
+    if os.environ.get(REQUIRE_SLURM_VAR) == "1":
+        pytest.fail(f"{REQUIRE_SLURM_VAR}=1 but {reason}")
+    pytest.skip(f"no SLURM cluster: {reason} (start one with scripts/slurm-dev-cluster.sh)")
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> str:
+    """The slurm.conf of a running local cluster; also this process's SLURM_CONF."""
+    conf = os.environ.get(SLURM_CONF_VAR)
+    if not conf:
+        _no_slurm(f"{SLURM_CONF_VAR} is not set")
+    if not Path(conf).is_file():
+        # sinfo would spend a long time on DNS lookups for a configuration source.
+        _no_slurm(f"{SLURM_CONF_VAR}={conf} is not a file")
+    try:
+        answer = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"],
+            env={**os.environ, "SLURM_CONF": conf},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _no_slurm(f"sinfo did not run: {exc}")
+    if answer.returncode != 0:
+        _no_slurm(f"the cluster of {conf} does not answer: {answer.stderr.strip()}")
+    if os.geteuid() != 0:
+        # Jobs are submitted as test users through sudo, and those users must be created.
+        _no_slurm("the SLURM tests must run as root")
+    os.environ["SLURM_CONF"] = conf  # for the code under test and the helpers' clients
+    return conf
+
+
+@pytest.fixture(scope="session")
+def slurm_user(slurm_conf: str) -> tuple[str, int, int]:
+    """The test Unix user jobs run as: (name, uid, gid)."""
+    return (ALICE, *ensure_unix_user(ALICE))
+
+
+@pytest.fixture
+def slurm_shared_dir(slurm_conf: str) -> Iterator[Path]:
+    """A fresh folder under /tmp that test users can traverse (unlike tmp_path); removed after."""
+    path = shared_dir("t")
+    yield path
+    remove_shared_dir(path)
