@@ -182,7 +182,9 @@ ensure_munge() {
 
 write_config() {
     local dir=$1 ctld_port=$2 slurmd_port=$3 host=$4 cpus mem_mib
-    cpus=$(nproc)
+    # FRACTAL_LIKE_SLURM_CPUS lets tests oversubscribe the node, so that jobs that only
+    # sleep (time-limit, stop tests) do not hold up the others; benchmarks keep nproc.
+    cpus=${FRACTAL_LIKE_SLURM_CPUS:-$(nproc)}
     # slurmd drains a node that has less memory than configured: stay 5 % under MemTotal.
     mem_mib=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.95}' /proc/meminfo)
     cat >"$dir/slurm.conf.new" <<EOF

@@ -30,6 +30,10 @@ from . import history
 from .executors.base import UnitResult
 from .executors.local import LocalExecutor
 from .joblog import JobLog
+from .slurm.commands import SlurmCommandError
+from .slurm.executor import SlurmExecutor, TaskInfo
+from .slurm.poller import SlurmPoller
+from .slurm.setup import slurm_executor_for
 from .taskcall import (
     TaskOutput,
     TaskOutputError,
@@ -76,7 +80,8 @@ class JobContext:
     zarr_dir: str
     log: JobLog
     stop: asyncio.Event
-    executor: LocalExecutor
+    executor: LocalExecutor | SlurmExecutor
+    user_dir: Path
 
 
 def _slug(name: str) -> str:
@@ -95,13 +100,26 @@ class Engine:
         self.session_factory = session_factory
         self.runner_id = runner_id
         self.parallelism = parallelism
+        self.slurm_poller = SlurmPoller()  # one squeue per interval for all jobs of this runner
 
     async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> str:
         """Run (or resume) a claimed job to its end; returns its final status."""
         async with self.session_factory() as session:
             job = await session.get(Job, job_id)
             assert job is not None
-            executor = LocalExecutor(await self._parallelism(session, job))
+            user = await session.get(UserOAuth, job.user_id) if job.user_id else None
+            profile = (
+                await session.get(Profile, user.profile_id) if user and user.profile_id else None
+            )
+            resource = await session.get(Resource, profile.resource_id) if profile else None
+            executor: LocalExecutor | SlurmExecutor | str
+            if resource is not None and resource.type != "local":
+                assert profile is not None
+                executor = slurm_executor_for(
+                    resource, profile, job, self.engine, self.slurm_poller
+                )
+            else:
+                executor = LocalExecutor(self._parallelism(resource))
         working_dir = Path(job.working_dir or "")
         working_dir.mkdir(parents=True, exist_ok=True)
         log = JobLog(working_dir)
@@ -112,7 +130,8 @@ class Engine:
             zarr_dir=job.dataset_dump.get("zarr_dir", ""),
             log=log,
             stop=stop,
-            executor=executor,
+            executor=LocalExecutor(1) if isinstance(executor, str) else executor,
+            user_dir=Path(job.working_dir_user or working_dir),
         )
         log.write(
             f"{'Resuming' if resumed else 'Starting'} job {job_id} on runner {self.runner_id}"
@@ -122,6 +141,8 @@ class Engine:
                 raise JobFailedError("the job's dataset was deleted before the job could run")
             if job.status == "stopping":
                 raise JobStoppedError
+            if isinstance(executor, str):
+                raise JobFailedError(executor)  # the resource cannot run jobs; says why
             task_list = job.workflow_dump.get("task_list", [])
             type_filters = dict(job.type_filters)
             for position in range(job.first_task_index, job.last_task_index + 1):
@@ -141,12 +162,9 @@ class Engine:
         log.write("Job done.")
         return await self._finish(job_id, "done", log, None)
 
-    async def _parallelism(self, session: AsyncSession, job: Job) -> int | None:
+    def _parallelism(self, resource: Resource | None) -> int | None:
         if self.parallelism:
             return self.parallelism
-        user = await session.get(UserOAuth, job.user_id) if job.user_id else None
-        profile = await session.get(Profile, user.profile_id) if user and user.profile_id else None
-        resource = await session.get(Resource, profile.resource_id) if profile else None
         if resource is not None:
             return resource.jobs_runner_config.get("parallel_tasks_per_job")
         return None
@@ -194,8 +212,16 @@ class Engine:
                 f"passes the type filters {filters} and attribute filters "
                 f"{ctx.job.attribute_filters or {}}"
             )
-        folder = ctx.working_dir / f"{wftask['order']}_{_slug(name)}"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder_name = f"{wftask['order']}_{_slug(name)}"
+        if isinstance(ctx.executor, SlurmExecutor):
+            # The units write as the cluster user, into a folder that user owns.
+            try:
+                folder = await ctx.executor.prepare_folder(ctx.user_dir / folder_name)
+            except SlurmCommandError as error:
+                raise JobFailedError(str(error)) from None
+        else:
+            folder = ctx.working_dir / folder_name
+            folder.mkdir(parents=True, exist_ok=True)
         ctx.log.write(
             f"Task {wftask['order']} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
         )
@@ -338,7 +364,11 @@ class Engine:
             (unit_id, "done" if code == 0 else "failed", None) for unit_id, code in codes.items()
         ]
         if calls:
-            await self._run_calls(ctx, run_id, calls, codes, reasons)
+            meta_key = "meta_parallel" if specs[0].kind == "parallel" else "meta_non_parallel"
+            task = TaskInfo(
+                run_id, wftask["order"], wftask["task_name"], wftask.get(meta_key) or {}
+            )
+            await self._run_calls(ctx, task, calls, codes, reasons)
         if already:
             async with self.engine.begin() as connection:
                 await history.record_results(connection, run_id, already)
@@ -367,7 +397,7 @@ class Engine:
     async def _run_calls(
         self,
         ctx: JobContext,
-        run_id: int,
+        task: TaskInfo,
         calls: list[UnitCall],
         codes: dict[int, int | None],
         reasons: dict[int, str | None],
@@ -388,7 +418,7 @@ class Engine:
             del pending[: len(batch)]
             if batch:
                 async with self.engine.begin() as connection:
-                    await history.record_results(connection, run_id, batch)
+                    await history.record_results(connection, task.run_id, batch)
 
         async def flush_until_finished() -> None:
             # Never cancelled mid-write: it ends by itself once the executor is done,
@@ -402,7 +432,10 @@ class Engine:
 
         flusher = asyncio.create_task(flush_until_finished())
         try:
-            await ctx.executor.run(calls, on_result, ctx.stop)
+            if isinstance(ctx.executor, SlurmExecutor):
+                await ctx.executor.run(calls, on_result, ctx.stop, task=task)
+            else:
+                await ctx.executor.run(calls, on_result, ctx.stop)
         finally:
             finished = True
             wake.set()

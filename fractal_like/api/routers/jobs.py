@@ -11,7 +11,7 @@ from ...models import Dataset, Job, Workflow
 from ...schemas.job import JobCreate, JobRead
 from ...services import jobs as service
 from ...services.access import Need, child_of_project, project_for
-from ...services.job_files import read_live_log, zip_folder
+from ...services.job_files import read_live_log, zip_folders
 from ..deps import SessionDep
 from ..users import ApiUser
 
@@ -111,7 +111,7 @@ async def download_job_logs(
 ) -> Response:
     await project_for(session, user, project_id)
     job = await _job(session, project_id, job_id)
-    content = zip_folder(job.working_dir)
+    content = zip_folders(job.working_dir, job.working_dir_user)
     name = f"job_{job_id}_logs.zip"
     return Response(
         content=content,

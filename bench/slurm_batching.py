@@ -1,0 +1,283 @@
+"""Benchmark: 2,000 no-op units through the SLURM executor, against one SLURM job array.
+
+Not a test: it prints the sbatch calls, both times and the ratio to the target of the
+SLURM issue (runner <= 1.3 x a job array running the same commands).
+
+    bash scripts/slurm-dev-cluster.sh start          # prints: export SLURM_CONF=...
+    export SLURM_CONF=/tmp/fractal-like-slurm/slurm.conf
+    .venv/bin/python bench/slurm_batching.py                 # 2,000 units
+    .venv/bin/python bench/slurm_batching.py --units 200 --target-jobs 4
+
+(a) the runner: a dataset of N images, a workflow of one parallel task whose command is
+    `python noop.py`, on a `slurm_sudo` resource whose profile is this account (so no
+    sudo hop), submitted through the API (the real app in a TestClient) and run by the
+    real Runner in this process; timed from the submit request to the job's end.
+(b) the array: the same N command lines, their args files written beforehand, as one
+    `sbatch --array=0-(N-1)` whose task i runs line i; timed from sbatch to the moment
+    the last task's exit-code file exists (each task writes one, as our worker does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from runner_overhead import ADMIN_EMAIL, ADMIN_PASSWORD, load_images, log, ok
+
+from fractal_like.api.app import create_app
+from fractal_like.config import Settings
+from fractal_like.db import make_async_engine
+from fractal_like.migrate import upgrade
+from fractal_like.runner.service import Runner
+
+TARGET_RATIO = 1.3
+
+
+def slurm_config(target_jobs: int, parallel: int) -> dict:
+    return {
+        "default_slurm_config": {
+            "partition": "main",
+            "cpus_per_task": 1,
+            "mem": "100M",
+            "time": "00:01:00",
+        },
+        "batching_config": {
+            "target_cpus_per_job": parallel,
+            "max_cpus_per_job": parallel,
+            "target_mem_per_job": f"{100 * parallel}M",
+            "max_mem_per_job": "4G",
+            "target_num_jobs": target_jobs,
+            "max_num_jobs": max(target_jobs, 100),
+        },
+    }
+
+
+def prepare(client: TestClient, workdir: Path, noop: Path, target_jobs: int, parallel: int):
+    token = ok(
+        client.post(
+            "/auth/token/login/", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        ),
+        200,
+    )["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    resource = ok(
+        client.post(
+            "/admin/v2/resource/",
+            headers=headers,
+            json={
+                "name": "bench-slurm",
+                "type": "slurm_sudo",
+                "jobs_local_dir": str(workdir / "jobs"),
+                "tasks_local_dir": str(workdir / "tasks"),
+                "jobs_runner_config": slurm_config(target_jobs, parallel),
+                "jobs_slurm_python_worker": sys.executable,
+                "jobs_poll_interval": 2,
+            },
+        ),
+        201,
+    )
+    profile = ok(
+        client.post(
+            f"/admin/v2/resource/{resource['id']}/profile/",
+            headers=headers,
+            json={
+                "name": "bench-profile",
+                "resource_type": "slurm_sudo",
+                "username": getpass.getuser(),
+                "jobs_remote_dir": str(workdir / "user-jobs"),
+            },
+        ),
+        201,
+    )
+    me = ok(client.get("/auth/current-user/", headers=headers), 200)
+    ok(
+        client.patch(
+            f"/auth/users/{me['id']}/", headers=headers, json={"profile_id": profile["id"]}
+        ),
+        200,
+    )
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(noop))}"
+    task = ok(
+        client.post(
+            "/api/v2/task/",
+            headers=headers,
+            json={"name": "noop", "version": "1.0.0", "command_parallel": command},
+        ),
+        201,
+    )
+    project = ok(client.post("/api/v2/project/", headers=headers, json={"name": "bench"}), 201)
+    pid = project["id"]
+    dataset = ok(
+        client.post(f"/api/v2/project/{pid}/dataset/", headers=headers, json={"name": "plate"}),
+        201,
+    )
+    workflow = ok(
+        client.post(f"/api/v2/project/{pid}/workflow/", headers=headers, json={"name": "noop"}),
+        201,
+    )
+    ok(
+        client.post(
+            f"/api/v2/project/{pid}/workflow/{workflow['id']}/wftask/",
+            headers=headers,
+            json=[{"task_id": task["id"]}],
+        ),
+        201,
+    )
+    return headers, pid, dataset, workflow["id"]
+
+
+async def run_job(settings: Settings, job_id: int) -> tuple[str, int]:
+    runner = Runner(settings.model_copy(update={"RUNNER_POLL_SECONDS": 0.05}))
+    task = asyncio.create_task(runner.run_forever())
+    try:
+        while True:
+            status = (await runner.queue.statuses([job_id])).get(job_id)
+            if status in ("done", "failed"):
+                return status, runner.job_engine.slurm_poller.squeue_calls
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def count_sbatch(url: str, job_id: int) -> int:
+    from sqlalchemy import create_engine, text
+
+    from fractal_like.db import sync_url
+
+    engine = create_engine(sync_url(url))
+    with engine.connect() as connection:
+        count = connection.execute(
+            text("SELECT count(*) FROM slurmjob WHERE job_id = :j"), {"j": job_id}
+        ).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+def run_with_runner(workdir: Path, units: int, target_jobs: int, parallel: int) -> dict:
+    noop = workdir / "noop.py"
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    upgrade(url)
+    settings = Settings(
+        DB_URL=url,
+        DATA_DIR=workdir / "data",
+        JWT_SECRET="bench-secret-" + "x" * 40,
+        ADMIN_EMAIL=ADMIN_EMAIL,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
+        EMBEDDED_RUNNER=False,
+        BOOTSTRAP_LOCAL_RESOURCE=False,
+    )
+    (workdir / "user-jobs").mkdir()
+    with TestClient(create_app(settings)) as client:
+        headers, pid, dataset, workflow_id = prepare(client, workdir, noop, target_jobs, parallel)
+        asyncio.run(load_images(url, dataset["id"], dataset["zarr_dir"], units))
+        log(f"runner: submitting {units} units")
+        started = time.perf_counter()
+        job = ok(
+            client.post(
+                f"/api/v2/project/{pid}/job/submit/"
+                f"?workflow_id={workflow_id}&dataset_id={dataset['id']}",
+                headers=headers,
+                json={},
+            ),
+            202,
+        )
+        status, squeue_calls = asyncio.run(run_job(settings, job["id"]))
+        seconds = time.perf_counter() - started
+        if status != "done":
+            shown = ok(client.get(f"/api/v2/project/{pid}/job/{job['id']}/", headers=headers), 200)
+            raise RuntimeError(f"the job failed: {shown['executor_error_log']}")
+    asyncio.run(make_async_engine(url).dispose())
+    return {
+        "seconds": seconds,
+        "sbatch": count_sbatch(url, job["id"]),
+        "squeue": squeue_calls,
+    }
+
+
+ARRAY_SCRIPT = """#!/bin/sh
+#SBATCH --job-name=fl-bench-array
+#SBATCH --partition=main
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=100M
+#SBATCH --time=00:01:00
+i=$SLURM_ARRAY_TASK_ID
+{python} {noop} --args-json {folder}/args_$i.json --out-json {folder}/out_$i.json \
+    > {folder}/log_$i.txt 2>&1
+echo $? > {folder}/exit_$i
+"""
+
+
+def run_with_array(workdir: Path, units: int) -> dict:
+    folder = workdir / "array"
+    folder.mkdir()
+    for index in range(units):
+        (folder / f"args_{index}.json").write_text(f'{{"zarr_url": "/data/{index}"}}')
+    script = folder / "array.sh"
+    script.write_text(
+        ARRAY_SCRIPT.format(
+            python=shlex.quote(sys.executable),
+            noop=shlex.quote(str(workdir / "noop.py")),
+            folder=shlex.quote(str(folder)),
+        )
+    )
+    log(f"array: submitting {units} array tasks")
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            f"--array=0-{units - 1}",
+            f"--output={folder}/slurm-%A_%a.out",
+            str(script),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    remaining = set(range(units))
+    while remaining:
+        time.sleep(0.2)
+        remaining = {index for index in remaining if not (folder / f"exit_{index}").exists()}
+    return {"seconds": time.perf_counter() - started, "sbatch": 1}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--units", type=int, default=2000)
+    parser.add_argument("--target-jobs", type=int, default=10, help="batching: target_num_jobs")
+    parser.add_argument(
+        "--parallel", type=int, default=os.cpu_count() or 1, help="units at once in a job"
+    )
+    args = parser.parse_args()
+    if not os.environ.get("SLURM_CONF"):
+        log("SLURM_CONF is not set: start the dev cluster (scripts/slurm-dev-cluster.sh start)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="fl-bench-slurm-") as name:
+        workdir = Path(name)
+        (workdir / "noop.py").write_text("")
+        runner = run_with_runner(workdir, args.units, args.target_jobs, args.parallel)
+        array = run_with_array(workdir, args.units)
+    ratio = runner["seconds"] / array["seconds"]
+    print(f"SLURM batching benchmark: {args.units} no-op units, {os.cpu_count()} cores")
+    print("| side   | sbatch calls | squeue calls | seconds | per unit |")
+    print("|--------|--------------|--------------|---------|----------|")
+    for label, side in (("runner", runner), ("array", array)):
+        print(
+            f"| {label:<6} | {side['sbatch']:>12} | {side.get('squeue', '-'):>12} | "
+            f"{side['seconds']:>7.2f} | {1000 * side['seconds'] / args.units:>5.1f} ms |"
+        )
+    print(f"ratio runner/array: {ratio:.2f} (target <= {TARGET_RATIO})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The SLURM commands the runner uses, run as argv lists (never through a shell).
+
+`sbatch`, `scancel` and folder creation run as the profile's cluster user through
+`sudo -n -u <user>`, so jobs and their files belong to that user; `squeue`, `scontrol`
+and `sacct` only read state and run as the server's own account. sudo drops most of the
+environment, SLURM_CONF included, so it is passed on explicitly with `env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import re
+from dataclasses import dataclass, field
+
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+JOB_ID = re.compile(r"^\d+(_\d+)?$")
+COMMAND_TIMEOUT_SECONDS = 120.0
+FINAL_STATES = frozenset(
+    {
+        "BOOT_FAIL",
+        "CANCELLED",
+        "COMPLETED",
+        "DEADLINE",
+        "FAILED",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "PREEMPTED",
+        "TIMEOUT",
+    }
+)
+
+
+class SlurmCommandError(RuntimeError):
+    """A SLURM command failed; the message carries what it printed."""
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class JobInfo:
+    """What SLURM still knows about a job that left the queue (scontrol or sacct -c)."""
+
+    state: str
+    exit_code: str = ""  # "3:0" = exit code 3; "0:9" = killed by signal 9
+    reason: str = ""
+    node: str = ""
+
+
+def _server_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for our uid (containers)
+        return str(os.getuid())
+
+
+async def run_command(argv: list[str], timeout: float = COMMAND_TIMEOUT_SECONDS) -> CommandResult:
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as error:
+        raise SlurmCommandError(f"cannot run {argv[0]!r}: {error.strerror}") from None
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise SlurmCommandError(
+            f"{' '.join(argv[:6])} did not answer within {timeout:.0f} s"
+        ) from None
+    return CommandResult(
+        process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+
+
+@dataclass
+class SlurmCommands:
+    """What runs as the profile's cluster user: folders, sbatch, scancel."""
+
+    username: str
+    slurm_conf: str | None = field(default_factory=lambda: os.environ.get("SLURM_CONF"))
+
+    def __post_init__(self) -> None:
+        if not POSIX_USER.match(self.username):
+            raise ValueError(f"{self.username!r} is not a valid cluster user name")
+
+    def as_user(self, argv: list[str]) -> list[str]:
+        """argv run as the profile's user: directly when that is us, else through sudo."""
+        conf = [f"SLURM_CONF={self.slurm_conf}"] if self.slurm_conf else []
+        if self.username == _server_user():
+            return argv
+        return ["sudo", "-n", "-u", self.username, "env", *conf, *argv]
+
+    async def mkdir(self, path: str) -> None:
+        result = await run_command(self.as_user(["mkdir", "-p", "-m", "0755", "--", path]))
+        if result.returncode != 0:
+            raise SlurmCommandError(
+                f"user {self.username!r} cannot create {path!r}: {_last_line(result)}"
+            )
+
+    async def sbatch(self, argv: list[str]) -> str:
+        """Submit; returns the SLURM job id. Raises SlurmCommandError with SLURM's words."""
+        result = await run_command(self.as_user(argv))
+        job_id = result.stdout.strip().split(";")[0]
+        if result.returncode != 0 or not JOB_ID.match(job_id):
+            raise SlurmCommandError(_sbatch_refusal(result))
+        return job_id
+
+    async def scancel(self, job_ids: list[str]) -> None:
+        ids = [job_id for job_id in job_ids if JOB_ID.match(job_id)]
+        if ids:
+            await run_command(self.as_user(["scancel", *ids]))
+
+
+class SlurmReader:
+    """Read-only state queries: any account may run them, so the server's own does."""
+
+    async def squeue(self, job_ids: list[str]) -> dict[str, str]:
+        """State of each job SLURM still lists (finished ones stay for MinJobAge seconds)."""
+        ids = [job_id for job_id in job_ids if JOB_ID.match(job_id)]
+        if not ids:
+            return {}
+        result = await run_command(
+            ["squeue", "--noheader", "--states=all", "--format=%i|%T", f"--jobs={','.join(ids)}"]
+        )
+        if result.returncode != 0:
+            if "Invalid job id" in result.stderr:
+                return {}  # none of them is known any more
+            raise SlurmCommandError(f"squeue failed: {_last_line(result)}")
+        states: dict[str, str] = {}
+        for line in result.stdout.splitlines():
+            job_id, _, state = line.strip().partition("|")
+            if job_id:
+                states[job_id] = state.split()[0] if state else ""
+        return states
+
+    async def find_by_name(self, name: str) -> str | None:
+        """The id of a job with this (unique) name, if SLURM still lists it."""
+        result = await run_command(
+            ["squeue", "--noheader", "--states=all", "--format=%i", f"--name={name}"]
+        )
+        ids = result.stdout.split() if result.returncode == 0 else []
+        return ids[0] if ids else None
+
+    async def job_info(self, job_id: str) -> JobInfo | None:
+        """State, exit code and reason of a job: scontrol first, then `sacct -c`."""
+        if not JOB_ID.match(job_id):
+            return None
+        result = await run_command(["scontrol", "show", "job", "--oneliner", job_id])
+        if result.returncode == 0 and "JobState=" in result.stdout:
+            fields = dict(item.split("=", 1) for item in result.stdout.split() if "=" in item)
+            return JobInfo(
+                state=fields.get("JobState", ""),
+                exit_code=fields.get("ExitCode", ""),
+                reason=fields.get("Reason", ""),
+                node=fields.get("NodeList", ""),
+            )
+        result = await run_command(
+            ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList"]
+        )
+        for line in result.stdout.splitlines() if result.returncode == 0 else []:
+            parts = line.split("|")
+            if len(parts) >= 3 and parts[0] == job_id:
+                return JobInfo(
+                    state=parts[1].split()[0],
+                    exit_code=parts[2],
+                    node=parts[3] if len(parts) > 3 else "",
+                )
+        return None
+
+
+def _last_line(result: CommandResult) -> str:
+    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"exit code {result.returncode}"
+
+
+def _sbatch_refusal(result: CommandResult) -> str:
+    """sbatch's own words, without the 'sbatch: error:' noise."""
+    lines = [
+        re.sub(r"^sbatch: error: ", "", line.strip())
+        for line in (result.stderr or result.stdout).splitlines()
+        if line.strip()
+    ]
+    if "a password is required" in result.stderr or "sudo:" in result.stderr:
+        return f"sudo refused to run sbatch as this user ({'; '.join(lines)})"
+    return "; ".join(lines) or f"sbatch ended with exit code {result.returncode} and no message"

@@ -1,0 +1,98 @@
+"""Why a SLURM job ended without a result for some of its units, in plain words.
+
+The reason is a predicate the engine puts after the unit's name: "unit 12 of task
+'segment' was killed by SLURM for using more than 50 MB of memory".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .commands import JobInfo
+
+MEMORY_MARKERS = ("exceeded job memory limit", "exceeded memory limit", "oom-kill", "oom_kill")
+
+
+@dataclass
+class JobLimits:
+    """What the SLURM job asked for, to name the limit it hit."""
+
+    mem_mb: int | None
+    time_minutes: int | None
+
+
+def read_tail(path: Path, max_bytes: int = 8000) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _minutes(minutes: int) -> str:
+    if minutes % 60 == 0 and minutes >= 60:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def explain(
+    slurm_job_id: str,
+    info: JobInfo | None,
+    stderr_tail: str,
+    limits: JobLimits,
+    cancelled_by_us: bool = False,
+) -> str:
+    """The plain reason for a unit that has no exit code after its SLURM job ended."""
+    state = (info.state if info else "").upper()
+    lowered = stderr_tail.lower()
+    memory = state == "OUT_OF_MEMORY" or any(marker in lowered for marker in MEMORY_MARKERS)
+    if memory:
+        limit = f"{limits.mem_mb} MB of memory" if limits.mem_mb else "its memory limit"
+        return f"was killed by SLURM for using more than {limit} (SLURM job {slurm_job_id})"
+
+    if state == "TIMEOUT" or "due to time limit" in lowered:
+        limit = f" of {_minutes(limits.time_minutes)}" if limits.time_minutes else ""
+        return (
+            f"was stopped by SLURM when its job reached its time limit{limit} "
+            f"(SLURM job {slurm_job_id})"
+        )
+    if state == "CANCELLED" or "cancelled at" in lowered:
+        if cancelled_by_us:
+            return f"was stopped (SLURM job {slurm_job_id} cancelled by fractal-like)"
+        return (
+            f"was cancelled outside fractal-like: SLURM job {slurm_job_id} was cancelled "
+            "by an administrator or with scancel"
+        )
+    if state == "NODE_FAIL":
+        where = f" ({info.node})" if info and info.node else ""
+        return f"was lost because the node of SLURM job {slurm_job_id} failed{where}"
+    if state == "PREEMPTED":
+        return f"was stopped because SLURM preempted its job {slurm_job_id} for another job"
+    if state == "BOOT_FAIL":
+        return f"never started: the node of SLURM job {slurm_job_id} failed to boot"
+    if state == "DEADLINE":
+        return f"never finished: SLURM job {slurm_job_id} reached its deadline"
+    if info is None:
+        return (
+            f"has no result, and SLURM no longer knows job {slurm_job_id} (it left the queue "
+            "and there is no accounting to ask)"
+        )
+    detail = ", ".join(
+        part
+        for part in (
+            f"state {info.state}" if info.state else "",
+            f"exit code {info.exit_code}" if info.exit_code else "",
+            f"reason {info.reason}" if info.reason and info.reason != "None" else "",
+        )
+        if part
+    )
+    last = [line for line in stderr_tail.splitlines() if line.strip()][-3:]
+    said = (
+        f"; its error output ends with: {' | '.join(line.strip() for line in last)}" if last else ""
+    )
+    return f"has no result: SLURM job {slurm_job_id} ended without running it ({detail}){said}"

@@ -1,0 +1,336 @@
+"""Run a task's units on SLURM: batches through sbatch as the user, one poller, reattach.
+
+Per task: the units are split into batches by the resource's batching rules; each batch
+is one SLURM job running `remote.py` on a JSON batch file. Before each `sbatch`, a
+`slurmjob` row (unique name carrying job, run and batch) is committed; after it, the
+SLURM job id. A runner that restarts reads the rows of the run: a job with an id is
+watched again, a job without one is looked up by name in squeue, and only units in no
+live job are submitted again. A unit's result is its exit-code file (written last by the
+worker); a job that ends leaving units without one is explained from SLURM's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...slurm_config import SlurmConfig
+from .. import remote
+from ..executors.base import ResultCallback, UnitResult
+from ..taskcall import UnitCall, read_exit_code
+from .batching import BatchingError, effective_section, plan_batches, split_into_batches
+from .commands import FINAL_STATES, SlurmCommandError, SlurmCommands, SlurmReader
+from .diagnose import JobLimits, explain, read_tail
+from .poller import SlurmPoller
+from .script import SbatchSpec, build_sbatch_script, sbatch_argv
+from .store import SlurmJobStore
+
+WORKER_FILE = "fractal_like_remote.py"
+SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
+
+
+@dataclass
+class TaskInfo:
+    """What the executor needs to know about the task whose units it runs."""
+
+    run_id: int
+    order: int
+    name: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SlurmJobWatch:
+    row_id: int
+    name: str
+    slurm_job_id: str
+    unit_ids: list[int]
+    stderr: Path
+    limits: JobLimits
+    cancelled_by_us: bool = False
+
+
+@dataclass
+class SlurmSettings:
+    """Everything about the resource and the job that does not change between tasks."""
+
+    config: SlurmConfig
+    python_worker: str
+    job_id: int
+    working_dir: Path  # the server's folder: batch files, scripts, the worker
+    account: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class SlurmExecutor:
+    def __init__(
+        self,
+        settings: SlurmSettings,
+        commands: SlurmCommands,
+        poller: SlurmPoller,
+        store: SlurmJobStore,
+    ) -> None:
+        self.settings = settings
+        self.commands = commands
+        self.poller = poller
+        self.reader: SlurmReader = poller.reader
+        self.store = store
+        self.sbatch_calls = 0
+
+    async def prepare_folder(self, user_folder: Path) -> Path:
+        """The task's folder, created by (and owned by) the cluster user."""
+        await self.commands.mkdir(str(user_folder))
+        return user_folder
+
+    async def adopt(self, call: UnitCall) -> UnitResult | None:
+        return None  # reattaching happens per SLURM job in `run`, from the database
+
+    async def run(
+        self,
+        calls: list[UnitCall],
+        on_result: ResultCallback,
+        stop: asyncio.Event,
+        fail_fast: bool = True,
+        task: TaskInfo | None = None,
+    ) -> None:
+        if not calls:
+            return
+        assert task is not None, "the SLURM executor needs to know the task"
+        pending = {call.unit_id: call for call in calls}
+        watches = await self._reattach(task, pending)
+        covered = {unit_id for watch in watches for unit_id in watch.unit_ids}
+        fresh = [call for call in calls if call.unit_id not in covered]
+        failed = False
+        if fresh and not stop.is_set():
+            try:
+                new, failed = await self._submit(task, fresh, on_result, pending, fail_fast)
+            except (BatchingError, ValueError) as error:
+                for call in fresh:
+                    pending.pop(call.unit_id, None)
+                    on_result(UnitResult(call.unit_id, None, f"was not submitted: {error}"))
+                new, failed = [], True
+            watches.extend(new)
+        await self._watch(watches, pending, on_result, stop, fail_fast, failed)
+        for unit_id in list(pending):  # never submitted: the job stopped or a unit failed
+            on_result(UnitResult(unit_id, None, SKIPPED))
+
+    async def _reattach(self, task: TaskInfo, pending: dict[int, UnitCall]) -> list[SlurmJobWatch]:
+        watches: list[SlurmJobWatch] = []
+        section = effective_section(self.settings.config, task.meta)
+        for row in await self.store.open_rows(task.run_id):
+            unit_ids = [unit_id for unit_id in row.unit_ids if unit_id in pending]
+            slurm_job_id = row.slurm_job_id or await self.reader.find_by_name(row.name)
+            if not unit_ids or slurm_job_id is None:
+                # Either nothing of it is left to wait for, or sbatch never ran for it
+                # (SLURM lists no job of that name): its units are submitted afresh.
+                await self.store.ended(row.id)
+                continue
+            if row.slurm_job_id is None:
+                await self.store.submitted(row.id, slurm_job_id, unit_ids)
+            folder = Path(row.folder)
+            plan = plan_batches(len(row.unit_ids), section, self.settings.config.batching_config)
+            watches.append(
+                SlurmJobWatch(
+                    row.id,
+                    row.name,
+                    slurm_job_id,
+                    unit_ids,
+                    folder / f"{row.name}.err",
+                    JobLimits(plan.mem_per_job_mb, plan.time_per_job_minutes),
+                )
+            )
+        if watches:
+            self.poller.watch([watch.slurm_job_id for watch in watches])
+        return watches
+
+    async def _submit(
+        self,
+        task: TaskInfo,
+        calls: list[UnitCall],
+        on_result: ResultCallback,
+        pending: dict[int, UnitCall],
+        fail_fast: bool,
+    ) -> tuple[list[SlurmJobWatch], bool]:
+        section = effective_section(self.settings.config, task.meta)
+        plan = plan_batches(len(calls), section, self.settings.config.batching_config)
+        worker = self._install_worker()
+        user_folder = calls[0].files.folder
+        server_folder = self.settings.working_dir / user_folder.name
+        server_folder.mkdir(parents=True, exist_ok=True)
+        first = await self.store.count(task.run_id)
+        watches: list[SlurmJobWatch] = []
+        for number, batch in enumerate(split_into_batches(calls, plan.units_per_job)):
+            name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}"
+            batch_file = server_folder / f"{name}.json"
+            batch_file.write_text(json.dumps(self._batch_document(batch, plan.parallel_per_job)))
+            script = server_folder / f"{name}.sh"
+            script.write_text(
+                build_sbatch_script(
+                    SbatchSpec(
+                        job_name=name,
+                        partition=section.partition,
+                        cpus_per_task=plan.cpus_per_job,
+                        mem_mb=plan.mem_per_job_mb,
+                        time_minutes=plan.time_per_job_minutes,
+                        account=self.settings.account or section.account,
+                        constraint=section.constraint,
+                        gres=section.gres,
+                        gpus=section.gpus,
+                        exclude=section.exclude,
+                        nodelist=section.nodelist,
+                        extra_lines=list(section.extra_lines),
+                        exports=self.settings.extra_env,
+                        shebang_line=section.shebang_line,
+                        worker_python=self.settings.python_worker,
+                        worker_script=str(worker),
+                        batch_file=str(batch_file),
+                    )
+                )
+            )
+            unit_ids = [call.unit_id for call in batch]
+            row_id = await self.store.add(task.run_id, name, unit_ids, str(user_folder))
+            argv = sbatch_argv(
+                str(script), str(user_folder / f"{name}.out"), str(user_folder / f"{name}.err")
+            )
+            self.sbatch_calls += 1
+            try:
+                slurm_job_id = await self.commands.sbatch(argv)
+            except SlurmCommandError as error:
+                await self.store.ended(row_id)
+                for unit_id in unit_ids:
+                    pending.pop(unit_id, None)
+                    on_result(
+                        UnitResult(unit_id, None, f"was not submitted: SLURM refused it ({error})")
+                    )
+                if fail_fast:
+                    return watches, True
+                continue
+            await self.store.submitted(row_id, slurm_job_id, unit_ids)
+            watches.append(
+                SlurmJobWatch(
+                    row_id,
+                    name,
+                    slurm_job_id,
+                    unit_ids,
+                    user_folder / f"{name}.err",
+                    JobLimits(plan.mem_per_job_mb, plan.time_per_job_minutes),
+                )
+            )
+            self.poller.watch([slurm_job_id])
+        return watches, False
+
+    def _install_worker(self) -> Path:
+        """A copy of the stdlib-only worker beside the job: the cluster needs only a Python."""
+        target = self.settings.working_dir / WORKER_FILE
+        if not target.exists():
+            shutil.copyfile(remote.__file__, target)
+            target.chmod(0o644)
+        return target
+
+    @staticmethod
+    def _batch_document(batch: list[UnitCall], parallelism: int) -> dict[str, Any]:
+        return {
+            "format": remote.FORMAT,
+            "parallelism": parallelism,
+            "fail_fast": False,
+            "units": [
+                {
+                    "unit_id": call.unit_id,
+                    "argv": shlex.split(call.command),
+                    "cwd": str(call.files.folder),
+                    "args": call.args,
+                    "args_file": str(call.files.args),
+                    "out_file": str(call.files.output),
+                    "log_file": str(call.files.log),
+                    "exit_code_file": str(call.files.exit_code),
+                    "result_file": str(call.files.folder / f"{call.files.prefix}-result.json"),
+                    "env": call.env,
+                }
+                for call in batch
+            ],
+        }
+
+    async def _watch(
+        self,
+        watches: list[SlurmJobWatch],
+        pending: dict[int, UnitCall],
+        on_result: ResultCallback,
+        stop: asyncio.Event,
+        fail_fast: bool,
+        failed: bool,
+    ) -> None:
+        live = list(watches)
+        stopping = False
+        while live:
+            if (stop.is_set() or (fail_fast and failed)) and not stopping:
+                stopping = True
+                await self._cancel(live)
+            for watch in list(live):
+                failed |= self._collect(watch, pending, on_result)
+                if not any(unit_id in pending for unit_id in watch.unit_ids):
+                    await self._end(watch, live)
+                    continue
+                state = self.poller.states.get(watch.slurm_job_id)
+                if state is not None and (state == "" or state in FINAL_STATES):
+                    failed |= self._collect(watch, pending, on_result)  # written just before
+                    await self._explain_missing(watch, pending, on_result)
+                    failed = True
+                    await self._end(watch, live)
+            if live:
+                await self._next_round(stop)
+
+    def _collect(
+        self, watch: SlurmJobWatch, pending: dict[int, UnitCall], on_result: ResultCallback
+    ) -> bool:
+        """Report every unit of the job whose exit-code file appeared; True if one failed."""
+        failed = False
+        for unit_id in watch.unit_ids:
+            call = pending.get(unit_id)
+            if call is None:
+                continue
+            code = read_exit_code(call.files)
+            if code is not None:
+                del pending[unit_id]
+                on_result(UnitResult(unit_id, code))
+                failed |= code != 0
+        return failed
+
+    async def _explain_missing(
+        self, watch: SlurmJobWatch, pending: dict[int, UnitCall], on_result: ResultCallback
+    ) -> None:
+        missing = [unit_id for unit_id in watch.unit_ids if unit_id in pending]
+        if not missing:
+            return
+        info = await self.reader.job_info(watch.slurm_job_id)
+        reason = explain(
+            watch.slurm_job_id, info, read_tail(watch.stderr), watch.limits, watch.cancelled_by_us
+        )
+        for unit_id in missing:
+            del pending[unit_id]
+            on_result(UnitResult(unit_id, None, reason))
+
+    async def _cancel(self, live: list[SlurmJobWatch]) -> None:
+        for watch in live:
+            watch.cancelled_by_us = True
+        with contextlib.suppress(SlurmCommandError):
+            await self.commands.scancel([watch.slurm_job_id for watch in live])
+
+    async def _end(self, watch: SlurmJobWatch, live: list[SlurmJobWatch]) -> None:
+        live.remove(watch)
+        self.poller.forget([watch.slurm_job_id])
+        await self.store.ended(watch.row_id)
+
+    async def _next_round(self, stop: asyncio.Event) -> None:
+        round_done = asyncio.ensure_future(self.poller.next_round())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({round_done, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in (round_done, stopped):
+                future.cancel()
