@@ -59,15 +59,22 @@ def test_every_task_type_runs_on_slurm_as_the_user(scene_factory, settings: Sett
         ("measure_intensity", {}),
         ("illumination_correction", {}),
         ("aggregate", {}),
+        ("create_images_compound", {"args_non_parallel": {"num_images": 2}}),
     )
     statuses = run_until_final(settings, [job_id], timeout=120)
     job = scene.job(job_id)
     assert statuses[job_id] == "done", job["log"]
     found = images(scene.user, scene.project["id"], scene.dataset["id"])
-    assert len(found) == 3
+    assert len(found) == 3 + 2
+    assert sum("compound" in image["zarr_url"] for image in found) == 2
+    assert all(
+        image["attributes"].get("measured")
+        for image in found
+        if "compound" not in image["zarr_url"]
+    )
     # Every unit ran as the cluster user: its log files belong to that uid.
     logs = list(Path(job["working_dir_user"]).rglob("*-log.txt"))
-    assert len(logs) >= 1 + 3 + 1 + 3 + 1
+    assert len(logs) == 1 + 3 + (1 + 3) + 1 + (1 + 2)
     assert {log.stat().st_uid for log in logs} == {scene.uid}
     # Each unit knows the SLURM job that ran it.
     units = _rows(
