@@ -36,6 +36,12 @@ def scene_factory(api: ApiClient, slurm_conf: str, slurm_user: tuple[str, int, i
         cleanup(scene)
 
 
+# How SLURM ends a job does not depend on the database: the failure modes run on SQLite
+# only (each waits for the cluster, a time limit for over a minute); the workflows of
+# every task type, batching and the restart run on both.
+ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
 def _rows(settings: Settings, sql: str, **params: Any) -> list[tuple]:
     engine = create_engine(sync_url(settings.database_url))
     with engine.connect() as connection:
@@ -120,6 +126,7 @@ def _fail_message(scene: SlurmScene, settings: Settings, job_id: int, timeout: f
     return job["executor_error_log"]
 
 
+@ONE_DATABASE
 def test_a_unit_over_its_memory_is_reported_in_plain_words(
     scene_factory, settings: Settings
 ) -> None:
@@ -140,6 +147,7 @@ def test_a_unit_over_its_memory_is_reported_in_plain_words(
     assert "was killed by SLURM for using more than 50 MB of memory" in message
 
 
+@ONE_DATABASE
 def test_a_unit_over_its_time_limit_is_reported_in_plain_words(
     scene_factory, settings: Settings
 ) -> None:
@@ -182,6 +190,7 @@ def _run_in_background(
     return thread, result
 
 
+@ONE_DATABASE
 def test_a_job_cancelled_outside_is_reported_in_plain_words(
     scene_factory, settings: Settings
 ) -> None:
@@ -196,6 +205,7 @@ def test_a_job_cancelled_outside_is_reported_in_plain_words(
     assert f"was cancelled outside fractal-like: SLURM job {slurm_id} was cancelled" in message
 
 
+@ONE_DATABASE
 def test_a_bad_partition_fails_the_job_with_slurms_words(scene_factory, settings: Settings) -> None:
     config = slurm_config()
     config["default_slurm_config"]["partition"] = "no-such-partition"
@@ -206,6 +216,7 @@ def test_a_bad_partition_fails_the_job_with_slurms_words(scene_factory, settings
     assert "partition" in message.lower()
 
 
+@ONE_DATABASE
 def test_stop_cancels_the_slurm_jobs(scene_factory, settings: Settings) -> None:
     scene = scene_factory()
     job_id = scene.submit_steps(*SLEEPING)
@@ -222,6 +233,7 @@ def test_stop_cancels_the_slurm_jobs(scene_factory, settings: Settings) -> None:
     assert "JobState=CANCELLED" in state
 
 
+@ONE_DATABASE
 def test_the_users_slurm_account_reaches_the_job(scene_factory, settings: Settings) -> None:
     scene = scene_factory(slurm_accounts=["lab-a", "lab-b"])
     workflow_job = scene.submit_steps(
