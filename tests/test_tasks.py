@@ -67,6 +67,7 @@ GROUP_KEYS = {
     "wheel_path",
     "pip_extras",
     "pinned_package_versions",
+    "pinned_package_versions_pre",
     "pip_freeze",
     "active",
     "timestamp_created",

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from ._types import created_at_field, json_field, nullable_json_field, optional_timestamp_field
+
+
+class TaskGroupOrigin(StrEnum):
+    PYPI = "pypi"  # installed by name from a package index
+    WHEEL_FILE = "wheel-file"  # installed from an uploaded wheel
+    OTHER = "other"  # registered by hand (task/ or task/collect/custom/): no files of ours
+
+
+class ActivityStatus(StrEnum):
+    PENDING = "pending"
+    ONGOING = "ongoing"
+    FAILED = "failed"
+    OK = "OK"
+
+
+class ActivityAction(StrEnum):
+    COLLECT = "collect"
+    DEACTIVATE = "deactivate"
+    REACTIVATE = "reactivate"
+    DELETE = "delete"
 
 
 class TaskGroup(SQLModel, table=True):
@@ -36,7 +57,10 @@ class TaskGroup(SQLModel, table=True):
     venv_path: str | None = Field(default=None, max_length=4096)
     wheel_path: str | None = Field(default=None, max_length=4096)
     pip_extras: str | None = Field(default=None, max_length=1024)
+    # Installed after the package (Fractal's historical meaning of pinned_package_versions).
     pinned_package_versions: dict[str, str] = json_field(dict)
+    # Installed before the package.
+    pinned_package_versions_pre: dict[str, str] = json_field(dict)
     pip_freeze: str | None = Field(default=None, sa_column=Column(Text))
     active: bool = True
     timestamp_created: datetime = created_at_field()
@@ -94,3 +118,7 @@ class TaskGroupActivity(SQLModel, table=True):
     log: str | None = Field(default=None, sa_column=Column(Text))
     timestamp_started: datetime = created_at_field()
     timestamp_ended: datetime | None = optional_timestamp_field()
+    # The runner working on it (host:pid:random) and its last sign of life, so that an
+    # activity whose process died is found and finished by another runner.
+    runner_id: str | None = Field(default=None, max_length=255)
+    runner_heartbeat: datetime | None = optional_timestamp_field()

@@ -28,9 +28,17 @@ AbsolutePath = Annotated[
 PosixUser = Annotated[str, StringConstraints(pattern=_POSIX_USER)]
 
 
+# One argv item of the pip commands of task collection (never passed through a shell).
+PipArg = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00\n\r]+$")]
+
+
 class PythonConfig(StrictModel):
     default_version: Annotated[str, StringConstraints(pattern=_PY_VERSION)]
     versions: dict[Annotated[str, StringConstraints(pattern=_PY_VERSION)], AbsolutePath]
+    # Added to every `pip install` of task collection, e.g. ["--index-url", URL] for a
+    # mirror, or ["--no-index", "--find-links", DIR] on a cluster without internet.
+    pip_extra_args: Annotated[list[PipArg], Field(max_length=64)] = Field(default_factory=list)
+    pip_cache_dir: AbsolutePath | None = None
 
     @model_validator(mode="after")
     def _default_known(self) -> PythonConfig:

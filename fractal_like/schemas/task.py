@@ -198,6 +198,7 @@ class TaskGroupRead(ReadModel):
     wheel_path: str | None = None
     pip_extras: str | None = None
     pinned_package_versions: dict[str, str] = Field(default_factory=dict)
+    pinned_package_versions_pre: dict[str, str] = Field(default_factory=dict)
     pip_freeze: str | None = None
     active: bool
     timestamp_created: UTCTimestamp

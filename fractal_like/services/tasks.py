@@ -405,16 +405,18 @@ async def find_package_root(python: str, package_name: str) -> str:
     return os.path.normpath(root)
 
 
+class ManifestError(ValueError):
+    """The manifest does not fit the package it came with; the message says why."""
+
+
 def build_command(python: str, package_root: str, executable: str) -> str:
     command = f"{shlex.quote(python)} {shlex.quote(os.path.join(package_root, executable))}"
     if len(command) > MAX_COMMAND_LENGTH:
-        raise HTTPException(
-            422, detail=f"the command for {executable!r} is longer than {MAX_COMMAND_LENGTH}"
-        )
+        raise ManifestError(f"the command for {executable!r} is longer than {MAX_COMMAND_LENGTH}")
     return command
 
 
-def tasks_from_manifest(
+def build_tasks(
     manifest: Manifest, python: str, package_root: str, version: str | None
 ) -> list[Task]:
     """Unsaved Task rows for every task of the manifest, with commands into package_root."""
@@ -427,10 +429,9 @@ def tasks_from_manifest(
                 commands[step] = None
                 continue
             if not os.path.isfile(os.path.join(package_root, executable)):
-                raise HTTPException(
-                    422,
-                    detail=f"task {item.name!r}: executable {executable!r} is not a file "
-                    f"under {package_root}",
+                raise ManifestError(
+                    f"task {item.name!r}: executable {executable!r} is not a file "
+                    f"under {package_root}"
                 )
             commands[step] = build_command(python, package_root, executable)
         assert item.type is not None
@@ -458,6 +459,16 @@ def tasks_from_manifest(
             )
         )
     return tasks
+
+
+def tasks_from_manifest(
+    manifest: Manifest, python: str, package_root: str, version: str | None
+) -> list[Task]:
+    """`build_tasks` for a request: a manifest that does not fit is a 422."""
+    try:
+        return build_tasks(manifest, python, package_root, version)
+    except ManifestError as error:
+        raise HTTPException(422, detail=str(error)) from None
 
 
 async def usable_task(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from sqlmodel import col, func, select
 
-from ...models import Task, TaskGroup, TaskGroupActivity
+from ...models import Resource, Task, TaskGroup, TaskGroupActivity
 from ...schemas.task import (
     TaskCollectCustom,
     TaskCreate,
@@ -20,6 +20,7 @@ from ...schemas.task import (
     TaskUpdate,
 )
 from ...services import tasks as task_service
+from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for, visible_to
 from ..deps import SessionDep, SettingsDep
 from ..users import ApiUser, Superuser
@@ -232,7 +233,8 @@ async def update_task_group(
 @router.delete("/task-group/{task_group_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_task_group(task_group_id: int, user: ApiUser, session: SessionDep) -> Response:
     group = await task_group_for(session, user, task_group_id, manage=True)
-    await task_service.delete_task_group(session, group)
+    resource = await session.get(Resource, group.resource_id) if group.resource_id else None
+    await collection.delete_now(session, group, resource)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

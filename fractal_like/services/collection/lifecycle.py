@@ -1,0 +1,152 @@
+"""Deactivate, reactivate and delete a collected task group (in the background).
+
+Deactivating removes the venv and keeps its `pip freeze` (and, for a wheel, the wheel in
+the group's folder), so reactivating rebuilds the same environment, offline if need be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from ...models import TaskGroup
+from ...models.task import TaskGroupOrigin
+from .collect import python_of
+from .context import ActivityRun, check_unused, delete_group_rows, load
+from .files import UnsafeRemovalError, remove_folder
+from .python import pip_options
+from .venv import StepFailedError, Venv, requirements_from_freeze
+
+COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
+
+
+async def _set_active(run: ActivityRun, active: bool, **changes: object) -> None:
+    async with run.factory() as session:
+        group = await session.get(TaskGroup, run.group_id)
+        if group is None:
+            raise StepFailedError(f"task group {run.group_id} no longer exists")
+        group.active = active
+        for key, value in changes.items():
+            setattr(group, key, value)
+        await session.commit()
+
+
+async def _remove(path: str, root: str) -> bool:
+    try:
+        return await asyncio.to_thread(remove_folder, path, root, tidy_parents=False)
+    except (UnsafeRemovalError, OSError) as error:
+        raise StepFailedError(f"could not remove {path}: {error}") from None
+
+
+# --- Deactivate -------------------------------------------------------------------------------
+
+
+async def deactivate(run: ActivityRun) -> None:
+    view = await load(run)
+    group = view.group
+    if group.origin not in COLLECTED or not group.venv_path or not group.path:
+        await run.log.add(f"task group {group.id} has no environment of ours: nothing to remove")
+        return
+    venv_path = Path(group.venv_path)
+    if not venv_path.exists():
+        await run.log.add(f"{venv_path} is already gone")
+        return
+    freeze = group.pip_freeze
+    if freeze:
+        await run.log.add("the pip freeze recorded at collection is kept for reactivation")
+    else:
+        venv = Venv(venv_path, pip_options(view.resource), run.log.add, cwd=Path(group.path))
+        try:
+            freeze = await venv.freeze()
+        except StepFailedError as error:
+            raise StepFailedError(
+                f"cannot record the installed packages ({error}), so the environment is kept "
+                "and the task group stays active"
+            ) from None
+    await _set_active(run, False, pip_freeze=freeze)
+    run.touched = True
+    await _remove(str(venv_path), view.resource.tasks_local_dir)
+    await run.log.add(f"removed {venv_path}; the pip freeze is kept, so reactivate can rebuild it")
+
+
+async def undo_deactivate(run: ActivityRun) -> None:
+    if run.touched:
+        await run.log.add("the environment may be partly removed: reactivate to rebuild it")
+        return
+    await _set_active(run, True)
+    await run.log.add("the environment is untouched: the task group is active again")
+
+
+# --- Reactivate -------------------------------------------------------------------------------
+
+
+async def reactivate(run: ActivityRun) -> None:
+    view = await load(run)
+    group, resource = view.group, view.resource
+    if group.origin not in COLLECTED or not group.venv_path or not group.path:
+        await _set_active(run, True)
+        await run.log.add(f"task group {group.id} has no environment of ours: set active")
+        return
+    if not group.pip_freeze:
+        raise StepFailedError(
+            f"task group {group.id} has no pip freeze to rebuild its environment from"
+        )
+    python = python_of(view)
+    venv_path = Path(group.venv_path)
+    if venv_path.exists():
+        await run.log.add(f"removing the leftover {venv_path}")
+        await _remove(str(venv_path), resource.tasks_local_dir)
+    await asyncio.to_thread(Path(group.path).mkdir, parents=True, exist_ok=True)
+    run.touched = True
+    venv = Venv(venv_path, pip_options(resource), run.log.add, cwd=Path(group.path))
+    await venv.create(python)
+    await venv.install(
+        "reinstalling the recorded packages (pip freeze)",
+        requirements_from_freeze(group.pip_freeze),
+        "--no-deps",  # the freeze lists every package already: nothing to resolve
+    )
+    installed = await venv.find_manifest(group.pkg_name)
+    await _set_active(run, True)
+    await run.log.add(f"{installed.name} {installed.version} is installed again: active")
+
+
+async def undo_reactivate(run: ActivityRun) -> None:
+    if not run.touched:
+        return
+    view = await load(run)
+    if view.group.venv_path and Path(view.group.venv_path).exists():
+        await _remove(view.group.venv_path, view.resource.tasks_local_dir)
+        await run.log.add(f"removed the unfinished {view.group.venv_path}")
+    await run.log.add("the task group stays inactive")
+
+
+# --- Delete -----------------------------------------------------------------------------------
+
+
+async def delete(run: ActivityRun) -> None:
+    view = await load(run)
+    group = view.group
+    assert group.id is not None
+    async with run.factory() as session:
+        await check_unused(session, group.id, run.user_id)
+    if group.origin in COLLECTED and group.path:
+        run.touched = True
+        if await _remove(group.path, view.resource.tasks_local_dir):
+            await run.log.add(f"removed {group.path}")
+        # Its parents (package, user) go too when nothing else is left in them.
+        await asyncio.to_thread(_tidy, group.path, view.resource.tasks_local_dir)
+    async with run.factory() as session:
+        await delete_group_rows(session, group.id)
+    await run.log.add(f"deleted task group {group.id} and its tasks")
+
+
+def _tidy(path: str, root: str) -> None:
+    with contextlib.suppress(UnsafeRemovalError, OSError):
+        remove_folder(path, root, tidy_parents=True)
+
+
+async def undo_delete(run: ActivityRun) -> None:
+    if run.touched:
+        await _set_active(run, False)
+        await run.log.add("its folder may be partly removed: the task group is now inactive")

@@ -1,0 +1,277 @@
+"""What the routes do: check a request, record the task group and a pending activity.
+
+Nothing here installs anything: the work is done by a runner's collector. The folder of
+a new task group is created here (with the uploaded wheel in it) so that two requests can
+never collect into the same folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zipfile
+from pathlib import Path
+
+from fastapi import HTTPException, UploadFile
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ...models import Resource, TaskGroup, TaskGroupActivity, UserOAuth
+from ...models._types import utc_now
+from ...models.task import ActivityAction, ActivityStatus, TaskGroupOrigin
+from ...schemas.task_collection import CollectPipRequest
+from ..tasks import check_not_duplicate, delete_task_group
+from .collect import group_folder
+from .context import active_jobs_using, check_unused, delete_group_rows
+from .files import UnsafeRemovalError, make_folder, remove_folder
+from .python import PythonNotAvailableError, choose_python
+from .venv import StepFailedError
+
+logger = logging.getLogger("fractal_like.collection")
+UPLOAD_CHUNK = 1024 * 1024
+COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
+
+
+def _check_resource(resource: Resource) -> None:
+    if resource.type == "slurm_ssh":
+        raise HTTPException(
+            422,
+            detail=f"resource {resource.name!r} is reached over SSH: collecting packages there "
+            "is not supported yet; ask an admin to install the package on the cluster and "
+            "register it with task collect-custom",
+        )
+
+
+async def _save_upload(upload: UploadFile, target: Path, max_bytes: int) -> None:
+    """Write the uploaded wheel to `target`; 413 past the limit, 422 if it is not a wheel."""
+    size = 0
+    with target.open("wb") as handle:
+        while chunk := await upload.read(UPLOAD_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise HTTPException(413, detail=f"the wheel is larger than {max_bytes} bytes")
+            await asyncio.to_thread(handle.write, chunk)
+    if size == 0:
+        raise HTTPException(422, detail="the uploaded wheel file is empty")
+    problem = await asyncio.to_thread(_wheel_problem, target)
+    if problem:
+        raise HTTPException(422, detail=f"{target.name} is not a usable wheel: {problem}")
+
+
+def _wheel_problem(path: Path) -> str | None:
+    if not zipfile.is_zipfile(path):
+        return "it is not a zip archive"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if not any(name.endswith(".dist-info/METADATA") for name in names):
+        return "it has no .dist-info/METADATA"
+    return None
+
+
+async def start_pip_collection(
+    session: AsyncSession,
+    user: UserOAuth,
+    resource: Resource,
+    request: CollectPipRequest,
+    *,
+    user_group_id: int | None,
+    upload: UploadFile | None,
+    max_bytes: int,
+) -> TaskGroupActivity:
+    assert user.id is not None
+    _check_resource(resource)
+    try:
+        python = choose_python(resource, request.python_version)
+    except PythonNotAvailableError as error:
+        raise HTTPException(422, detail=str(error)) from None
+    pkg_name, version = request.pkg_name, request.version
+    await check_not_duplicate(session, user.id, pkg_name, version, user_group_id=user_group_id)
+    path = venv_path = wheel_path = None
+    if version is not None:
+        path = group_folder(resource.tasks_local_dir, user.id, pkg_name, version)
+        venv_path = str(Path(path) / "venv")
+        clash = (await session.exec(select(TaskGroup.id).where(TaskGroup.path == path))).first()
+        if clash is not None:
+            raise HTTPException(422, detail=f"task group {clash} already uses the folder {path}")
+        try:
+            await asyncio.to_thread(make_folder, path)
+        except FileExistsError:
+            raise HTTPException(
+                422,
+                detail=f"the folder {path} already exists on the server: delete the task group "
+                "that used it, or ask an admin to remove it",
+            ) from None
+        except OSError as error:
+            raise HTTPException(422, detail=f"cannot create {path}: {error.strerror}") from None
+    try:
+        if upload is not None and request.wheel is not None:
+            assert path is not None
+            target = Path(path) / request.wheel.filename
+            await _save_upload(upload, target, max_bytes)
+            wheel_path = str(target)
+        group = TaskGroup(
+            user_id=user.id,
+            user_group_id=user_group_id,
+            resource_id=resource.id,
+            origin=TaskGroupOrigin.WHEEL_FILE if request.wheel else TaskGroupOrigin.PYPI,
+            pkg_name=pkg_name,
+            version=version,
+            python_version=python.version,
+            path=path,
+            venv_path=venv_path,
+            wheel_path=wheel_path,
+            pip_extras=",".join(request.extras) or None,
+            pinned_package_versions=request.pins_post,
+            pinned_package_versions_pre=request.pins_pre,
+        )
+        session.add(group)
+        await session.flush()
+        activity = TaskGroupActivity(
+            user_id=user.id,
+            taskgroupv2_id=group.id,
+            pkg_name=pkg_name,
+            version=version,
+            status=ActivityStatus.PENDING,
+            action=ActivityAction.COLLECT,
+            log=None,
+        )
+        session.add(activity)
+        await session.commit()
+    except BaseException:
+        if path is not None:
+            await asyncio.to_thread(_forget_folder, path, resource.tasks_local_dir)
+        raise
+    await session.refresh(activity)
+    return activity
+
+
+def _forget_folder(path: str, root: str) -> None:
+    with contextlib.suppress(UnsafeRemovalError, OSError):
+        remove_folder(path, root)
+
+
+# --- Lifecycle --------------------------------------------------------------------------------
+
+
+async def _check_no_activity(session: AsyncSession, group: TaskGroup) -> None:
+    busy = (
+        await session.exec(
+            select(TaskGroupActivity).where(
+                TaskGroupActivity.taskgroupv2_id == group.id,
+                col(TaskGroupActivity.status).in_([ActivityStatus.PENDING, ActivityStatus.ONGOING]),
+            )
+        )
+    ).first()
+    if busy is not None:
+        raise HTTPException(
+            422,
+            detail=f"task group {group.id} is busy: activity {busy.id} ({busy.action}) is "
+            f"{busy.status}; wait for it to end",
+        )
+
+
+async def _check_no_active_job(session: AsyncSession, group: TaskGroup) -> None:
+    assert group.id is not None
+    jobs = await active_jobs_using(session, group.id)
+    if jobs:
+        listed = ", ".join(f"job {job_id} ({status})" for job_id, status in jobs)
+        raise HTTPException(
+            422,
+            detail=f"task group {group.id} is used by {listed}: wait for it to end or stop it",
+        )
+
+
+def _activity(group: TaskGroup, action: ActivityAction, **fields: object) -> TaskGroupActivity:
+    assert group.id is not None
+    return TaskGroupActivity(
+        user_id=group.user_id,
+        taskgroupv2_id=group.id,
+        pkg_name=group.pkg_name,
+        version=group.version,
+        action=action,
+        **fields,
+    )
+
+
+def _done_now(group: TaskGroup, action: ActivityAction, log: str) -> TaskGroupActivity:
+    # Task groups registered by hand have no files of ours: their change is immediate.
+    now = utc_now()
+    return _activity(
+        group, action, status=ActivityStatus.OK, log=log, timestamp_started=now, timestamp_ended=now
+    )
+
+
+async def start_lifecycle(
+    session: AsyncSession, user: UserOAuth, group: TaskGroup, action: ActivityAction
+) -> TaskGroupActivity:
+    """Deactivate, reactivate or delete: checks, then a pending activity (or done at once)."""
+    assert user.id is not None and group.id is not None
+    await _check_no_activity(session, group)
+    if action == ActivityAction.DEACTIVATE:
+        if not group.active:
+            raise HTTPException(422, detail=f"task group {group.id} is already inactive")
+        await _check_no_active_job(session, group)
+    elif action == ActivityAction.REACTIVATE:
+        if group.active:
+            raise HTTPException(422, detail=f"task group {group.id} is already active")
+        if group.origin in COLLECTED and not group.pip_freeze:
+            raise HTTPException(
+                422,
+                detail=f"task group {group.id} has no pip freeze to rebuild its environment from",
+            )
+    elif action == ActivityAction.DELETE:
+        try:
+            await check_unused(session, group.id, user.id)
+        except StepFailedError as error:
+            raise HTTPException(422, detail=str(error)) from None
+        await _check_no_active_job(session, group)
+    if group.origin not in COLLECTED:
+        activity = await _change_now(session, group, action)
+    else:
+        activity = _activity(group, action, status=ActivityStatus.PENDING)
+        if action == ActivityAction.DEACTIVATE:
+            group.active = False  # no new job may use it from now on
+        session.add(activity)
+    await session.commit()
+    await session.refresh(activity)
+    return activity
+
+
+async def _change_now(
+    session: AsyncSession, group: TaskGroup, action: ActivityAction
+) -> TaskGroupActivity:
+    assert group.id is not None
+    if action == ActivityAction.DELETE:
+        activity = _done_now(group, action, f"deleted task group {group.id} and its tasks")
+        activity.taskgroupv2_id = None
+        session.add(activity)
+        await session.flush()
+        activity_id = activity.id
+        await delete_group_rows(session, group.id)
+        found = await session.get(TaskGroupActivity, activity_id)
+        assert found is not None
+        return found
+    active = action == ActivityAction.REACTIVATE
+    group.active = active
+    activity = _done_now(
+        group, action, f"task group of origin {group.origin!r}: set active={active}"
+    )
+    session.add(activity)
+    return activity
+
+
+async def delete_now(session: AsyncSession, group: TaskGroup, resource: Resource | None) -> None:
+    """DELETE /task-group/{id}/: the rows at once, then, for a collected group, its folder."""
+    await _check_no_activity(session, group)
+    path = group.path if group.origin in COLLECTED else None
+    await delete_task_group(session, group)  # refuses (422) while workflows use its tasks
+    if path is None:
+        return
+    try:
+        if resource is None:
+            raise UnsafeRemovalError("its resource no longer exists")
+        await asyncio.to_thread(remove_folder, path, resource.tasks_local_dir)
+    except (UnsafeRemovalError, OSError) as error:
+        # The group is gone already; a leftover folder is only disk space for an admin.
+        logger.warning("task group %s deleted but %s was kept: %s", group.id, path, error)

@@ -1,0 +1,308 @@
+"""A task group's virtual environment: creating it, pip in it, and what is installed in it.
+
+Every command is an argv list run without a shell; values from requests reach pip as
+single argv items. The environment is created without pip and seeded with a copy of the
+pip that runs this server (as virtualenv seeds its environments): a fraction of a second
+instead of the several seconds `ensurepip` spends installing and compiling pip. When the
+server has no pip, or its pip does not support the chosen Python (its Requires-Python),
+`ensurepip` is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from .python import PipOptions, PythonChoice
+
+Log = Callable[[str], Awaitable[None]]
+
+# pip 22.2 is the first with `install --dry-run --report`, used to resolve a version.
+MIN_PIP = Version("22.2")
+STEP_TIMEOUT_SECONDS = 3600.0
+QUICK_TIMEOUT_SECONDS = 120.0
+TAIL_LINES_OK = 15
+TAIL_LINES_FAILED = 80
+MANIFEST_NAME = "__FRACTAL_MANIFEST__.json"
+
+# Variables of the server's own environment that would leak into the venv's Python.
+_DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
+_PIP_GENERAL = ["--disable-pip-version-check", "--no-input"]
+
+# Run by the venv's Python (isolated mode): where the installed distribution's manifest is.
+_FIND_MANIFEST = f"""\
+import json, sys
+from importlib.metadata import PackageNotFoundError, distribution
+try:
+    dist = distribution(sys.argv[1])
+except PackageNotFoundError:
+    sys.exit(f"{{sys.argv[1]}} is not installed in this environment")
+found = [str(dist.locate_file(f)) for f in (dist.files or []) if f.name == "{MANIFEST_NAME}"]
+print(json.dumps({{"name": dist.metadata["Name"], "version": dist.version, "manifests": found}}))
+"""
+
+_PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+
+
+class StepFailedError(Exception):
+    """A step of the work failed; the message says what happened, in plain words."""
+
+
+@dataclass(frozen=True)
+class Installed:
+    name: str
+    version: str
+    manifest: Path
+
+
+def _child_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in _DROPPED_ENV}
+    env["PYTHONNOUSERSITE"] = "1"  # the user's ~/.local must not shadow the venv
+    return env
+
+
+def _tail(text: str, lines: int) -> str:
+    kept = text.rstrip().splitlines()
+    if len(kept) > lines:
+        kept = [f"[... {len(kept) - lines} lines above ...]", *kept[-lines:]]
+    return "\n".join(kept)
+
+
+async def run(argv: list[str], *, cwd: Path, timeout: float) -> tuple[int, str]:
+    """Run a command; its exit code and its combined output. Killed on timeout or cancel."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=_child_env(),
+        start_new_session=True,  # its own process group, so pip's children die with it
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except BaseException as error:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        if isinstance(error, TimeoutError):
+            raise StepFailedError(
+                f"{argv[0]} took more than {timeout:.0f} s and was stopped"
+            ) from None
+        raise
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class ServerPip:
+    package: Path  # .../site-packages/pip
+    dist_info: Path  # .../site-packages/pip-<version>.dist-info
+    version: str
+    requires_python: SpecifierSet
+
+
+def _server_pip() -> ServerPip | None:
+    """The pip of this server's environment, if it has one."""
+    spec = importlib.util.find_spec("pip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    package = Path(next(iter(spec.submodule_search_locations)))
+    try:
+        metadata = importlib.metadata.metadata("pip")
+        requires = SpecifierSet(metadata.get("Requires-Python") or "")
+    except (importlib.metadata.PackageNotFoundError, InvalidSpecifier):
+        return None
+    version = metadata["Version"]
+    dist_info = package.parent / f"pip-{version}.dist-info"
+    if not package.is_dir() or not dist_info.is_dir():
+        return None
+    return ServerPip(package, dist_info, version, requires)
+
+
+class Venv:
+    """The venv of one task group, with the resource's pip options and a log to write to."""
+
+    def __init__(self, path: Path, pip: PipOptions, log: Log, cwd: Path) -> None:
+        self.path = path
+        self.pip = pip
+        self.log = log
+        self.cwd = cwd
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    async def _step(
+        self,
+        what: str,
+        argv: list[str],
+        *,
+        timeout: float = STEP_TIMEOUT_SECONDS,
+        shown: list[str] | None = None,
+    ) -> str:
+        await self.log(f"{what}\n$ {shlex.join(shown or argv)}")
+        try:
+            code, output = await run(argv, cwd=self.cwd, timeout=timeout)
+        except OSError as error:
+            raise StepFailedError(f"{what}: cannot run {argv[0]}: {error}") from None
+        if code != 0:
+            await self.log(f"exit code {code}:\n{_tail(output, TAIL_LINES_FAILED)}")
+            raise StepFailedError(f"{what} failed (exit code {code}): see the lines above")
+        if output.strip():
+            await self.log(_tail(output, TAIL_LINES_OK))
+        return output
+
+    def _pip(self, *args: str) -> list[str]:
+        argv = [str(self.python), "-m", "pip", args[0], *_PIP_GENERAL]
+        if self.pip.cache_dir:
+            argv += ["--cache-dir", self.pip.cache_dir]
+        return [*argv, *args[1:]]
+
+    # --- Creating ------------------------------------------------------------------------------
+
+    async def create(self, python: PythonChoice) -> None:
+        if self.path.exists():
+            raise StepFailedError(f"{self.path} already exists: refusing to install over it")
+        await self._step(
+            f"creating the environment with {python.interpreter}",
+            [python.interpreter, "-m", "venv", "--without-pip", str(self.path)],
+            timeout=QUICK_TIMEOUT_SECONDS,
+        )
+        version = await self._seed_from_server(python.version)
+        if version is None:
+            await self._step(
+                "installing pip with ensurepip",
+                [str(self.python), "-m", "ensurepip", "--default-pip"],
+                timeout=QUICK_TIMEOUT_SECONDS,
+            )
+            output = await self._step(
+                "checking pip",
+                [str(self.python), "-m", "pip", "--version"],
+                timeout=QUICK_TIMEOUT_SECONDS,
+            )
+            version = output.split()[1] if len(output.split()) > 1 else output
+        await self._upgrade_pip_if_old(version)
+
+    async def _seed_from_server(self, python_version: str) -> str | None:
+        """Copy the server's pip into the venv when it supports that Python; its version."""
+        source = _server_pip()
+        if source is None or not source.requires_python.contains(python_version):
+            return None
+        code, output = await run(
+            [str(self.python), "-I", "-c", _PURELIB], cwd=self.cwd, timeout=QUICK_TIMEOUT_SECONDS
+        )
+        site = Path(output.strip())
+        real_venv = Path(os.path.realpath(self.path))
+        if (
+            code != 0
+            or not site.is_absolute()
+            or real_venv not in Path(os.path.realpath(site)).parents
+        ):
+            return None
+        await asyncio.to_thread(_copy_trees, [source.package, source.dist_info], site)
+        await self.log(f"pip {source.version} copied from the server's environment")
+        return source.version
+
+    async def _upgrade_pip_if_old(self, pip_version: str) -> None:
+        try:
+            version = Version(pip_version)
+        except InvalidVersion:
+            raise StepFailedError(f"cannot read the pip version {pip_version.strip()!r}") from None
+        if version < MIN_PIP:
+            await self._step(
+                f"pip {version} is older than {MIN_PIP}: upgrading it",
+                self._pip("install", *self.pip.extra_args, "--upgrade", "pip"),
+            )
+
+    # --- pip -----------------------------------------------------------------------------------
+
+    async def install(self, what: str, requirements: list[str], *options: str) -> None:
+        argv = self._pip("install", *self.pip.extra_args, *options, *requirements)
+        await self._step(what, argv)
+
+    async def resolve_version(self, requirement: str) -> str:
+        """The version pip would install for `requirement`, without installing it."""
+        report = self.cwd / "pip-report.json"
+        try:
+            await self.install(
+                f"finding the version pip would install for {requirement}",
+                [requirement],
+                "--dry-run",
+                "--no-deps",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+            )
+            data = json.loads(report.read_text())
+            return str(data["install"][0]["metadata"]["version"])
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+            raise StepFailedError(f"cannot read pip's report for {requirement}: {error}") from None
+        finally:
+            report.unlink(missing_ok=True)
+
+    async def freeze(self) -> str:
+        output = await self._step(
+            "recording the installed packages (pip freeze)",
+            self._pip("freeze", "--all"),
+            timeout=QUICK_TIMEOUT_SECONDS,
+        )
+        return output.strip() + "\n"
+
+    async def find_manifest(self, distribution: str) -> Installed:
+        output = await self._step(
+            f"looking for {MANIFEST_NAME} in {distribution}",
+            [str(self.python), "-I", "-c", _FIND_MANIFEST, distribution],
+            timeout=QUICK_TIMEOUT_SECONDS,
+            shown=[str(self.python), "-I", "-c", "<find the manifest>", distribution],
+        )
+        try:
+            data = json.loads(output.strip().splitlines()[-1])
+            manifests = [Path(os.path.abspath(item)) for item in data["manifests"]]
+            name, version = str(data["name"]), str(data["version"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise StepFailedError(f"unexpected answer when looking for {MANIFEST_NAME}") from None
+        if not manifests:
+            raise StepFailedError(
+                f"{distribution} {version} has no {MANIFEST_NAME}: it is not a Fractal task "
+                "package (or its build left the manifest out of the package data)"
+            )
+        if len(manifests) > 1:
+            listed = ", ".join(str(path) for path in manifests)
+            raise StepFailedError(
+                f"{distribution} has {len(manifests)} manifests ({listed}); need one"
+            )
+        return Installed(name, version, manifests[0])
+
+
+def _copy_trees(sources: list[Path], site: Path) -> None:
+    for source in sources:
+        shutil.copytree(source, site / source.name, symlinks=True)
+
+
+def requirements_from_freeze(freeze: str) -> list[str]:
+    """The lines of a `pip freeze --all` to reinstall: pip itself comes with the new venv."""
+    lines = []
+    for line in freeze.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("==", 1)[0].split(" @ ", 1)[0].strip().lower()
+        if name == "pip":
+            continue
+        lines.append(line)
+    return lines
