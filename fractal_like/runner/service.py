@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
+from ..services.collection.worker import Collector
 from .engine import Engine
 from .queue import JobQueue, new_runner_id
 
@@ -34,10 +35,18 @@ class Runner:
             settings.RUNNER_PARALLELISM,
         )
         self.active: dict[int, tuple[asyncio.Task[str], asyncio.Event]] = {}
+        # Task collection (and the task-group lifecycle) is claimed from the same database.
+        self.collector = Collector(
+            self.engine,
+            self.runner_id,
+            poll_seconds=settings.RUNNER_POLL_SECONDS,
+            stale_after=settings.RUNNER_STALE_SECONDS,
+        )
 
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)
         last_beat = last_stale_check = 0.0
+        collector = asyncio.create_task(self.collector.run_forever())
         try:
             while True:
                 now = time.monotonic()
@@ -56,6 +65,9 @@ class Runner:
                     logger.warning("runner %s: database busy (%s); retrying", self.runner_id, error)
                 await asyncio.sleep(self.settings.RUNNER_POLL_SECONDS)
         finally:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await collector
             for task, _ in self.active.values():
                 task.cancel()
             for task, _ in list(self.active.values()):
