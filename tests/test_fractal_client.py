@@ -281,4 +281,9 @@ def test_job_runs_to_done_and_logs_download(fractal_with_runner: Fractal, tmp_pa
         "0_create_images",
         "1_measure_intensity",
     ]
-    assert len(list((output / "1_measure_intensity").glob("*-log.txt"))) == 2
+    # One unit per image, each with its log (the folder may hold runner files too).
+    unit_args = sorted((output / "1_measure_intensity").glob("*-args.json"))
+    assert len(unit_args) == 2
+    assert all(
+        path.with_name(path.name[: -len("args.json")] + "log.txt").exists() for path in unit_args
+    )

@@ -166,7 +166,7 @@ def live(
         root,
         runner=True,
         FRACTAL_LIKE_JWT_EXPIRE_SECONDS=str(TOKEN_LIFETIME),
-        FRACTAL_LIKE_RUNNER_POLL_SECONDS="0.1",
+        FRACTAL_LIKE_RUNNER_POLL_SECONDS="0.2",
     )
     http = httpx.Client(base_url=server.url, timeout=10)
     try:
@@ -219,34 +219,40 @@ def test_version(live: Live) -> None:
 
 
 def _forge_token(live: Live, user_id: int, expires_in: float) -> str:
-    """A token signed with the server's secret: only its `exp` can make it invalid."""
+    """A token like the server's own (same secret and claims), expiring when we choose."""
     claims = {"sub": str(user_id), "aud": JWT_AUDIENCE, "exp": int(time.time() + expires_in)}
     return jwt.encode(claims, live.secret, algorithm="HS256")
 
 
-def test_token_lifetime_comes_from_configuration(live: Live) -> None:
+def _login(live: Live) -> str:
+    """A token as the server issues it (what a user copies from the web client)."""
     response = httpx.post(
         f"{live.server.url}/auth/token/login/",
         data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
     )
-    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def test_token_lifetime_comes_from_configuration(live: Live) -> None:
+    claims = jwt.decode(_login(live), options={"verify_signature": False})
     assert abs(claims["exp"] - time.time() - TOKEN_LIFETIME) < 30
 
 
 def test_token_file_expired_token_and_fresh_login(live: Live) -> None:
     user = Fractal(live.server, live.root / "token-user")
     # `auth set-token` writes a pasted token to the default path; `check-token` asks the server.
-    fresh = _forge_token(live, live.admin_id, 600)
-    assert "Token written to" in user.run("auth", "set-token", stdin=fresh + "\n").stdout
-    assert user.token_file.read_text() == fresh
+    token = _login(live)
+    assert "Token written to" in user.run("auth", "set-token", stdin=token + "\n").stdout
+    assert user.token_file.read_text() == token
     checked = user.run("auth", "check-token").stdout
     assert f"Valid token for {ADMIN_EMAIL} found at {user.token_file}." in checked
     assert user.batch("user", "whoami") == str(live.admin_id)
 
-    # A token file elsewhere, by --token-path or by FRACTAL_TOKEN (what the client reads).
+    # A token file elsewhere, by --token-path or by FRACTAL_TOKEN (the variable the 2.24
+    # client reads, although its help says FRACTAL_TOKEN_PATH).
     other = live.root / "token-user" / "elsewhere.txt"
-    other.write_text(fresh)
-    user.token_file.unlink()
+    other.write_text(token)
     assert user.batch("--token-path", str(other), "user", "whoami") == str(live.admin_id)
     whoami = user.run("user", "whoami", batch=True, env={"FRACTAL_TOKEN": str(other)})
     assert whoami.stdout.strip() == str(live.admin_id)
@@ -265,14 +271,15 @@ def test_token_file_expired_token_and_fresh_login(live: Live) -> None:
     )
     assert response.status_code == 401 and response.json() == {"detail": "Unauthorized"}
 
-    # A fresh login with user and password works at once; a wrong password says why.
+    # A fresh login works at once: with user and password on the call, or as a new token file.
     login = ["-u", ADMIN_EMAIL, "-p", ADMIN_PASSWORD]
     assert user.batch(*login, "user", "whoami") == str(live.admin_id)
     out = user.fail("-u", ADMIN_EMAIL, "-p", "wrong-password", "user", "whoami")
     assert "Status code: 400" in out and "LOGIN_BAD_CREDENTIALS" in out
+    user.run("--token-path", str(other), "auth", "set-token", stdin=_login(live) + "\n")
+    assert user.batch("--token-path", str(other), "user", "whoami") == str(live.admin_id)
 
-    # `auth clear-token` removes the file.
-    user.token_file.write_text(fresh)
+    # `auth clear-token` removes the default file.
     assert f"Removed {user.token_file}." in user.run("auth", "clear-token").stdout
     assert not user.token_file.exists()
 
@@ -802,7 +809,11 @@ def test_jobs_submit_show_list_and_logs(live: Live, pkg_tasks: dict[str, str]) -
     folders = sorted(path.name for path in output.iterdir() if path.is_dir())
     assert folders == ["0_create_images", "1_measure_intensity"]
     # measure_intensity ran once per image that passed the attribute filter (2 of 3).
-    assert len(list((output / "1_measure_intensity").glob("*-args.json"))) == 2
+    unit_args = sorted((output / "1_measure_intensity").glob("*-args.json"))
+    assert len(unit_args) == 2
+    assert all(
+        path.with_name(path.name[: -len("args.json")] + "log.txt").exists() for path in unit_args
+    )
 
     # The last task alone, from the images the first job made.
     second = admin.batch("job", "submit", pid, wid, did, "--start", "2")
