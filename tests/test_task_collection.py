@@ -189,7 +189,10 @@ def test_collect_by_name_then_deactivate_reactivate_delete(
 def test_failed_collections_leave_nothing_behind(
     api: ApiClient, settings: Settings, wheels: Wheels
 ) -> None:
-    user, root = collection_user(api, wheels)
+    # An index with credentials: pip ignores it (--no-index), the log must not show them.
+    private_index = "https://reader:s3cret@127.0.0.1:9/simple"
+    extra = ["--no-index", "--find-links", str(wheels.folder), "--extra-index-url", private_index]
+    user, root = collection_user(api, wheels, pip_extra_args=extra)
     missing = collect_and_wait(
         settings, user, user.post(COLLECT, data={"package": PKG_NAME, "package_version": "9.9.9"})
     )
@@ -197,6 +200,7 @@ def test_failed_collections_leave_nothing_behind(
     assert "No matching distribution found for fractal-like-test-tasks==9.9.9" in missing["log"]
     assert "FAILED: installing" in missing["log"]
     assert "the collection can be asked for again" in missing["log"]
+    assert "s3cret" not in missing["log"] and "https://***@127.0.0.1:9/simple" in missing["log"]
 
     no_manifest = collect_and_wait(settings, user, upload(user, wheels.no_manifest))
     assert no_manifest["status"] == "failed", no_manifest["log"]

@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -41,6 +42,7 @@ MANIFEST_NAME = "__FRACTAL_MANIFEST__.json"
 # Variables of the server's own environment that would leak into the venv's Python.
 _DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
 _PIP_GENERAL = ["--disable-pip-version-check", "--no-input"]
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 # Run by the venv's Python (isolated mode): where the installed distribution's manifest is.
 _FIND_MANIFEST = f"""\
@@ -69,13 +71,24 @@ class Installed:
 
 
 def _child_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _DROPPED_ENV}
+    # The server's own settings (database URL, JWT secret) are none of pip's business, nor of
+    # the build scripts of the packages it installs.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _DROPPED_ENV and not key.startswith("FRACTAL_LIKE_")
+    }
     env["PYTHONNOUSERSITE"] = "1"  # the user's ~/.local must not shadow the venv
     return env
 
 
+def _shown(argv: list[str]) -> str:
+    """The command for the log, without credentials in URLs (e.g. a private index)."""
+    return _URL_CREDENTIALS.sub(r"\1***@", shlex.join(argv))
+
+
 def _tail(text: str, lines: int) -> str:
-    kept = text.rstrip().splitlines()
+    kept = _URL_CREDENTIALS.sub(r"\1***@", text).rstrip().splitlines()
     if len(kept) > lines:
         kept = [f"[... {len(kept) - lines} lines above ...]", *kept[-lines:]]
     return "\n".join(kept)
@@ -154,7 +167,7 @@ class Venv:
         timeout: float = STEP_TIMEOUT_SECONDS,
         shown: list[str] | None = None,
     ) -> str:
-        await self.log(f"{what}\n$ {shlex.join(shown or argv)}")
+        await self.log(f"{what}\n$ {_shown(shown or argv)}")
         try:
             code, output = await run(argv, cwd=self.cwd, timeout=timeout)
         except OSError as error:
