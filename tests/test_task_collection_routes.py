@@ -195,6 +195,15 @@ def test_collect_pip_records_a_pending_collection(api: ApiClient, wheels: Wheels
     kept = root / str(user.id) / "fl-no-manifest" / "1.0" / wheels.no_manifest.name
     assert kept.read_bytes() == wheels.no_manifest.read_bytes()
 
+    # A resource without tasks_python_config offers the Python that runs the server.
+    plain = api.new_user()
+    refused = expect(plain.post(COLLECT, data={"package": "pkg", "python_version": "3.4"}), 422)
+    assert f"it only offers Python {PYTHON_VERSION}" in refused["detail"]
+    accepted = expect(plain.post(COLLECT, data={"package": "pkg", "package_version": "1"}), 202)
+    plain_group = expect(plain.get(f"/api/v2/task-group/{accepted['taskgroupv2_id']}/"), 200)
+    assert plain_group["python_version"] == PYTHON_VERSION
+    assert plain_group["user_group_id"] is not None  # shared with the default group
+
 
 def test_upload_size_limit(settings: Settings, tmp_path: Path, wheels: Wheels) -> None:
     small = settings.model_copy(update={"MAX_REQUEST_BYTES": 2000})
