@@ -1,0 +1,648 @@
+"""Warm start: run `<python> <script.py>` units as forks of a parent that imported them once.
+
+STDLIB ONLY, Python >= 3.9 syntax: this file is copied next to the batch worker
+(`remote.py`) on a cluster and run with the cluster's Python. Nothing here may import
+fractal_like or a third-party package.
+
+Two halves live here:
+
+* the **warm parent**, `<python> warm.py <script>`: one long-lived, single-threaded process
+  per (interpreter, task script, interpreter environment). It executes the script's
+  top-level imports once (never its main block: only `import` statements, or `try` blocks
+  made of imports, run in the parent), then, for each unit request read from its stdin,
+  forks a child. The child starts a new session, restores the signal handlers Python starts
+  with, sets argv, the working folder, the environment, stdin (/dev/null) and stdout/stderr
+  (the unit's log, appended), makes a fresh module `sys.modules["__main__"]` (`__file__` =
+  the script, `__spec__` None, as for `python script.py`, so multiprocessing's spawn and
+  pickle find it) and executes the whole script in it. It ends as a cold interpreter would:
+  SystemExit codes, an uncaught exception's traceback (without this file's frames) and exit
+  code 1, non-daemon threads joined, atexit handlers run, stdio flushed, `os._exit`.
+  The parent writes JSON lines to its original stdout: `{"event": "ready"}` once, then
+  `{"event": "started", "id", "pid"}` and `{"event": "exited", "id", "pid", "code",
+  "signal"}` per unit (code 128 + n for a death by signal n, like the batch worker).
+
+* the **client**, `WarmPool`, used inside one batch runner process (so one user): it starts
+  a parent on first use per key, sends requests, exposes the parents' event pipes for
+  `select()`, kills a unit's process group, and notices a parent that died: the units it
+  had in flight are killed (their process groups) and reported `lost` with a plain reason
+  (never re-run: they may have done part of their work); the next unit starts a new parent.
+
+What differs from a cold run, by design: modules imported in the parent are not imported
+again (output a library prints while being imported shows only in a cold unit's log), all
+children share the parent's hash seed, and state a library computed at import time (from
+the environment, say) is the parent's. `random` reseeds itself after a fork; numpy's legacy
+global generator does not, so the child reseeds it when numpy is loaded.
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import builtins
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import types
+import warnings
+from collections.abc import Callable
+from importlib.machinery import SourceFileLoader
+from typing import Any, NamedTuple
+
+PROTOCOL = "fractal-like-warm/1"
+READY_TIMEOUT_SECONDS = 600.0
+LOST_EXIT_CODE = 125  # like `env`/`nice`: the runner's own machinery failed, not the task
+PRELOAD_NAME = "__fractal_like_warm_preload__"
+# Variables that change how an interpreter starts or decodes text: units that differ in them
+# never share a parent, because the parent's interpreter was started with one set of them.
+_INTERPRETER_ENV_PREFIXES = ("PYTHON", "LC_", "LANG")
+
+# Python's own handlers as this interpreter started (SIGINT raises KeyboardInterrupt, SIGPIPE
+# and SIGXFSZ ignored): what a child gets back, whatever the parent installs later.
+_STARTUP_HANDLERS: dict[int, Any] = {}
+for _signum in signal.valid_signals():
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        _handler = signal.getsignal(_signum)
+        if _handler is not None:
+            _STARTUP_HANDLERS[_signum] = _handler
+
+
+# ---------------------------------------------------------------------------- shared rules
+
+
+def warm_form(argv: list[str]) -> bool:
+    """Whether a command is `<absolute python> <absolute script.py>`: the form warm start runs."""
+    return (
+        len(argv) == 2
+        and os.path.isabs(argv[0])
+        and os.path.isabs(argv[1])
+        and argv[1].endswith(".py")
+    )
+
+
+def warm_wanted(*metas: dict[str, Any] | None) -> bool:
+    """The `warm_start` switch: the last meta that sets it wins; on unless set to false."""
+    wanted = True
+    for meta in metas:
+        if isinstance(meta, dict) and "warm_start" in meta:
+            wanted = meta["warm_start"] is not False
+    return wanted
+
+
+# ---------------------------------------------------------------------------- the parent
+
+
+def _imports_only(nodes: list[ast.stmt]) -> bool:
+    return all(isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)) for node in nodes)
+
+
+def _worth_preloading(node: ast.stmt) -> bool:
+    """An import, or a `try` made of imports (the `from . import x` / `import x` fallback)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return True
+    return (
+        isinstance(node, ast.Try)
+        and _imports_only(node.body + node.orelse + node.finalbody)
+        and all(_imports_only(handler.body) for handler in node.handlers)
+    )
+
+
+def _preload_statements(source: bytes, script: str) -> list[types.CodeType]:
+    """The script's top-level imports only: the part worth doing once, without side effects."""
+    return [
+        compile(ast.Module(body=[node], type_ignores=[]), script, "exec")
+        for node in ast.parse(source, script).body
+        if _worth_preloading(node)
+    ]
+
+
+def _preload(source: bytes, script: str) -> None:
+    namespace: dict[str, Any] = {
+        "__name__": PRELOAD_NAME,
+        "__file__": script,
+        "__builtins__": builtins,
+    }
+    # Statement by statement: one failing import (a relative one, say) must not stop the
+    # rest. A failure costs nothing: the child executes the whole script again anyway.
+    for statement in _preload_statements(source, script):
+        try:
+            exec(statement, namespace)
+        except BaseException:
+            continue
+
+
+class _Parent:
+    """The warm parent's loop: read requests, fork children, reap them, report."""
+
+    def __init__(self, script: str, code: types.CodeType, requests: int, events: int) -> None:
+        self.script = script
+        self.code = code
+        self.requests = requests
+        self.events = events
+        self.children: dict[int, int] = {}  # pid -> request id
+        self.buffer = b""
+        self.wakeup_read, self.wakeup_write = os.pipe()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            written = os.write(self.events, data)
+            data = data[written:]
+
+    def serve(self) -> int:
+        for fd in (self.wakeup_read, self.wakeup_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.wakeup_write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+        self.send({"event": "ready", "protocol": PROTOCOL, "pid": os.getpid()})
+        open_requests = True
+        while open_requests or self.children:
+            watched = [self.wakeup_read] + ([self.requests] if open_requests else [])
+            readable, _, _ = select.select(watched, [], [])
+            if self.wakeup_read in readable:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self.wakeup_read, 4096):
+                        pass
+            self.reap()
+            if open_requests and self.requests in readable:
+                chunk = os.read(self.requests, 1 << 16)
+                if not chunk:
+                    # The client is gone or done: nobody would read what children report.
+                    return 0
+                self.buffer += chunk
+                *lines, self.buffer = self.buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self.start(json.loads(line))
+        return 0
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            request_id = self.children.pop(pid, None)
+            if request_id is None:
+                continue
+            signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            code = 128 + signum if signum is not None else os.WEXITSTATUS(status)
+            self.send(
+                {"event": "exited", "id": request_id, "pid": pid, "code": code, "signal": signum}
+            )
+
+    def start(self, request: dict[str, Any]) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # nothing buffered here may end up in a unit's log
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() once a library started threads; the parent is
+            # single-threaded itself and the child runs one thread of Python, like a cold run.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            code = 127
+            try:
+                code = _run_child(self, request)
+            finally:
+                os._exit(code)
+        self.children[pid] = request["id"]
+        self.send({"event": "started", "id": request["id"], "pid": pid})
+
+
+# ---------------------------------------------------------------------------- the child
+
+
+def _run_child(parent: _Parent, request: dict[str, Any]) -> int:
+    """Become the unit; return its exit code (the caller `os._exit`s with it)."""
+    os.setsid()  # own session and process group: the unit can be killed as a whole
+    signal.set_wakeup_fd(-1)
+    for signum, handler in _STARTUP_HANDLERS.items():
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(signum, handler)
+    for fd in (parent.requests, parent.events, parent.wakeup_read, parent.wakeup_write):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(devnull)
+    os.close(log)
+    try:
+        os.chdir(request["cwd"])
+    except OSError as error:
+        sys.stderr.write(f"fractal-like warm start: cannot enter {request['cwd']}: {error}\n")
+        sys.stderr.flush()
+        return 127 if isinstance(error, FileNotFoundError) else 126
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = list(request["argv"])
+    with contextlib.suppress(AttributeError):
+        sys.orig_argv = [sys.executable, *request["argv"]]  # type: ignore[misc]
+    _reseed_numpy()
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        {
+            "__file__": parent.script,
+            "__cached__": None,
+            "__loader__": SourceFileLoader("__main__", parent.script),
+            "__spec__": None,  # as for `python script.py`: spawn re-runs the file by path
+            "__package__": None,
+            "__builtins__": builtins,
+        }
+    )
+    sys.modules["__main__"] = main
+    interrupted = False
+    try:
+        exec(parent.code, main.__dict__)
+        code = 0
+    except SystemExit as stop:
+        code = _system_exit_code(stop)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        _print_uncaught(error)
+        code = 1
+    code = _finalize(code)
+    if interrupted:
+        # A cold Python killed by an uncaught KeyboardInterrupt dies of SIGINT.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code
+
+
+def _reseed_numpy() -> None:
+    numpy_random = sys.modules.get("numpy.random")
+    seed = getattr(numpy_random, "seed", None)
+    if callable(seed):
+        with contextlib.suppress(Exception):
+            seed()
+
+
+def _system_exit_code(stop: SystemExit) -> int:
+    value = stop.code
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"{value}\n")
+    return 1
+
+
+def _print_uncaught(error: BaseException) -> None:
+    # Drop this file's frames: the traceback starts at the script, as in a cold run.
+    traceback_ = error.__traceback__
+    while traceback_ is not None and traceback_.tb_frame.f_code.co_filename == __file__:
+        traceback_ = traceback_.tb_next
+    error.__traceback__ = traceback_
+    try:
+        sys.excepthook(type(error), error, traceback_)
+    except BaseException:
+        import traceback
+
+        traceback.print_exception(type(error), error, traceback_)
+
+
+def _finalize(code: int) -> int:
+    """What a cold interpreter does on its way out, in its order: threads, atexit, flush."""
+    threading = sys.modules.get("threading")
+    shutdown: Callable[[], None] | None = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(BaseException):
+            shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            if stream is sys.stdout and code == 0:
+                code = 120  # what Python exits with when flushing stdout fails at exit
+    return code
+
+
+def parent_main(script: str) -> int:
+    """`python warm.py SCRIPT`: preload SCRIPT's imports, then serve unit requests."""
+    requests = os.dup(0)
+    events = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)  # the preload's own output goes nowhere (the child repeats it)
+    os.close(devnull)
+    parent: _Parent | None = None
+    try:
+        with open(script, "rb") as handle:
+            source = handle.read()
+        code = compile(source, script, "exec")
+    except (OSError, SyntaxError, ValueError) as error:
+        # A cold run reports this in the unit's own log; the client runs such units cold.
+        _send_once(events, {"event": "unusable", "reason": f"{type(error).__name__}: {error}"})
+        return 0
+    sys.path[0] = os.path.dirname(script)  # as for `python script.py`
+    sys.argv = [script]
+    _preload(source, script)
+    parent = _Parent(script, code, requests, events)
+    try:
+        return parent.serve()
+    except BrokenPipeError:
+        return 0  # the client went away
+
+
+def _send_once(fd: int, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class WarmEvent(NamedTuple):
+    """What a pool reports: a unit `started` (pid), `exited` (code, signal) or was `lost`."""
+
+    kind: str
+    token: int
+    pid: int | None = None
+    code: int | None = None
+    signum: int | None = None
+    reason: str | None = None
+
+
+class WarmUnavailableError(RuntimeError):
+    """This script cannot run warm (it does not compile, or its parent cannot start)."""
+
+
+class _ParentHandle:
+    def __init__(self, key: tuple[Any, ...], process: subprocess.Popen[bytes]) -> None:
+        self.key = key
+        self.process = process
+        assert process.stdin is not None and process.stdout is not None
+        self.requests = process.stdin.fileno()
+        self.events = process.stdout.fileno()
+        os.set_blocking(self.events, False)
+        self.buffer = b""
+        self.units: dict[int, int | None] = {}  # token -> pid once started
+        self.status: int | None = None  # wait status once reaped
+
+    def lines(self) -> tuple[list[dict[str, Any]], bool]:
+        """Complete lines available now; True as second item when the pipe hit EOF."""
+        eof = False
+        while True:
+            try:
+                chunk = os.read(self.events, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                eof = True
+                break
+            self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()], eof
+
+
+class WarmPool:
+    """Warm parents of one batch runner process, started on first use per key.
+
+    `submit` sends a unit; its `started`, `exited` and `lost` events come from `collect`,
+    which never blocks: call it when `select()` says one of `fds()` is readable. A batch
+    runner that reaps with `waitpid(-1)` must hand pids it does not know to `reaped`: the
+    parents are its children too.
+    """
+
+    def __init__(
+        self,
+        warm_file: str | None = None,
+        ready_timeout: float = READY_TIMEOUT_SECONDS,
+        should_abort: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.warm_file = warm_file or os.path.abspath(__file__)
+        self.ready_timeout = ready_timeout
+        self.should_abort = should_abort
+        self.parents: dict[tuple[Any, ...], _ParentHandle] = {}
+        self.unusable: dict[tuple[str, str], str] = {}  # (python, script) -> why
+        self.tokens: dict[int, _ParentHandle] = {}
+        self.parents_started = 0
+
+    # -- starting
+
+    @staticmethod
+    def _key(python: str, script: str, env: dict[str, str]) -> tuple[Any, ...]:
+        relevant = sorted(
+            (name, value)
+            for name, value in env.items()
+            if name.startswith(_INTERPRETER_ENV_PREFIXES)
+        )
+        return (python, script, tuple(relevant))
+
+    def submit(
+        self, token: int, argv: list[str], cwd: str, env: dict[str, str], log_file: str
+    ) -> None:
+        """Start a unit (`argv` = python, script, then its arguments) in a warm child.
+
+        Raises WarmUnavailableError when the script cannot run warm: run the unit cold.
+        """
+        python, script = argv[0], argv[1]
+        if (python, script) in self.unusable:
+            raise WarmUnavailableError(self.unusable[(python, script)])
+        if not os.path.isdir(cwd):
+            raise FileNotFoundError(2, "No such file or directory", cwd)
+        key = self._key(python, script, env)
+        parent = self.parents.get(key)
+        if parent is None:
+            parent = self._start_parent(key, python, script, cwd, env)
+        request = {"id": token, "argv": argv[1:], "cwd": cwd, "env": env, "log": log_file}
+        data = (json.dumps(request) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(parent.requests, data) :]
+        except BrokenPipeError:
+            # It died since its last event: forget it, let the next attempt start a new one.
+            self._drop(parent)
+            raise WarmUnavailableError("the warm parent died just before the unit") from None
+        parent.units[token] = None
+        self.tokens[token] = parent
+
+    def _start_parent(
+        self, key: tuple[Any, ...], python: str, script: str, cwd: str, env: dict[str, str]
+    ) -> _ParentHandle:
+        try:
+            process = subprocess.Popen(
+                [python, self.warm_file, script],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C is the runner's business
+            )
+        except OSError as error:
+            raise WarmUnavailableError(f"cannot start a warm parent: {error}") from None
+        self.parents_started += 1
+        parent = _ParentHandle(key, process)
+        first = self._first_event(parent)
+        if first.get("event") != "ready":
+            reason = str(first.get("reason") or "the warm parent did not start")
+            self.unusable[(python, script)] = reason
+            self._drop(parent)
+            raise WarmUnavailableError(reason)
+        self.parents[key] = parent
+        return parent
+
+    def _first_event(self, parent: _ParentHandle) -> dict[str, Any]:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline and not self.should_abort():
+            select.select([parent.events], [], [], 0.1)
+            lines, eof = parent.lines()
+            if lines:
+                return lines[0]
+            if eof:
+                return {"reason": "the warm parent ended while importing the script"}
+        return {"reason": "the warm parent did not become ready in time"}
+
+    # -- events
+
+    def fds(self) -> list[int]:
+        return [parent.events for parent in self.parents.values()]
+
+    def busy(self) -> bool:
+        return bool(self.tokens)
+
+    def pid_of(self, token: int) -> int | None:
+        parent = self.tokens.get(token)
+        return parent.units.get(token) if parent is not None else None
+
+    def collect(self) -> list[WarmEvent]:
+        """Every event available now, from every parent; a dead parent's units come `lost`."""
+        events: list[WarmEvent] = []
+        for parent in list(self.parents.values()):
+            lines, eof = parent.lines()
+            for line in lines:
+                token = line.get("id")
+                if token not in parent.units:
+                    continue
+                if line.get("event") == "started":
+                    parent.units[token] = line["pid"]
+                    events.append(WarmEvent("started", token, pid=line["pid"]))
+                elif line.get("event") == "exited":
+                    del parent.units[token]
+                    self.tokens.pop(token, None)
+                    events.append(
+                        WarmEvent("exited", token, line["pid"], line["code"], line.get("signal"))
+                    )
+            if eof:
+                events.extend(self._lost(parent))
+        return events
+
+    def _lost(self, parent: _ParentHandle) -> list[WarmEvent]:
+        status = self._wait(parent)
+        if status is None and parent.process.returncode is not None:
+            status = _status_of(parent.process.returncode)  # Popen reaped it meanwhile
+        how = _describe_status(status)
+        events = []
+        for token, pid in parent.units.items():
+            if pid is not None:
+                # The unit may still run, orphaned: nobody could report how it ends.
+                _kill_group(pid, signal.SIGKILL)
+            self.tokens.pop(token, None)
+            reason = f"the warm parent process running the unit died ({how}); the unit was killed"
+            events.append(WarmEvent("lost", token, pid, LOST_EXIT_CODE, reason=reason))
+        parent.units.clear()
+        self._drop(parent)
+        return events
+
+    def reaped(self, pid: int, status: int) -> bool:
+        """Tell the pool a pid reaped by someone else's `waitpid(-1)`; True if it was a parent."""
+        for parent in self.parents.values():
+            if parent.process.pid == pid:
+                parent.status = status
+                parent.process.returncode = _code_of(status)  # so Popen never waits again
+                return True
+        return False
+
+    # -- killing and closing
+
+    def kill(self, token: int, signum: int) -> None:
+        """Signal a unit's process group (as soon as its pid is known)."""
+        pid = self.pid_of(token)
+        if pid is not None:
+            _kill_group(pid, signum)
+
+    def _wait(self, parent: _ParentHandle) -> int | None:
+        if parent.status is None and parent.process.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                _, parent.status = os.waitpid(parent.process.pid, 0)
+                parent.process.returncode = _code_of(parent.status)
+        return parent.status
+
+    def _drop(self, parent: _ParentHandle) -> None:
+        self.parents.pop(parent.key, None)
+        with contextlib.suppress(OSError):
+            parent.process.kill()
+        self._wait(parent)
+        for stream in (parent.process.stdin, parent.process.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+
+    def close(self) -> None:
+        """End every parent: closing its request pipe makes it exit at once."""
+        for parent in list(self.parents.values()):
+            with contextlib.suppress(OSError):
+                if parent.process.stdin is not None:
+                    parent.process.stdin.close()
+            deadline = time.monotonic() + 2.0
+            while parent.process.returncode is None and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    pid, status = os.waitpid(parent.process.pid, os.WNOHANG)
+                    if pid:
+                        parent.status = status
+                        parent.process.returncode = _code_of(status)
+                        break
+                time.sleep(0.005)
+            self._drop(parent)
+
+
+def _kill_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        # Not yet its own group leader (between fork and setsid): the process alone.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+    except PermissionError:
+        pass
+
+
+def _code_of(status: int) -> int:
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _status_of(returncode: int) -> int:
+    """A wait status from a Popen returncode (negative: killed by that signal)."""
+    return -returncode if returncode < 0 else returncode << 8
+
+
+def _describe_status(status: int | None) -> str:
+    if status is None:
+        return "it could not be waited for"
+    if os.WIFSIGNALED(status):
+        try:
+            name = signal.Signals(os.WTERMSIG(status)).name
+        except ValueError:
+            name = f"signal {os.WTERMSIG(status)}"
+        return f"killed by {name}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: warm.py SCRIPT\n")
+        sys.exit(2)
+    sys.exit(parent_main(os.path.abspath(sys.argv[1])))
