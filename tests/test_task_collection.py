@@ -20,6 +20,7 @@ from .collection_support import (
     PKG_NAME,
     PKG_VERSION,
     PYTHON_VERSION,
+    TASKS_PKG,
     Wheels,
     collect_and_wait,
     collection_user,
@@ -31,6 +32,11 @@ from .helpers import ApiClient, UserClient, expect, make_dataset, make_project
 from .runner_support import build_workflow, run_until_final, submit
 
 COLLECT = "/api/v2/task/collect/pip/"
+
+
+def manifest_tasks() -> list[str]:
+    manifest = json.loads((TASKS_PKG / "fl_test_tasks" / "__FRACTAL_MANIFEST__.json").read_text())
+    return [task["name"] for task in manifest["task_list"]]
 
 
 def tasks_by_name(user: UserClient, group_id: int) -> dict[str, dict[str, Any]]:
@@ -69,7 +75,7 @@ def test_collect_wheel_and_run_a_job(api: ApiClient, settings: Settings, wheels:
     assert activity["status"] == "OK", activity["log"]
     assert activity["pkg_name"] == PKG_NAME and activity["version"] == PKG_VERSION
     assert activity["timestamp_ended"] is not None
-    assert "registered 14 task(s)" in activity["log"]
+    assert f"registered {len(manifest_tasks())} task(s)" in activity["log"]
 
     group = expect(user.get(f"/api/v2/task-group/{activity['taskgroupv2_id']}/"), 200)
     folder = root / str(user.id) / PKG_NAME / PKG_VERSION
