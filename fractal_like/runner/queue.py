@@ -7,6 +7,8 @@ previous runner's id and heartbeat, so only one of several runners can win it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -17,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..models import Job
+from ..services.jobs import job_submitted_hooks
 
 
 def new_runner_id() -> str:
@@ -60,6 +63,12 @@ class JobQueue:
         self.postgres = engine.dialect.name == "postgresql"
 
     async def claim_submitted(self) -> Claimed | None:
+        # Most polls find nothing: a plain read first, so that polling twice a second does
+        # not open a write transaction each time (on SQLite, a lock on the whole database).
+        waiting = select(JOBS.c.id).where(JOBS.c.status == "submitted").limit(1)
+        async with self.engine.connect() as connection:
+            if (await connection.execute(waiting)).first() is None:
+                return None
         oldest = select(JOBS.c.id).where(JOBS.c.status == "submitted").order_by(JOBS.c.id).limit(1)
         if self.postgres:
             oldest = oldest.with_for_update(skip_locked=True)
@@ -126,3 +135,34 @@ class JobQueue:
         query = select(JOBS.c.id, JOBS.c.status).where(JOBS.c.id.in_(job_ids))
         async with self.engine.connect() as connection:
             return {job_id: status for job_id, status in (await connection.execute(query)).all()}
+
+
+class Wakeup:
+    """The runner's wait between polls, cut short when a job is submitted in this process.
+
+    The submit route calls `services.jobs.notify_job_submitted` after its commit, from the
+    API's event loop (maybe another thread than the runner's): the embedded runner claims
+    the job at once instead of up to a poll interval later. Runners in other processes
+    still find jobs by polling."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        job_submitted_hooks.append(self._wake)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            job_submitted_hooks.remove(self._wake)
+
+    def _wake(self) -> None:
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the runner's loop is already closed
+                self.loop.call_soon_threadsafe(self.event.set)
+
+    async def wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        self.event.clear()

@@ -14,7 +14,7 @@ from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..services.collection.worker import Collector
 from .engine import Engine
-from .queue import JobQueue, new_runner_id
+from .queue import JobQueue, Wakeup, new_runner_id
 
 logger = logging.getLogger("fractal_like.runner")
 HEARTBEAT_SECONDS = 2.0
@@ -46,6 +46,8 @@ class Runner:
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)
         last_beat = last_stale_check = 0.0
+        wakeup = Wakeup()
+        wakeup.start()
         collector = asyncio.create_task(self.collector.run_forever())
         try:
             while True:
@@ -63,8 +65,9 @@ class Runner:
                     # e.g. "database is locked" during a long SQLite write: try again later
                     # instead of letting the runner die beside a live server.
                     logger.warning("runner %s: database busy (%s); retrying", self.runner_id, error)
-                await asyncio.sleep(self.settings.RUNNER_POLL_SECONDS)
+                await wakeup.wait(self.settings.RUNNER_POLL_SECONDS)
         finally:
+            wakeup.close()
             collector.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await collector

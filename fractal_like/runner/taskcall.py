@@ -1,13 +1,16 @@
 """The task-call contract: args JSON in, output JSON out, a log file, an exit-code file.
 
-A unit's command line is `<command> --args-json A --out-json O`, run through a tiny
-`/bin/sh` wrapper that records its pid first and its exit code last. The exit-code
-file is written by the wrapper, not by the runner, so a runner that died while the
-unit ran can tell afterwards whether (and how) the unit ended.
+A unit's command line is `<command> --args-json A --out-json O`. Its exit-code file is
+written once the unit has ended, by what started it (the local launcher, see
+`executors/launcher.py`, or the `/bin/sh` wrapper of `UnitCall.argv`), never by the
+runner, so a runner that died while the unit ran can tell afterwards whether (and how) the
+unit ended. The pid file holds the pid of the wrapper of a unit run through
+`UnitCall.argv`; the local launcher writes none per unit, but its own pid once per batch.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -63,6 +66,16 @@ class InitOutput(BaseModel):
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _split(command: str) -> tuple[str, ...]:
+    return tuple(shlex.split(command))
+
+
+def split_command(command: str) -> list[str]:
+    """A task command's argv: split once per distinct command, not once per unit."""
+    return list(_split(command))
+
+
 @dataclass
 class UnitFiles:
     """Where one unit's files live, inside its task's folder."""
@@ -102,7 +115,7 @@ class UnitCall:
     env: dict[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
-        task_argv = shlex.split(self.command)
+        task_argv = split_command(self.command)
         return [
             "/bin/sh",
             "-c",

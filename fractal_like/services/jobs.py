@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ from .tasks import usable_task
 from .workflows import workflow_tasks
 
 STOPPED_BY_USER = "stopped by user"
+# A runner in this process (the embedded one) registers here to claim a job as soon as it
+# is committed, instead of at its next poll; runners elsewhere still find it by polling.
+job_submitted_hooks: list[Callable[[], None]] = []
+
+
+def notify_job_submitted() -> None:
+    """Call after committing a submitted job."""
+    for hook in list(job_submitted_hooks):
+        hook()
 
 
 def _iso(value: datetime) -> str:

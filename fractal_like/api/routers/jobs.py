@@ -45,6 +45,7 @@ async def submit_job(
     dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     job = await service.submit(session, user, project, workflow, dataset, payload)
     await session.commit()
+    service.notify_job_submitted()
     return _read(job)
 
 

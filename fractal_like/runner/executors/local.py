@@ -1,28 +1,67 @@
-"""Run units as local processes, N at a time, each in its own process group."""
+"""Run units as local processes, N at a time, each in its own process group.
+
+The units of one `run` go to one launcher process (`launcher.py`, next to this file): it
+starts them with `posix_spawn`, writes their args and exit-code files and reports each end
+on a pipe. The runner's event loop does no per-unit process or file work: it writes one
+batch file and reads one line per unit. The launcher lives in its own session: when the
+runner dies or shuts down it starts no more units, lets the running ones end and records
+them, and a runner that takes the job over waits for it (`adopt`) before running the rest.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO, Any
 
-from ..taskcall import UnitCall, read_exit_code, read_pid
+from ..taskcall import UnitCall, UnitFiles, log_tail, read_exit_code, read_pid, split_command
+from . import launcher
 from .base import ResultCallback, UnitResult
 
 KILL_GRACE_SECONDS = 2.0
 ADOPT_POLL_SECONDS = 0.2
-STOPPED = "stopped before it finished"
+STOPPED = launcher.STOPPED
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
+# The launcher's own files sit beside the units' and are named like a unit's:
+# launcher-pid (its pid, for the runner that takes a job over) and launcher-log.txt.
+LAUNCHER_PREFIX = "launcher"
+
+
+def _cmdline(pid: int) -> bytes:
+    """A live process's command line; empty for a zombie or a process that is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _is_our_unit(pid: int) -> bool:
-    """A pid from a unit's pid file still belongs to that unit's wrapper (not a reused pid)."""
-    try:
-        return b"fractal-like-unit" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    """A pid from a unit's pid file still belongs to that unit's /bin/sh wrapper (units run
+    through `UnitCall.argv`, e.g. by a runner of an earlier version), not a reused pid."""
+    return b"fractal-like-unit" in _cmdline(pid)
+
+
+def _live_launcher(folder: Path) -> int | None:
+    """The pid of the launcher still running units in `folder`, if any.
+
+    Its command line names launcher.py and its batch file, which lives in `folder`; a
+    launcher that has ended (even as a zombie) has recorded every unit it ran."""
+    pid = read_pid(UnitFiles(folder, LAUNCHER_PREFIX))
+    if pid is None:
+        return None
+    arguments = _cmdline(pid).split(b"\0")
+    script, batch = os.fsencode(launcher.__file__), os.fsencode(folder)
+    if script in arguments and any(arg.startswith(batch + b"/") for arg in arguments):
+        return pid
+    return None
 
 
 class LocalExecutor:
@@ -36,108 +75,133 @@ class LocalExecutor:
         stop: asyncio.Event,
         fail_fast: bool = True,
     ) -> None:
-        queue: asyncio.Queue[UnitCall] = asyncio.Queue()
-        for call in calls:
-            queue.put_nowait(call)
-        cancel = asyncio.Event()
-        running: dict[int, asyncio.subprocess.Process] = {}
-
-        async def watch_stop() -> None:
-            await stop.wait()
-            cancel.set()
-
-        async def worker() -> None:
-            while not queue.empty():
-                call = queue.get_nowait()
-                if cancel.is_set():
-                    on_result(UnitResult(call.unit_id, None, SKIPPED))
-                    continue
-                result = await self._run_one(call, running, cancel)
-                on_result(result)
-                if fail_fast and result.exit_code != 0:
-                    cancel.set()
-
-        async def killer() -> None:
-            await cancel.wait()
-            await _kill_all(running)
-
-        watchers = [asyncio.create_task(watch_stop()), asyncio.create_task(killer())]
+        if not calls:
+            return
+        folder = calls[0].files.folder
+        batch_file = self._write_batch(calls, fail_fast)
+        reported: set[int] = set()
+        with UnitFiles(folder, LAUNCHER_PREFIX).log.open("ab") as log:
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-I", "-S", launcher.__file__, str(batch_file)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    cwd=folder,
+                    start_new_session=True,  # outlives the runner; no terminal signal reaches it
+                )
+            except BaseException:
+                batch_file.unlink(missing_ok=True)
+                raise
+        assert process.stdin is not None and process.stdout is not None
+        stopper = asyncio.create_task(_stop_on(stop, process.stdin))
         try:
-            workers = [worker() for _ in range(min(self.parallelism, len(calls)))]
-            await asyncio.gather(*workers)
+            async for line in _lines(process.stdout):
+                result = json.loads(line)
+                reported.add(result["id"])
+                on_result(UnitResult(result["id"], result["code"], result["reason"]))
+            returncode = await _wait(process)
+        except BaseException:
+            # Cancelled (the runner is shutting down): end of file on its stdin tells the
+            # launcher to start no more units; the running ones end and are recorded, and the
+            # runner that takes the job over adopts them. Only a stop or a failure kills them.
+            process.stdin.close()
+            raise
         finally:
-            # Cancelled (the runner is shutting down): units keep running, each in its own
-            # session, and the runner that takes the job over adopts them. Only a stop or
-            # a failed unit kills them, through `killer`.
-            for task in watchers:
-                task.cancel()
-
-    async def _run_one(
-        self,
-        call: UnitCall,
-        running: dict[int, asyncio.subprocess.Process],
-        cancel: asyncio.Event,
-    ) -> UnitResult:
-        call.prepare()
-        env = {**os.environ, **call.env}
-        with call.files.log.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                *call.argv(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=call.files.folder,
-                env=env,
-                start_new_session=True,  # its own process group: a stop kills the whole tree
+            stopper.cancel()
+        process.stdin.close()
+        missing = [call for call in calls if call.unit_id not in reported]
+        if not missing:
+            return
+        # Units never started (a failed unit or a stop), or the launcher itself died: then
+        # the units it had started may still be running, and are waited for like any other.
+        died = returncode != 0
+        if died:
+            tail = log_tail(UnitFiles(folder, LAUNCHER_PREFIX)).strip()
+            reason = f"the unit launcher ended with code {returncode}" + (
+                f": {tail}" if tail else ""
             )
-        running[call.unit_id] = process
-        try:
-            returncode = await process.wait()
-        finally:
-            running.pop(call.unit_id, None)
-        code = read_exit_code(call.files)
-        if code is None:
-            reason = STOPPED if cancel.is_set() else _signal_reason(returncode)
-            return UnitResult(call.unit_id, None, reason)
-        return UnitResult(call.unit_id, code)
+        else:
+            reason = SKIPPED
+        for call in missing:
+            adopted = await self.adopt(call) if died else None
+            on_result(adopted or UnitResult(call.unit_id, None, reason))
+
+    def _write_batch(self, calls: list[UnitCall], fail_fast: bool) -> Path:
+        commands: dict[str, int] = {}
+        units: list[dict[str, Any]] = []
+        for call in calls:
+            index = commands.setdefault(call.command, len(commands))
+            files = call.files
+            units.append(
+                {
+                    "id": call.unit_id,
+                    "command": index,
+                    "args": call.args,
+                    "cwd": str(files.folder),
+                    "env": call.env or None,
+                    "args_file": str(files.args),
+                    "output": str(files.output),
+                    "log": str(files.log),
+                    "exit_code": str(files.exit_code),
+                    # A pid file left by a wrapper-run attempt would be taken for this run's.
+                    "stale": [str(files.pid)],
+                }
+            )
+        batch = {
+            "parallelism": self.parallelism,
+            "fail_fast": fail_fast,
+            "kill_grace": KILL_GRACE_SECONDS,
+            "pid_file": str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
+            "commands": [split_command(command) for command in commands],
+            "units": units,
+        }
+        handle, name = tempfile.mkstemp(
+            prefix="launcher-batch-", suffix=".json", dir=calls[0].files.folder
+        )
+        with os.fdopen(handle, "w") as out:
+            json.dump(batch, out)
+        return Path(name)
 
     async def adopt(self, call: UnitCall) -> UnitResult | None:
-        """Wait for a unit an earlier runner started; None if it is gone without a result."""
+        """Wait for a unit an earlier runner started; None if it is gone without a result.
+
+        The launcher of a runner that died runs no new unit, and ends once the units it
+        was running have ended and been recorded: wait for it, then read the file."""
         code = read_exit_code(call.files)
         if code is not None:
             return UnitResult(call.unit_id, code)
+        while _live_launcher(call.files.folder) is not None:
+            await asyncio.sleep(ADOPT_POLL_SECONDS)
         pid = read_pid(call.files)
         while pid is not None and _is_our_unit(pid):
             await asyncio.sleep(ADOPT_POLL_SECONDS)
-            code = read_exit_code(call.files)
-            if code is not None:
-                return UnitResult(call.unit_id, code)
         code = read_exit_code(call.files)
         return UnitResult(call.unit_id, code) if code is not None else None
 
 
-def _signal_reason(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}"
-    return f"ended with exit code {returncode} before recording a result"
+async def _lines(pipe: IO[bytes]) -> AsyncIterator[bytes]:
+    """The launcher's output, line by line, without a thread."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        async for line in reader:
+            yield line
+    finally:
+        transport.close()
 
 
-async def _kill_all(running: dict[int, asyncio.subprocess.Process]) -> None:
-    if not running:
-        return
-    processes = list(running.values())
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(
-            asyncio.gather(*(process.wait() for process in processes)), KILL_GRACE_SECONDS
-        )
-    for process in processes:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+async def _stop_on(stop: asyncio.Event, stdin: IO[bytes]) -> None:
+    await stop.wait()
+    with contextlib.suppress(OSError, ValueError):
+        stdin.write(b"stop\n")
+        stdin.flush()
+
+
+async def _wait(process: subprocess.Popen[bytes]) -> int:
+    """The launcher's exit status; it closed its stdout, so it is ending or has ended."""
+    deadline = time.monotonic() + 60
+    while (code := process.poll()) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return code if code is not None else await asyncio.to_thread(process.wait)

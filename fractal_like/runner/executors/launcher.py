@@ -1,0 +1,290 @@
+"""The local launcher: runs one batch of units of a task, N at a time, then exits.
+
+`LocalExecutor` starts it as a process of its own (in its own session). It uses only the
+standard library and is run by file path (`python -I -S launcher.py BATCH`), without
+importing the application. Each unit then costs one `posix_spawn` from this small
+process: no `/bin/sh` wrapper, and no thread, child watcher or file work in the runner's
+event loop.
+
+Files. Before starting any unit the launcher writes its own pid to the batch's
+`pid_file`. Per unit it writes the args file, opens the log for the unit's stdout and
+stderr, and once the unit has ended, before its process is reaped, the exit-code file (one
+write of the bare integer: 128 + the signal for a unit killed by a signal, 127/126 like a
+shell for a program that cannot start). So while the launcher runs, a unit without an
+exit-code file has not finished; once the launcher is gone, a unit without one never will.
+Units the launcher kills (a stop, or fail-fast) get no exit-code file: they did not
+finish. Three new files per unit, no more: on the shared filesystems of HPC sites, and on
+some local ones, creating a file is the costly part of a short unit.
+
+Input: argv[1], the batch file (JSON, deleted once read):
+    {"parallelism": P, "fail_fast": bool, "kill_grace": seconds, "pid_file": path,
+     "commands": [argv, ...],
+     "units": [{"id", "command" (index), "args", "cwd", "env" (extra variables or null),
+                "args_file", "output", "log", "exit_code", "stale": [paths]}, ...]}
+and stdin, from the runner: a line "stop" (or SIGTERM) kills every unit's process group and
+starts no more; end of file (the runner died or is shutting down gracefully) starts no more
+units but lets the running ones end and records their exit codes, then the launcher exits.
+A runner that takes the job over waits for it (`pid_file`) and runs only what is left.
+
+Output: one JSON line per ended unit on stdout,
+    {"id": unit id, "code": exit code or null, "reason": plain words or null}.
+Units never started are not reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import time
+from typing import Any
+
+STOPPED = "stopped before it finished"
+# What /bin/sh reports for a command it cannot run, kept so a missing program reads the same.
+NOT_FOUND, NOT_EXECUTABLE = 127, 126
+SIGNAL_BASE = 128  # a unit killed by a signal records 128 + the signal, as a shell does
+
+
+def _write_small(path: str, text: str) -> None:
+    """One write of a few bytes: a reader never sees a partial number as a whole one."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class Launcher:
+    def __init__(self, batch: dict[str, Any]) -> None:
+        self.units: list[dict[str, Any]] = batch["units"]
+        self.commands: list[list[str]] = batch["commands"]
+        self.parallelism = max(1, int(batch["parallelism"]))
+        self.fail_fast = bool(batch["fail_fast"])
+        self.kill_grace = float(batch["kill_grace"])
+        self.next = 0
+        self.running: dict[int, dict[str, Any]] = {}  # pid -> unit
+        self.signalled: set[int] = set()  # pids we killed: their end is "stopped", not a result
+        self.groups: set[int] = set()  # every process group we killed, for a final SIGKILL
+        self.stopping = False
+        self.stop_requested = False
+        self.runner_gone = False
+        self.kill_at: float | None = None
+        self.cwd = ""
+        # A plain copy: posix_spawn converts the mapping at every call, and os.environ decodes
+        # each entry on the way.
+        self.environ = dict(os.environ)
+        self.executables: dict[tuple[int, str | None], str | None] = {}
+
+    # ------------------------------------------------------------ starting units
+
+    def _executable(self, index: int, env: dict[str, str]) -> str | None:
+        """The program of a command, looked up once per command and PATH (as exec would)."""
+        name = self.commands[index][0]
+        path = env.get("PATH")
+        key = (index, path)
+        if key not in self.executables:
+            self.executables[key] = name if "/" in name else shutil.which(name, path=path)
+        return self.executables[key]
+
+    def _start(self, unit: dict[str, Any]) -> None:
+        for stale in (unit["output"], unit["exit_code"], *unit["stale"]):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        with open(unit["args_file"], "w") as handle:
+            json.dump(unit["args"], handle)
+        if unit["cwd"] != self.cwd:
+            os.chdir(unit["cwd"])  # posix_spawn has no cwd of its own; units share one folder
+            self.cwd = unit["cwd"]
+        env = {**self.environ, **unit["env"]} if unit["env"] else self.environ
+        argv = [
+            *self.commands[unit["command"]],
+            "--args-json",
+            unit["args_file"],
+            "--out-json",
+            unit["output"],
+        ]
+        executable = self._executable(unit["command"], env)
+        try:
+            if executable is None:
+                raise FileNotFoundError(argv[0])
+            pid = os.posix_spawn(
+                executable,
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (
+                        os.POSIX_SPAWN_OPEN,
+                        1,
+                        unit["log"],
+                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        0o666,
+                    ),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+                setsid=True,  # its own process group: a stop kills the whole tree
+                # Python ignores SIGPIPE; the unit must not inherit that (subprocess resets
+                # these too).
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            )
+        except OSError as error:
+            self._cannot_start(unit, argv[0], error)
+            return
+        self.running[pid] = unit
+
+    def _cannot_start(self, unit: dict[str, Any], program: str, error: OSError) -> None:
+        """A program that cannot run fails its unit as it would under a shell (127 / 126)."""
+        code = NOT_FOUND if isinstance(error, FileNotFoundError) else NOT_EXECUTABLE
+        with contextlib.suppress(OSError), open(unit["log"], "a") as log:
+            log.write(f"fractal-like: cannot run {program}: {error.strerror or error}\n")
+        _write_small(unit["exit_code"], f"{code}\n")
+        self._report(unit, code, None)
+
+    # ------------------------------------------------------------ units ending
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                # WNOWAIT: the exit-code file is written while the process still exists (as a
+                # zombie), so "process gone" always implies "exit code recorded".
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            pid = info.si_pid
+            unit = self.running.pop(pid, None)
+            if unit is not None:
+                self._ended(pid, unit, info)
+            os.waitpid(pid, 0)
+
+    def _ended(self, pid: int, unit: dict[str, Any], info: os.waitid_result) -> None:
+        if pid in self.signalled:
+            self.signalled.discard(pid)
+            self._report(unit, None, STOPPED)
+            return
+        if info.si_code == os.CLD_EXITED:
+            code, reason = info.si_status, None
+        else:
+            code, reason = SIGNAL_BASE + info.si_status, f"killed by {_signal_name(info.si_status)}"
+        _write_small(unit["exit_code"], f"{code}\n")
+        self._report(unit, code, reason)
+
+    def _report(self, unit: dict[str, Any], code: int | None, reason: str | None) -> None:
+        if self.fail_fast and code != 0 and reason != STOPPED:
+            self._stop()
+        if self.runner_gone:
+            return
+        line = json.dumps({"id": unit["id"], "code": code, "reason": reason}) + "\n"
+        try:
+            os.write(1, line.encode())
+        except BrokenPipeError:
+            self.runner_gone = True  # the files still record it
+
+    # ------------------------------------------------------------ stopping
+
+    def _stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.kill_at = time.monotonic() + self.kill_grace
+        self._kill(signal.SIGTERM)
+
+    def _kill(self, how: signal.Signals) -> None:
+        for pid in self.running:
+            self.signalled.add(pid)
+            self.groups.add(pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, how)
+
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        self.stop_requested = True
+
+    def _read_control(self) -> None:
+        try:
+            data = os.read(0, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.runner_gone = True  # start no more; the running units end by themselves
+        elif b"stop" in data:
+            self._stop()
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> None:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
+        # A stop by signal (an admin, or a runner that took the job over) acts like "stop";
+        # the handler only records it, the loop acts (nothing is half-way through then).
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        os.set_blocking(0, False)
+        poller = select.poll()
+        poller.register(wake_read, select.POLLIN)
+        poller.register(0, select.POLLIN)
+        watching_stdin = True
+        while True:
+            while (
+                not self.stopping
+                and not self.runner_gone
+                and self.next < len(self.units)
+                and len(self.running) < self.parallelism
+            ):
+                self.next += 1
+                self._start(self.units[self.next - 1])
+            if not self.running:
+                # What a stopped unit left in its group (its children) goes with it.
+                for group in self.groups:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(group, signal.SIGKILL)
+                return
+            timeout = None
+            if self.kill_at is not None:
+                timeout = max(0.0, self.kill_at - time.monotonic()) * 1000
+            for fd, _event in poller.poll(timeout):
+                if fd == wake_read:
+                    while True:
+                        try:
+                            if not os.read(wake_read, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                elif fd == 0:
+                    self._read_control()
+            if self.stop_requested:
+                self._stop()
+            if self.runner_gone and watching_stdin:
+                poller.unregister(0)
+                watching_stdin = False
+            self._reap()
+            if self.kill_at is not None and time.monotonic() >= self.kill_at:
+                self.kill_at = None
+                self._kill(signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[1]) as handle:
+        batch = json.load(handle)
+    os.unlink(argv[1])
+    # Before any unit starts: a runner that takes the job over must find this process.
+    _write_small(batch["pid_file"], f"{os.getpid()}\n")
+    Launcher(batch).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

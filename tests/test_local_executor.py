@@ -1,0 +1,271 @@
+"""The local executor and its launcher process, driven directly (no database, no API)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fractal_like.runner.executors.base import UnitResult
+from fractal_like.runner.executors.local import (
+    LAUNCHER_PREFIX,
+    SKIPPED,
+    STOPPED,
+    LocalExecutor,
+    _live_launcher,
+)
+from fractal_like.runner.taskcall import UnitCall, UnitFiles, read_exit_code
+
+# A unit following the contract; what it does is driven by its args.
+TASK = """\
+import json, os, signal, subprocess, sys, time
+args = json.load(open(sys.argv[sys.argv.index("--args-json") + 1]))
+out = sys.argv[sys.argv.index("--out-json") + 1]
+marker = args.get("marker")
+if marker:
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\\n")
+print("log of", args["name"], flush=True)
+if args.get("grandchild"):
+    child = subprocess.Popen(["sleep", "60"])
+    open(args["grandchild"], "w").write(str(child.pid))
+time.sleep(args.get("sleep", 0))
+if args.get("signal"):
+    os.kill(os.getpid(), args["signal"])
+json.dump({"env": os.environ.get("UNIT_ENV"), "cwd": os.getcwd()}, open(out, "w"))
+sys.exit(args.get("exit_code", 0))
+"""
+
+
+@pytest.fixture
+def command(tmp_path: Path) -> str:
+    path = tmp_path / "task.py"
+    path.write_text(TASK)
+    return f"{sys.executable} {path}"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "1_task"
+    path.mkdir()
+    yield path
+    # Never leave a unit behind, whatever the test did.
+    for pid_file in tmp_path.glob("grandchild-*"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def calls_of(folder: Path, command: str, args: list[dict[str, Any]]) -> list[UnitCall]:
+    return [
+        UnitCall(
+            100 + index,
+            command,
+            {"name": f"u{index}", **extra},
+            UnitFiles(folder, f"par_{index:06d}"),
+        )
+        for index, extra in enumerate(args)
+    ]
+
+
+def run(
+    calls: list[UnitCall],
+    parallelism: int = 2,
+    stop: asyncio.Event | None = None,
+    fail_fast: bool = True,
+) -> dict[int, UnitResult]:
+    results: dict[int, UnitResult] = {}
+
+    def on_result(result: UnitResult) -> None:
+        assert result.unit_id not in results, "a unit was reported twice"
+        results[result.unit_id] = result
+
+    async def go() -> None:
+        await LocalExecutor(parallelism).run(calls, on_result, stop or asyncio.Event(), fail_fast)
+
+    asyncio.run(go())
+    return results
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_units_run_with_the_contract_files(folder: Path, command: str) -> None:
+    calls = calls_of(folder, command, [{}, {"exit_code": 3}, {}])
+    calls[2].env = {"UNIT_ENV": "value with spaces"}
+    results = run(calls, fail_fast=False)
+    assert {r.unit_id: r.exit_code for r in results.values()} == {100: 0, 101: 3, 102: 0}
+    assert all(r.reason is None for r in results.values())
+    first, second, third = (call.files for call in calls)
+    assert json.loads(first.args.read_text()) == {"name": "u0"}
+    assert "log of u0" in first.log.read_text()
+    assert first.exit_code.read_text() == "0\n" and second.exit_code.read_text() == "3\n"
+    output = json.loads(third.output.read_text())
+    assert output == {"env": "value with spaces", "cwd": str(folder)}
+    assert json.loads(first.output.read_text())["env"] is None
+    assert not first.pid.exists(), "the launcher records its own pid, not one per unit"
+    assert int(UnitFiles(folder, LAUNCHER_PREFIX).pid.read_text()) > 0
+    assert not list(folder.glob("launcher-batch-*")), "the batch file is removed once read"
+
+
+def test_a_program_that_cannot_start_fails_like_under_a_shell(folder: Path) -> None:
+    calls = calls_of(folder, "no-such-program-here --flag", [{}])
+    results = run(calls)
+    assert results[100].exit_code == 127
+    assert "cannot run no-such-program-here" in calls[0].files.log.read_text()
+    assert read_exit_code(calls[0].files) == 127
+
+
+def test_a_unit_killed_by_a_signal_records_128_plus_the_signal(folder: Path, command: str) -> None:
+    calls = calls_of(folder, command, [{"signal": int(signal.SIGKILL)}])
+    results = run(calls)
+    assert results[100].exit_code == 128 + signal.SIGKILL
+    assert results[100].reason == "killed by SIGKILL"
+    assert read_exit_code(calls[0].files) == 128 + signal.SIGKILL
+
+
+def test_fail_fast_stops_the_other_units_promptly(folder: Path, command: str) -> None:
+    slow = {"sleep": 30}
+    calls = calls_of(folder, command, [slow, {"exit_code": 1, "sleep": 0.5}, slow, slow, slow])
+    started = time.monotonic()
+    results = run(calls, parallelism=2)
+    assert time.monotonic() - started < 15
+    assert results[101].exit_code == 1 and results[101].reason is None
+    assert results[100] == UnitResult(100, None, STOPPED)  # killed: no exit-code file
+    assert read_exit_code(calls[0].files) is None
+    for unit_id in (102, 103, 104):
+        assert results[unit_id] == UnitResult(unit_id, None, SKIPPED)
+        assert not calls[unit_id - 100].files.args.exists(), "never started"
+
+
+def test_without_fail_fast_every_unit_runs(folder: Path, command: str) -> None:
+    calls = calls_of(folder, command, [{"exit_code": 1}, {}, {"exit_code": 2}, {}])
+    results = run(calls, parallelism=1, fail_fast=False)
+    assert [results[100 + i].exit_code for i in range(4)] == [1, 0, 2, 0]
+
+
+def test_stop_kills_each_units_process_group(tmp_path: Path, folder: Path, command: str) -> None:
+    grandchildren = [tmp_path / f"grandchild-{i}" for i in range(2)]
+    stubborn = [{"sleep": 60, "grandchild": str(path)} for path in grandchildren]
+    calls = calls_of(folder, command, [*stubborn, {}])
+
+    async def go() -> dict[int, UnitResult]:
+        stop = asyncio.Event()
+        results: dict[int, UnitResult] = {}
+        task = asyncio.create_task(
+            LocalExecutor(2).run(calls, lambda r: results.__setitem__(r.unit_id, r), stop)
+        )
+        deadline = time.monotonic() + 30
+        while not all(path.exists() and path.read_text() for path in grandchildren):
+            assert time.monotonic() < deadline, "the units did not start"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        return results
+
+    results = asyncio.run(go())
+    assert results[100] == UnitResult(100, None, STOPPED)
+    assert results[101] == UnitResult(101, None, STOPPED)
+    assert results[102] == UnitResult(102, None, SKIPPED)
+    deadline = time.monotonic() + 5
+    pids = [int(path.read_text()) for path in grandchildren]
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a unit's child survived the stop"
+        time.sleep(0.05)
+
+
+def test_a_runner_that_goes_away_leaves_running_units_to_finish_once(
+    tmp_path: Path, folder: Path, command: str
+) -> None:
+    """Cancelled (graceful shutdown) while units run: the launcher starts no more units,
+    the running ones finish and are recorded; `adopt` waits for them; the rest run later;
+    every unit runs exactly once."""
+    markers = [tmp_path / f"ran-{i}" for i in range(5)]
+    calls = calls_of(folder, command, [{"sleep": 1.5, "marker": str(m)} for m in markers])
+
+    async def cancel_while_running() -> dict[int, UnitResult]:
+        results: dict[int, UnitResult] = {}
+        task = asyncio.create_task(
+            LocalExecutor(2).run(
+                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event()
+            )
+        )
+        deadline = time.monotonic() + 30
+        while not all(marker.exists() for marker in markers[:2]):
+            assert time.monotonic() < deadline, "the units did not start"
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return results
+
+    assert asyncio.run(cancel_while_running()) == {}
+    assert _live_launcher(folder) is not None, "the launcher outlives the cancelled run"
+    assert read_exit_code(calls[0].files) is None  # still running
+
+    async def take_over() -> list[UnitCall]:
+        executor = LocalExecutor(2)
+        left = []
+        for call in calls:
+            adopted = await executor.adopt(call)
+            if adopted is None:
+                left.append(call)
+            else:
+                assert adopted.exit_code == 0
+        return left
+
+    left = asyncio.run(take_over())
+    assert _live_launcher(folder) is None
+    assert [call.unit_id for call in left] == [102, 103, 104]
+    assert read_exit_code(calls[0].files) == 0 and read_exit_code(calls[1].files) == 0
+    results = run(left)
+    assert {r.unit_id: r.exit_code for r in results.values()} == {102: 0, 103: 0, 104: 0}
+    for marker in markers:
+        assert len(marker.read_text().splitlines()) == 1, f"{marker.name}: not run exactly once"
+
+
+def test_a_killed_runner_leaves_the_launcher_to_record_its_units(
+    tmp_path: Path, folder: Path, command: str
+) -> None:
+    """SIGKILL of the runner's process: its pipes close, the launcher starts no more units
+    and records the running ones."""
+    markers = [tmp_path / f"ran-{i}" for i in range(4)]
+    calls = calls_of(folder, command, [{"sleep": 1.0, "marker": str(m)} for m in markers])
+    script = tmp_path / "runner.py"
+    script.write_text(
+        "import asyncio, pickle, sys\n"
+        "from fractal_like.runner.executors.local import LocalExecutor\n"
+        "calls = pickle.load(open(sys.argv[1], 'rb'))\n"
+        "asyncio.run(LocalExecutor(1).run(calls, print, asyncio.Event()))\n"
+    )
+    (tmp_path / "calls.pickle").write_bytes(pickle.dumps(calls))
+    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.pickle")])
+    try:
+        deadline = time.monotonic() + 30
+        while not markers[0].exists():
+            assert time.monotonic() < deadline, "the first unit did not start"
+            time.sleep(0.02)
+    finally:
+        runner.kill()
+        runner.wait()
+    deadline = time.monotonic() + 30
+    while _live_launcher(folder) is not None:
+        assert time.monotonic() < deadline, "the launcher did not end"
+        time.sleep(0.05)
+    assert read_exit_code(calls[0].files) == 0
+    assert [m.exists() for m in markers] == [True, False, False, False]
