@@ -116,6 +116,10 @@ class Collector:
                 .order_by(ACTIVITIES.c.id)
                 .limit(1)
             )
+            # A read first: most polls find nothing, and must not take SQLite's write lock.
+            async with self.engine.connect() as connection:
+                if (await connection.execute(oldest)).first() is None:
+                    return
             if self.postgres:
                 oldest = oldest.with_for_update(skip_locked=True)
             statement = (
