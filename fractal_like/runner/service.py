@@ -76,6 +76,7 @@ class Runner:
             for task, _ in list(self.active.values()):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.job_engine.slurm_poller.close()  # SLURM jobs go on; a new runner reattaches
             if self._owns_engine:
                 await self.engine.dispose()
 
