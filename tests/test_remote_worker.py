@@ -178,7 +178,10 @@ def test_units_run_with_contract_files(tmp_path: Path, task: list[str], how: str
     done = run_worker(batch, how)
 
     assert done.returncode == 0, done.stderr
-    assert lines(done.stdout) == [{"unit_id": 17, "exit_code": 0}, {"unit_id": 18, "exit_code": 3}]
+    assert lines(done.stdout) == [
+        {"unit_id": 17, "exit_code": 0, "warm": False},
+        {"unit_id": 18, "exit_code": 3, "warm": False},
+    ]
     first, second = units
     assert json.loads(Path(first["args_file"]).read_text()) == {"name": "unit-17"}
     output = json.loads(Path(first["out_file"]).read_text())
@@ -234,8 +237,8 @@ def test_finished_units_are_skipped(tmp_path: Path, task: list[str]) -> None:
 
     assert lines(done.stdout) == [
         {"unit_id": 1, "exit_code": 5, "skipped": True},
-        {"unit_id": 2, "exit_code": 0},
-        {"unit_id": 3, "exit_code": 0},
+        {"unit_id": 2, "exit_code": 0, "warm": False},
+        {"unit_id": 3, "exit_code": 0, "warm": False},
     ]
     assert not Path(done_before["args_file"]).exists()
     assert not Path(done_before["result_file"]).exists()
@@ -275,7 +278,7 @@ def test_fail_fast_kills_running_units(tmp_path: Path, task: list[str], spawner:
 def test_signal_death_is_128_plus_signal(tmp_path: Path, task: list[str]) -> None:
     entry = unit(tmp_path, 1, task, args={"name": "x", "signal": int(signal.SIGKILL)})
     done = run_worker(write_batch(tmp_path / "b.json", [entry]))
-    assert lines(done.stdout) == [{"unit_id": 1, "exit_code": 137}]
+    assert lines(done.stdout) == [{"unit_id": 1, "exit_code": 137, "warm": False}]
     result = json.loads(Path(entry["result_file"]).read_text())
     assert result["exit_code"] == 137 and result["signal"] == "SIGKILL"
     assert exit_code(entry) == "137\n"

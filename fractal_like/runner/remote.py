@@ -20,7 +20,8 @@ Batch file (JSON only, never pickle)::
                 "log_file": ".../par_000001-log.txt",
                 "exit_code_file": ".../par_000001-exitcode",
                 "result_file": ".../par_000001-result.json",
-                "env": {"K": "V"}}]}            # optional, added to the worker's env
+                "env": {"K": "V"},              # optional, added to the worker's env
+                "warm": true}]}                 # optional: may run from a warm parent
 
 A unit runs `argv + ["--args-json", args_file, "--out-json", out_file]` in its own session
 (process group), stdin from /dev/null, stdout and stderr appended to log_file. When it ends
@@ -31,7 +32,13 @@ command cannot start), written in one write under a temporary name and renamed i
 its presence means "the unit finished". A unit whose exit_code_file already
 holds an integer is skipped, so a restarted batch never runs a unit twice. Each finished or
 skipped unit is also reported as one JSON line on stdout, e.g. `{"unit_id": 17,
-"exit_code": 0}` (plus `"skipped": true` for a skipped one).
+"exit_code": 0, "warm": false}` (plus `"skipped": true` for a skipped one).
+
+Warm start: a unit with `"warm": true` whose argv is `<absolute python> <absolute
+script.py>` runs as a fork of a warm parent (`warm.py`, which must lie beside this file;
+without it every unit runs cold): same files, same exit codes, same log. The result file
+and the stdout line say `"warm": true` or false. A unit whose warm parent died while it ran
+is killed and ends with exit code 125 and an "error" saying so (it is never re-run).
 
 Units the worker kills (fail_fast, or SIGTERM/SIGINT to the worker: scancel, a time limit,
 a stop) get SIGTERM on their process group, SIGKILL after a grace period, and no
@@ -43,6 +50,7 @@ pid file, 2 for a malformed batch, 143 when it was stopped by a signal.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import select
@@ -63,7 +71,9 @@ EXIT_STOPPED = 143
 
 _TOP_KEYS = {"format", "parallelism", "fail_fast", "pid_file", "units"}
 _FILE_KEYS = ("args_file", "out_file", "log_file", "exit_code_file", "result_file")
-_UNIT_KEYS = {"unit_id", "argv", "cwd", "args", "env", *_FILE_KEYS}
+_UNIT_KEYS = {"unit_id", "argv", "cwd", "args", "env", "warm", *_FILE_KEYS}
+# warm.py beside this file: its name when it is copied next to a job, or in the package.
+_WARM_FILES = ("fractal_like_warm.py", "warm.py")
 
 
 class BatchError(ValueError):
@@ -101,6 +111,8 @@ def _check_unit(unit: Any, index: int) -> dict[str, Any]:
         _text(unit.get(key), f"{where}.{key}")
     if unit.get("cwd") is not None:
         _text(unit["cwd"], f"{where}.cwd")
+    if not isinstance(unit.get("warm", False), bool):
+        raise BatchError(f"{where}.warm must be true or false")
     env = unit.get("env") or {}
     if not isinstance(env, dict):
         raise BatchError(f"{where}.env must be an object of strings")
@@ -194,11 +206,15 @@ def _prepare(unit: dict[str, Any]) -> None:
 class _Running:
     """One started unit: what is needed to finish its files once it is reaped."""
 
-    __slots__ = ("process", "started", "started_monotonic", "unit")
+    __slots__ = ("pid", "process", "started", "started_monotonic", "unit", "warm")
 
-    def __init__(self, unit: dict[str, Any], process: subprocess.Popen[bytes] | None) -> None:
+    def __init__(
+        self, unit: dict[str, Any], process: subprocess.Popen[bytes] | None, warm: bool = False
+    ) -> None:
         self.unit = unit
         self.process = process
+        self.pid: int | None = process.pid if process is not None else None
+        self.warm = warm  # run by a warm parent: its pid comes later, from the parent
         self.started = time.time()
         self.started_monotonic = time.monotonic()
 
@@ -217,6 +233,16 @@ class Worker:
         self.can_print = True
         self.devnull = os.open(os.devnull, os.O_RDONLY)
         self.wakeup_read, self.wakeup_write = os.pipe()
+        self.warm_running: dict[int, _Running] = {}  # by unit_id
+        self.warm = _load_warm()  # warm.py beside this file, or None: all units cold
+        self.pool = (
+            self.warm.WarmPool(warm_file=self.warm.__file__, should_abort=self._stopping)
+            if self.warm is not None
+            else None
+        )
+
+    def _stopping(self) -> bool:
+        return self.stop_signal is not None
 
     # -- signals: handlers only record; the main loop acts (nothing runs half-way)
 
@@ -237,7 +263,8 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_stop)
 
     def _wait_for_event(self, timeout: float | None = None) -> None:
-        select.select([self.wakeup_read], [], [], timeout)
+        pool_fds = self.pool.fds() if self.pool is not None else []
+        select.select([self.wakeup_read, *pool_fds], [], [], timeout)
         try:
             while os.read(self.wakeup_read, 4096):
                 pass
@@ -264,6 +291,14 @@ class Worker:
             log = os.open(unit["log_file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as error:
             return self._failed_start(unit, error, log_it=False)
+        if self._wants_warm(unit):
+            try:
+                return self._start_warm(unit, argv, log)
+            except self.warm.WarmUnavailableError:
+                pass  # it runs cold and meets, in its own log, whatever stopped warm
+            except OSError as error:
+                os.close(log)
+                return self._failed_start(unit, error, log_it=True)
         try:
             process = subprocess.Popen(
                 argv,
@@ -280,6 +315,20 @@ class Worker:
             os.close(log)
         self.running[process.pid] = _Running(unit, process)
         return None
+
+    def _wants_warm(self, unit: dict[str, Any]) -> bool:
+        return (
+            self.pool is not None and bool(unit.get("warm")) and self.warm.warm_form(unit["argv"])
+        )
+
+    def _start_warm(self, unit: dict[str, Any], argv: list[str], log: int) -> None:
+        """Hand the unit to a warm parent (raises WarmUnavailableError: run it cold)."""
+        env = {**os.environ, **unit["env"]} if unit.get("env") else dict(os.environ)
+        self.pool.submit(
+            unit["unit_id"], argv, unit.get("cwd") or os.getcwd(), env, unit["log_file"]
+        )
+        os.close(log)
+        self.warm_running[unit["unit_id"]] = _Running(unit, None, warm=True)
 
     def _failed_start(self, unit: dict[str, Any], error: OSError, log_it: bool) -> int:
         # Like a shell: 127 for "not found", 126 for anything else that stops the exec.
@@ -310,8 +359,9 @@ class Worker:
             "started": _utc(entry.started),
             "ended": _utc(ended),
             "host": self.host,
-            "pid": entry.process.pid if entry.process else None,
+            "pid": entry.pid,
             "seconds": round(time.monotonic() - entry.started_monotonic, 6),
+            "warm": entry.warm,
         }
         if signum is not None:
             result["signal"] = _signal_name(signum)
@@ -325,12 +375,12 @@ class Worker:
             sys.stderr.write(
                 f"fractal-like worker: cannot record unit {unit['unit_id']}: {problem}\n"
             )
-        self._report({"unit_id": unit["unit_id"], "exit_code": code})
+        self._report({"unit_id": unit["unit_id"], "exit_code": code, "warm": entry.warm})
 
-    def _reap(self) -> list[tuple[_Running, int, int | None]]:
-        """Collect every child that ended, without blocking."""
-        ended = []
-        while self.running:
+    def _reap(self) -> list[tuple[_Running, int, int | None, str | None]]:
+        """Collect every unit that ended, without blocking: children, and warm ones."""
+        ended: list[tuple[_Running, int, int | None, str | None]] = []
+        while self.running or (self.pool is not None and self.pool.parents):
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -339,6 +389,8 @@ class Worker:
                 break
             entry = self.running.pop(pid, None)
             if entry is None:
+                if self.pool is not None:
+                    self.pool.reaped(pid, status)  # a warm parent: the pool handles its death
                 continue
             if os.WIFSIGNALED(status):
                 signum: int | None = os.WTERMSIG(status)
@@ -347,7 +399,16 @@ class Worker:
                 signum, code = None, os.WEXITSTATUS(status)
             if entry.process is not None:
                 entry.process.returncode = code  # so Popen never waits for it again
-            ended.append((entry, code, signum))
+            ended.append((entry, code, signum, None))
+        if self.pool is not None:
+            for event in self.pool.collect():
+                warm = self.warm_running.get(event.token)
+                if warm is None:
+                    continue
+                warm.pid = event.pid
+                if event.kind != "started":
+                    del self.warm_running[event.token]
+                    ended.append((warm, event.code or 0, event.signum, event.reason))
         return ended
 
     # -- killing
@@ -373,14 +434,27 @@ class Worker:
         """
         groups = list(self.running)  # each unit leads its own session, so pgid == pid
         self._signal_groups(groups, signal.SIGTERM)
+        if self.pool is not None:
+            self._reap()  # learn the pids of warm units that just started
+            for unit_id in self.warm_running:
+                self.pool.kill(unit_id, signal.SIGTERM)
+        groups += [entry.pid for entry in self.warm_running.values() if entry.pid is not None]
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         while time.monotonic() < deadline:
             self._reap()
             # A group outlives its leader while grandchildren remain: wait for all of them.
-            if not self.running and not any(self._group_alive(pgid) for pgid in groups):
+            if (
+                not self.running
+                and not self.warm_running
+                and not any(self._group_alive(pgid) for pgid in groups)
+            ):
                 break
             self._wait_for_event(0.05)
         self._signal_groups([pgid for pgid in groups if self._group_alive(pgid)], signal.SIGKILL)
+        if self.pool is not None:
+            for unit_id in self.warm_running:
+                self.pool.kill(unit_id, signal.SIGKILL)  # even one whose pid came only now
+            self.warm_running.clear()
         for pid in list(self.running):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
@@ -393,7 +467,7 @@ class Worker:
     def _fill(self, pending: Iterator[dict[str, Any]]) -> None:
         """Start units in order until `parallelism` run, the list ends, or we must stop."""
         while self.stop_signal is None and not self.failed:
-            if len(self.running) >= self.parallelism:
+            if len(self.running) + len(self.warm_running) >= self.parallelism:
                 return
             unit = next(pending, None)
             if unit is None:
@@ -405,27 +479,67 @@ class Worker:
             code = self._start(unit)
             self.failed = self.fail_fast and code not in (None, 0)
 
+    def busy(self) -> bool:
+        return bool(self.running or self.warm_running)
+
     def run(self) -> int:
+        try:
+            return self._run()
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+
+    def _run(self) -> int:
         pending = iter(self.units)
         while True:
             self._fill(pending)
             if self.stop_signal is not None:
                 break
-            if self.failed and self.running:
+            if self.failed and self.busy():
                 self.kill_running()
                 continue
-            if not self.running:
+            if not self.busy():
                 return EXIT_OK
             self._wait_for_event()
             # A stop is checked before reaping: units killed by the same scancel must not
             # be recorded as finished.
             if self.stop_signal is not None:
                 break
-            for entry, code, signum in self._reap():
-                self._finish(entry, code, signum)
+            for entry, code, signum, error in self._reap():
+                if error is not None:
+                    _log_line(entry.unit, f"fractal-like worker: {error}\n")
+                self._finish(entry, code, signum, error=error)
                 self.failed = self.failed or (self.fail_fast and code != 0)
         self.kill_running()
         return EXIT_STOPPED
+
+
+def _log_line(unit: dict[str, Any], message: str) -> None:
+    with contextlib.suppress(OSError), open(unit["log_file"], "a", encoding="utf-8") as handle:
+        handle.write(message)
+
+
+def _load_warm() -> Any:
+    """warm.py beside this file as a module, or None (then every unit runs cold).
+
+    Loaded by path, not imported: this file may run alone, copied next to a job.
+    """
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in _WARM_FILES:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue
+        spec = importlib.util.spec_from_file_location("fractal_like_warm", path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # an unusable copy must not stop the cold path
+            sys.stderr.write(f"fractal-like worker: warm start off ({error})\n")
+            return None
+        return module
+    return None
 
 
 def _has_live_member(pgid: int) -> bool:

@@ -7,19 +7,23 @@ fractal_like or a third-party package.
 Two halves live here:
 
 * the **warm parent**, `<python> warm.py <script>`: one long-lived, single-threaded process
-  per (interpreter, task script, interpreter environment). It executes the script's
-  top-level imports once (never its main block: only `import` statements, or `try` blocks
-  made of imports, run in the parent), then, for each unit request read from its stdin,
-  forks a child. The child starts a new session, restores the signal handlers Python starts
-  with, sets argv, the working folder, the environment, stdin (/dev/null) and stdout/stderr
-  (the unit's log, appended), makes a fresh module `sys.modules["__main__"]` (`__file__` =
-  the script, `__spec__` None, as for `python script.py`, so multiprocessing's spawn and
-  pickle find it) and executes the whole script in it. It ends as a cold interpreter would:
-  SystemExit codes, an uncaught exception's traceback (without this file's frames) and exit
-  code 1, non-daemon threads joined, atexit handlers run, stdio flushed, `os._exit`.
-  The parent writes JSON lines to its original stdout: `{"event": "ready"}` once, then
-  `{"event": "started", "id", "pid"}` and `{"event": "exited", "id", "pid", "code",
-  "signal"}` per unit (code 128 + n for a death by signal n, like the batch worker).
+  per (interpreter, task script, interpreter environment). It prepares the script once:
+  with a top-level `if __name__ == "__main__":` guard, everything before the guard (imports,
+  definitions, decorators) runs in the parent, in a module that is already `__main__` (so
+  functions and classes pickle by name for multiprocessing); without a guard the top level
+  is the task's work, so only its top-level imports run in the parent. A script whose
+  preparation fails (syntax error, an exception before the guard) runs cold. For each unit
+  request read from its stdin, the parent forks a child. The child starts a new session,
+  restores the signal handlers Python starts with, sets argv, the working folder, the
+  environment, stdin (/dev/null) and stdout/stderr (the unit's log, appended), and runs the
+  guard and what follows it (or, without a guard, the whole script in a new `__main__` with
+  `__file__` = the script and `__spec__` None, as for `python script.py`). It ends as a
+  cold interpreter would: SystemExit codes, an uncaught exception's traceback (without this
+  file's frames) and exit code 1, non-daemon threads joined, atexit handlers run, stdio
+  flushed, `os._exit`. The parent writes JSON lines to its original stdout:
+  `{"event": "ready"}` once, then `{"event": "started", "id", "pid"}` and `{"event":
+  "exited", "id", "pid", "code", "signal"}` per unit (code 128 + n for a death by signal n,
+  like the batch worker).
 
 * the **client**, `WarmPool`, used inside one batch runner process (so one user): it starts
   a parent on first use per key, sends requests, exposes the parents' event pipes for
@@ -27,19 +31,23 @@ Two halves live here:
   had in flight are killed (their process groups) and reported `lost` with a plain reason
   (never re-run: they may have done part of their work); the next unit starts a new parent.
 
-What differs from a cold run, by design: modules imported in the parent are not imported
-again (output a library prints while being imported shows only in a cold unit's log), all
-children share the parent's hash seed, and state a library computed at import time (from
-the environment, say) is the parent's. `random` reseeds itself after a fork; numpy's legacy
-global generator does not, so the child reseeds it when numpy is loaded.
+What differs from a cold run, by design: what runs in the parent is not run again (output
+printed while importing or before the guard shows only in a cold unit's log; state computed
+there from the environment, the working folder or argv is the parent's, which started with
+the first unit's environment and folder), all children share the parent's hash seed, and
+objects of the parent are frozen for the garbage collector (`gc.freeze`). Tasks for which
+this matters set the task meta `warm_start: false`. `random` reseeds itself after a fork;
+numpy's legacy global generator does not, so the child reseeds it when numpy is loaded.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import atexit
 import builtins
 import contextlib
+import gc
 import json
 import os
 import select
@@ -111,36 +119,101 @@ def _worth_preloading(node: ast.stmt) -> bool:
     )
 
 
-def _preload_statements(source: bytes, script: str) -> list[types.CodeType]:
-    """The script's top-level imports only: the part worth doing once, without side effects."""
-    return [
-        compile(ast.Module(body=[node], type_ignores=[]), script, "exec")
-        for node in ast.parse(source, script).body
-        if _worth_preloading(node)
-    ]
+def _is_main_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (either way round) at the top level of the script."""
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side.id for side in sides if isinstance(side, ast.Name)]
+    values = [side.value for side in sides if isinstance(side, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
 
 
-def _preload(source: bytes, script: str) -> None:
-    namespace: dict[str, Any] = {
-        "__name__": PRELOAD_NAME,
-        "__file__": script,
-        "__builtins__": builtins,
-    }
-    # Statement by statement: one failing import (a relative one, say) must not stop the
-    # rest. A failure costs nothing: the child executes the whole script again anyway.
-    for statement in _preload_statements(source, script):
-        try:
-            exec(statement, namespace)
-        except BaseException:
-            continue
+def _compile(nodes: list[ast.stmt], script: str, flags: int = 0) -> types.CodeType:
+    # dont_inherit: this file's own `from __future__ import annotations` must not leak in.
+    module = ast.Module(body=nodes, type_ignores=[])
+    return compile(module, script, "exec", flags=flags, dont_inherit=True)
+
+
+def _future_flags(nodes: list[ast.stmt]) -> int:
+    flags = 0
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            for alias in node.names:
+                feature = getattr(__future__, alias.name, None)
+                flags |= getattr(feature, "compiler_flag", 0)
+    return flags
+
+
+def _new_main(script: str) -> types.ModuleType:
+    """A `__main__` module as `python script.py` makes it (spawn re-runs it by path)."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        {
+            "__file__": script,
+            "__cached__": None,
+            "__loader__": SourceFileLoader("__main__", script),
+            "__spec__": None,
+            "__package__": None,
+            "__builtins__": builtins,
+        }
+    )
+    return main
+
+
+class _Prepared:
+    """A script split into what the parent runs once and what each child runs.
+
+    With a top-level `if __name__ == "__main__":` guard, the parent runs everything before
+    it (imports, definitions, decorators) in a module that is `__main__` already, so
+    functions and classes belong to `__main__` and pickle by name; each child runs the guard
+    and what follows it in that module. Without a guard, the top level is the task's work:
+    the parent runs only its imports, and each child runs the whole script in a new module.
+    """
+
+    def __init__(self, source: bytes, script: str) -> None:
+        tree = ast.parse(source, script)
+        body = tree.body
+        guard = next((i for i, node in enumerate(body) if _is_main_guard(node)), None)
+        self.script = script
+        self.main: types.ModuleType | None = None
+        if guard is None:
+            self.head: list[types.CodeType] = [
+                _compile([node], script) for node in body if _worth_preloading(node)
+            ]
+            self.tail = _compile(body, script)
+        else:
+            self.head = [_compile(body[:guard], script)]
+            self.tail = _compile(body[guard:], script, _future_flags(body[:guard]))
+            self.main = _new_main(script)
+
+    def preload(self) -> None:
+        """Run the head once; raises when a guarded script's head fails (then: cold)."""
+        if self.main is not None:
+            sys.modules["__main__"] = self.main  # for code that looks itself up by name
+            exec(self.head[0], self.main.__dict__)
+            return
+        namespace: dict[str, Any] = {"__name__": PRELOAD_NAME, "__builtins__": builtins}
+        # One by one: a failing import (a relative one, say) must not stop the rest, and
+        # costs nothing, since the child runs the whole script again anyway.
+        for statement in self.head:
+            try:
+                exec(statement, namespace)
+            except BaseException:
+                continue
+
+    def child_module(self) -> types.ModuleType:
+        return self.main if self.main is not None else _new_main(self.script)
 
 
 class _Parent:
     """The warm parent's loop: read requests, fork children, reap them, report."""
 
-    def __init__(self, script: str, code: types.CodeType, requests: int, events: int) -> None:
-        self.script = script
-        self.code = code
+    def __init__(self, prepared: _Prepared, requests: int, events: int) -> None:
+        self.prepared = prepared
         self.requests = requests
         self.events = events
         self.children: dict[int, int] = {}  # pid -> request id
@@ -224,8 +297,9 @@ def _run_child(parent: _Parent, request: dict[str, Any]) -> int:
     os.setsid()  # own session and process group: the unit can be killed as a whole
     signal.set_wakeup_fd(-1)
     for signum, handler in _STARTUP_HANDLERS.items():
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            signal.signal(signum, handler)
+        if signal.getsignal(signum) is not handler:  # only what the parent changed
+            with contextlib.suppress(OSError, ValueError, RuntimeError):
+                signal.signal(signum, handler)
     for fd in (parent.requests, parent.events, parent.wakeup_read, parent.wakeup_write):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -242,27 +316,18 @@ def _run_child(parent: _Parent, request: dict[str, Any]) -> int:
         sys.stderr.write(f"fractal-like warm start: cannot enter {request['cwd']}: {error}\n")
         sys.stderr.flush()
         return 127 if isinstance(error, FileNotFoundError) else 126
-    os.environ.clear()
-    os.environ.update(request["env"])
+    if request.get("env") is not None:  # None: the parent's own, which it started with
+        os.environ.clear()
+        os.environ.update(request["env"])
     sys.argv = list(request["argv"])
     with contextlib.suppress(AttributeError):
         sys.orig_argv = [sys.executable, *request["argv"]]  # type: ignore[misc]
     _reseed_numpy()
-    main = types.ModuleType("__main__")
-    main.__dict__.update(
-        {
-            "__file__": parent.script,
-            "__cached__": None,
-            "__loader__": SourceFileLoader("__main__", parent.script),
-            "__spec__": None,  # as for `python script.py`: spawn re-runs the file by path
-            "__package__": None,
-            "__builtins__": builtins,
-        }
-    )
+    main = parent.prepared.child_module()
     sys.modules["__main__"] = main
     interrupted = False
     try:
-        exec(parent.code, main.__dict__)
+        exec(parent.prepared.tail, main.__dict__)
         code = 0
     except SystemExit as stop:
         code = _system_exit_code(stop)
@@ -337,19 +402,21 @@ def parent_main(script: str) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)  # the preload's own output goes nowhere (the child repeats it)
     os.close(devnull)
-    parent: _Parent | None = None
-    try:
-        with open(script, "rb") as handle:
-            source = handle.read()
-        code = compile(source, script, "exec")
-    except (OSError, SyntaxError, ValueError) as error:
-        # A cold run reports this in the unit's own log; the client runs such units cold.
-        _send_once(events, {"event": "unusable", "reason": f"{type(error).__name__}: {error}"})
-        return 0
     sys.path[0] = os.path.dirname(script)  # as for `python script.py`
     sys.argv = [script]
-    _preload(source, script)
-    parent = _Parent(script, code, requests, events)
+    try:
+        with open(script, "rb") as handle:
+            prepared = _Prepared(handle.read(), script)
+        prepared.preload()
+    except BaseException as error:
+        # A cold run meets this in the unit's own log: the client runs such units cold.
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        _send_once(events, {"event": "unusable", "reason": reason})
+        return 0
+    # Objects that exist now are never collected by the children's garbage collector: its
+    # passes would write to (and so copy) every page the parent's heap shares with them.
+    gc.freeze()
+    parent = _Parent(prepared, requests, events)
     try:
         return parent.serve()
     except BrokenPipeError:
@@ -380,8 +447,11 @@ class WarmUnavailableError(RuntimeError):
 
 
 class _ParentHandle:
-    def __init__(self, key: tuple[Any, ...], process: subprocess.Popen[bytes]) -> None:
+    def __init__(
+        self, key: tuple[Any, ...], process: subprocess.Popen[bytes], env: dict[str, str]
+    ) -> None:
         self.key = key
+        self.env = env
         self.process = process
         assert process.stdin is not None and process.stdout is not None
         self.requests = process.stdin.fileno()
@@ -457,7 +527,14 @@ class WarmPool:
         parent = self.parents.get(key)
         if parent is None:
             parent = self._start_parent(key, python, script, cwd, env)
-        request = {"id": token, "argv": argv[1:], "cwd": cwd, "env": env, "log": log_file}
+        # The environment travels only when it differs from the one the parent started with.
+        request = {
+            "id": token,
+            "argv": argv[1:],
+            "cwd": cwd,
+            "env": None if env == parent.env else env,
+            "log": log_file,
+        }
         data = (json.dumps(request) + "\n").encode()
         try:
             while data:
@@ -485,7 +562,7 @@ class WarmPool:
         except OSError as error:
             raise WarmUnavailableError(f"cannot start a warm parent: {error}") from None
         self.parents_started += 1
-        parent = _ParentHandle(key, process)
+        parent = _ParentHandle(key, process, dict(env))
         first = self._first_event(parent)
         if first.get("event") != "ready":
             reason = str(first.get("reason") or "the warm parent did not start")

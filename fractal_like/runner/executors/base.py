@@ -15,6 +15,7 @@ class UnitResult:
     unit_id: int
     exit_code: int | None  # None: the unit never ran, or was killed before it could end
     reason: str | None = None  # plain words when the unit did not end by itself
+    warm: bool | None = None  # ran from a warm parent (True), cold (False), unknown (None)
 
 
 ResultCallback = Callable[[UnitResult], None]

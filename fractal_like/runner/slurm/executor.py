@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...slurm_config import SlurmConfig
-from .. import remote
+from .. import remote, warm
 from ..executors.base import ResultCallback, UnitResult
 from ..taskcall import UnitCall, read_exit_code
 from .batching import BatchingError, effective_section, plan_batches, split_into_batches
@@ -32,6 +32,7 @@ from .script import SbatchSpec, build_sbatch_script, sbatch_argv
 from .store import SlurmJobStore
 
 WORKER_FILE = "fractal_like_remote.py"
+WARM_FILE = "fractal_like_warm.py"  # beside the worker, which looks for it there
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
 
 
@@ -160,6 +161,7 @@ class SlurmExecutor:
         section = effective_section(self.settings.config, task.meta)
         plan = plan_batches(len(calls), section, self.settings.config.batching_config)
         worker = self._install_worker()
+        warm_start = warm.warm_wanted(task.meta)
         user_folder = calls[0].files.folder
         server_folder = self.settings.working_dir / user_folder.name
         server_folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +170,8 @@ class SlurmExecutor:
         for number, batch in enumerate(split_into_batches(calls, plan.units_per_job)):
             name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}"
             batch_file = server_folder / f"{name}.json"
-            batch_file.write_text(json.dumps(self._batch_document(batch, plan.parallel_per_job)))
+            document = self._batch_document(batch, plan.parallel_per_job, warm_start)
+            batch_file.write_text(json.dumps(document))
             script = server_folder / f"{name}.sh"
             script.write_text(
                 build_sbatch_script(
@@ -228,13 +231,17 @@ class SlurmExecutor:
     def _install_worker(self) -> Path:
         """A copy of the stdlib-only worker beside the job: the cluster needs only a Python."""
         target = self.settings.working_dir / WORKER_FILE
-        if not target.exists():
-            shutil.copyfile(remote.__file__, target)
-            target.chmod(0o644)
+        for source, copy in ((warm.__file__, WARM_FILE), (remote.__file__, WORKER_FILE)):
+            if not (self.settings.working_dir / copy).exists():
+                shutil.copyfile(source, self.settings.working_dir / copy)
+                (self.settings.working_dir / copy).chmod(0o644)
         return target
 
     @staticmethod
-    def _batch_document(batch: list[UnitCall], parallelism: int) -> dict[str, Any]:
+    def _batch_document(
+        batch: list[UnitCall], parallelism: int, warm_start: bool = True
+    ) -> dict[str, Any]:
+        argvs = [shlex.split(call.command) for call in batch]
         return {
             "format": remote.FORMAT,
             "parallelism": parallelism,
@@ -242,7 +249,7 @@ class SlurmExecutor:
             "units": [
                 {
                     "unit_id": call.unit_id,
-                    "argv": shlex.split(call.command),
+                    "argv": argv,
                     "cwd": str(call.files.folder),
                     "args": call.args,
                     "args_file": str(call.files.args),
@@ -251,8 +258,10 @@ class SlurmExecutor:
                     "exit_code_file": str(call.files.exit_code),
                     "result_file": str(call.files.folder / f"{call.files.prefix}-result.json"),
                     "env": call.env,
+                    # `<python> <script.py>` only, and not switched off by the task's meta
+                    "warm": warm_start and warm.warm_form(argv),
                 }
-                for call in batch
+                for call, argv in zip(batch, argvs, strict=True)
             ],
         }
 
@@ -297,7 +306,7 @@ class SlurmExecutor:
             code = read_exit_code(call.files)
             if code is not None:
                 del pending[unit_id]
-                on_result(UnitResult(unit_id, code))
+                on_result(UnitResult(unit_id, code, warm=_ran_warm(call)))
                 failed |= code != 0
         return failed
 
@@ -334,3 +343,12 @@ class SlurmExecutor:
         finally:
             for future in (round_done, stopped):
                 future.cancel()
+
+
+def _ran_warm(call: UnitCall) -> bool | None:
+    """What the worker's result file says: did the unit run from a warm parent?"""
+    try:
+        result = json.loads((call.files.folder / f"{call.files.prefix}-result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return result.get("warm") if isinstance(result, dict) else None
