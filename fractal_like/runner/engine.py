@@ -403,6 +403,7 @@ class Engine:
         reasons: dict[int, str | None],
     ) -> None:
         pending: list[tuple[int, str, str | None]] = []
+        warm_ids: list[int] = []  # units that ran from a warm parent (history's `warm`)
         wake = asyncio.Event()
         finished = False
 
@@ -411,14 +412,16 @@ class Engine:
             reasons[result.unit_id] = result.reason
             status = "done" if result.exit_code == 0 else "failed"
             pending.append((result.unit_id, status, result.reason))
+            if result.warm:
+                warm_ids.append(result.unit_id)
             wake.set()
 
         async def flush() -> None:
-            batch = pending[:]
-            del pending[: len(batch)]
+            batch, warm_batch = pending[:], warm_ids[:]
+            del pending[: len(batch)], warm_ids[: len(warm_batch)]
             if batch:
                 async with self.engine.begin() as connection:
-                    await history.record_results(connection, task.run_id, batch)
+                    await history.record_results(connection, task.run_id, batch, warm_batch)
 
         async def flush_until_finished() -> None:
             # Never cancelled mid-write: it ends by itself once the executor is done,

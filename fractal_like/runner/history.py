@@ -98,12 +98,24 @@ async def create_units(
 
 
 async def record_results(
-    connection: AsyncConnection, run_id: int, results: list[tuple[int, str, str | None]]
+    connection: AsyncConnection,
+    run_id: int,
+    results: list[tuple[int, str, str | None]],
+    warm_ids: list[int] | None = None,
 ) -> None:
-    """(unit id, status, error) for units that ended; then the run's counters."""
+    """(unit id, status, error) for units that ended; then the run's counters.
+
+    `warm_ids`: those of them that ran from a warm parent (created with warm false).
+    """
     if not results:
         return
     stamp = now()
+    for start in range(0, len(warm_ids or []), CHUNK):
+        await connection.execute(
+            update(UNITS)
+            .where(UNITS.c.id.in_((warm_ids or [])[start : start + CHUNK]))
+            .values(warm=True)
+        )
     for status in ("done", "failed"):
         ids_plain = [unit_id for unit_id, st, error in results if st == status and error is None]
         if ids_plain:
