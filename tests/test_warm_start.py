@@ -483,15 +483,22 @@ def test_history_rows_say_warm_or_cold_on_slurm(
     from .slurm_scene import cleanup, slurm_scene
 
     scene = slurm_scene(api, slurm_user)
+    engine = create_engine(sync_url(settings.database_url))
     try:
+        # Off in the task's own meta (as a manifest would set it), and on the workflow task.
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE taskv2 SET meta_parallel = :meta WHERE id = :id"),
+                {"meta": json.dumps({"warm_start": False}), "id": scene.tasks["no_output"]["id"]},
+            )
         job_id = scene.submit_steps(
             ("create_images", {"args_non_parallel": {"num_images": 3}}),
             ("measure_intensity", {}),  # warm by default
-            ("project_to_2d", {"meta_parallel": {"warm_start": False}}),  # switched off
+            ("project_to_2d", {"meta_parallel": {"warm_start": False}}),
+            ("no_output", {}),
         )
         statuses = run_until_final(settings, [job_id], timeout=180)
         assert statuses[job_id] == "done", scene.job(job_id)["log"]
-        engine = create_engine(sync_url(settings.database_url))
         with engine.connect() as connection:
             rows = connection.execute(
                 text(
@@ -500,7 +507,6 @@ def test_history_rows_say_warm_or_cold_on_slurm(
                 ),
                 {"j": job_id},
             ).all()
-        engine.dispose()
         warm_by_task: dict[str, set[bool]] = {}
         for dump, warm_flag in rows:
             dump = json.loads(dump) if isinstance(dump, str) else dump
@@ -509,8 +515,10 @@ def test_history_rows_say_warm_or_cold_on_slurm(
             "create_images": {True},
             "measure_intensity": {True},
             "project_to_2d": {False},
+            "no_output": {False},
         }
     finally:
+        engine.dispose()
         cleanup(scene)
 
 

@@ -44,6 +44,7 @@ from .taskcall import (
     read_init_output,
     read_task_output,
 )
+from .warm import warm_wanted
 
 logger = logging.getLogger("fractal_like.runner")
 STOPPED_BY_USER = "stopped by user"
@@ -368,6 +369,7 @@ class Engine:
             task = TaskInfo(
                 run_id, wftask["order"], wftask["task_name"], wftask.get(meta_key) or {}
             )
+            task.warm_start = warm_wanted(wftask.get(f"task_{meta_key}"), task.meta)
             await self._run_calls(ctx, task, calls, codes, reasons)
         if already:
             async with self.engine.begin() as connection:

@@ -189,6 +189,10 @@ def _workflow_dump(workflow: Workflow, tasks: list[tuple[Any, Any, TaskGroup]]) 
                 "args_parallel": wftask.args_parallel,
                 "meta_non_parallel": wftask.meta_non_parallel,
                 "meta_parallel": wftask.meta_parallel,
+                # The task's own meta (from its manifest), under the workflow task's: the
+                # runner reads warm_start there.
+                "task_meta_non_parallel": task.meta_non_parallel,
+                "task_meta_parallel": task.meta_parallel,
                 "type_filters": wftask.type_filters,
                 "command_non_parallel": task.command_non_parallel,
                 "command_parallel": task.command_parallel,

@@ -44,6 +44,7 @@ class TaskInfo:
     order: int
     name: str
     meta: dict[str, Any] = field(default_factory=dict)
+    warm_start: bool = True  # the warm_start meta of the task and of the workflow task
 
 
 @dataclass
@@ -161,7 +162,7 @@ class SlurmExecutor:
         section = effective_section(self.settings.config, task.meta)
         plan = plan_batches(len(calls), section, self.settings.config.batching_config)
         worker = self._install_worker()
-        warm_start = warm.warm_wanted(task.meta)
+        warm_start = task.warm_start and warm.warm_wanted(task.meta)
         user_folder = calls[0].files.folder
         server_folder = self.settings.working_dir / user_folder.name
         server_folder.mkdir(parents=True, exist_ok=True)
