@@ -7,6 +7,10 @@ SLURM issue (runner <= 1.3 x a job array running the same commands).
     export SLURM_CONF=/tmp/fractal-like-slurm/slurm.conf
     .venv/bin/python bench/slurm_batching.py                 # 2,000 units
     .venv/bin/python bench/slurm_batching.py --units 200 --target-jobs 4
+    .venv/bin/python bench/slurm_batching.py --cold      # runner without warm start only
+
+The runner runs twice, with warm start (the default) and without (the workflow task's
+meta `warm_start: false`), unless --warm or --cold picks one.
 
 (a) the runner: a dataset of N images, a workflow of one parallel task whose command is
     `python noop.py`, on a `slurm_sudo` resource whose profile is this account (so no
@@ -61,7 +65,9 @@ def slurm_config(target_jobs: int, parallel: int) -> dict:
     }
 
 
-def prepare(client: TestClient, workdir: Path, noop: Path, target_jobs: int, parallel: int):
+def prepare(
+    client: TestClient, workdir: Path, noop: Path, target_jobs: int, parallel: int, warm: bool
+):
     token = ok(
         client.post(
             "/auth/token/login/", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
@@ -128,7 +134,7 @@ def prepare(client: TestClient, workdir: Path, noop: Path, target_jobs: int, par
         client.post(
             f"/api/v2/project/{pid}/workflow/{workflow['id']}/wftask/",
             headers=headers,
-            json=[{"task_id": task["id"]}],
+            json=[{"task_id": task["id"], "meta_parallel": {"warm_start": warm}}],
         ),
         201,
     )
@@ -163,8 +169,12 @@ def count_sbatch(url: str, job_id: int) -> int:
     return int(count)
 
 
-def run_with_runner(workdir: Path, units: int, target_jobs: int, parallel: int) -> dict:
+def run_with_runner(
+    workdir: Path, units: int, target_jobs: int, parallel: int, warm: bool = True
+) -> dict:
     noop = workdir / "noop.py"
+    workdir = workdir / ("warm" if warm else "cold")  # a database and folders of its own
+    workdir.mkdir()
     url = f"sqlite:///{workdir / 'bench.db'}"
     upgrade(url)
     settings = Settings(
@@ -178,7 +188,9 @@ def run_with_runner(workdir: Path, units: int, target_jobs: int, parallel: int) 
     )
     (workdir / "user-jobs").mkdir()
     with TestClient(create_app(settings)) as client:
-        headers, pid, dataset, workflow_id = prepare(client, workdir, noop, target_jobs, parallel)
+        headers, pid, dataset, workflow_id = prepare(
+            client, workdir, noop, target_jobs, parallel, warm
+        )
         asyncio.run(load_images(url, dataset["id"], dataset["zarr_dir"], units))
         log(f"runner: submitting {units} units")
         started = time.perf_counter()
@@ -257,25 +269,38 @@ def main() -> int:
     parser.add_argument(
         "--parallel", type=int, default=os.cpu_count() or 1, help="units at once in a job"
     )
+    parser.add_argument("--warm", action="store_true", help="only the runner with warm start")
+    parser.add_argument("--cold", action="store_true", help="only the runner without it")
     args = parser.parse_args()
+    modes = [warm for warm, asked in ((True, args.warm), (False, args.cold)) if asked]
+    modes = modes or [True, False]  # neither flag: both, for the warm/cold ratio
     if not os.environ.get("SLURM_CONF"):
         log("SLURM_CONF is not set: start the dev cluster (scripts/slurm-dev-cluster.sh start)")
         return 2
     with tempfile.TemporaryDirectory(prefix="fl-bench-slurm-") as name:
         workdir = Path(name)
         (workdir / "noop.py").write_text("")
-        runner = run_with_runner(workdir, args.units, args.target_jobs, args.parallel)
+        sides = {
+            f"runner ({'warm' if warm else 'cold'})": run_with_runner(
+                workdir, args.units, args.target_jobs, args.parallel, warm
+            )
+            for warm in modes
+        }
         array = run_with_array(workdir, args.units)
-    ratio = runner["seconds"] / array["seconds"]
     print(f"SLURM batching benchmark: {args.units} no-op units, {os.cpu_count()} cores")
-    print("| side   | sbatch calls | squeue calls | seconds | per unit |")
-    print("|--------|--------------|--------------|---------|----------|")
-    for label, side in (("runner", runner), ("array", array)):
+    print("| side          | sbatch calls | squeue calls | seconds | per unit |")
+    print("|---------------|--------------|--------------|---------|----------|")
+    for label, side in (*sides.items(), ("array", array)):
         print(
-            f"| {label:<6} | {side['sbatch']:>12} | {side.get('squeue', '-'):>12} | "
+            f"| {label:<13} | {side['sbatch']:>12} | {side.get('squeue', '-'):>12} | "
             f"{side['seconds']:>7.2f} | {1000 * side['seconds'] / args.units:>5.1f} ms |"
         )
-    print(f"ratio runner/array: {ratio:.2f} (target <= {TARGET_RATIO})")
+    for label, side in sides.items():
+        ratio = side["seconds"] / array["seconds"]
+        print(f"ratio {label}/array: {ratio:.2f} (target <= {TARGET_RATIO})")
+    if len(sides) == 2:
+        warm, cold = (side["seconds"] for side in sides.values())
+        print(f"ratio warm/cold through SLURM: {warm / cold:.2f}")
     return 0
 
 
