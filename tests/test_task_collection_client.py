@@ -1,12 +1,12 @@
-"""The real `fractal` client collects a wheel and follows the collection until it is OK.
-
-(Running collected tasks in a job is tested through the API in test_task_collection.py,
-and the client's job commands in test_fractal_client.py.)"""
+"""The real `fractal` client collects a wheel, follows the collection until it is OK, runs
+the collected tasks in a job it submits, and downloads the job's logs."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,6 +81,38 @@ def _wait(fractal: Fractal, activity_id: str, timeout: float = 90) -> dict:
         time.sleep(1.5)  # each check is a new client process: poll gently
 
 
+def _run_collected_tasks(fractal: Fractal, tmp_path: Path) -> None:
+    """A workflow of two collected tasks, submitted and followed by the client."""
+    project_id = fractal.batch("project", "new", "wheel project")
+    dataset_id = fractal.batch("project", "add-dataset", project_id, "plate")
+    workflow_id = fractal.batch("workflow", "new", "wheel workflow", project_id)
+    args = tmp_path / "create.json"
+    args.write_text(json.dumps({"num_images": 2}))
+    fractal.run(
+        "workflow", "add-task", project_id, workflow_id, "--task-name", "create_images",
+        "--args-non-parallel", str(args),
+    )  # fmt: skip
+    fractal.run("workflow", "add-task", project_id, workflow_id, "--task-name", "measure_intensity")
+    job_id = fractal.batch("job", "submit", project_id, workflow_id, dataset_id)
+    deadline = time.monotonic() + 120
+    status = ""
+    while status not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(1)
+        status = fractal.batch("job", "show", project_id, job_id)
+    assert status == "done", fractal.run("job", "show", project_id, job_id).stdout
+    output = tmp_path / "job-logs"
+    fractal.run("job", "download-logs", project_id, job_id, "--output", str(output))
+    assert "Job done." in (output / "workflow.log").read_text()
+    unit_logs = sorted((output / "1_measure_intensity").glob("par_*-log.txt"))
+    assert len(unit_logs) == 2
+    # The units ran with the collected package's own venv (its Python is in the command).
+    shown = fractal.json("workflow", "show", project_id, workflow_id)
+    assert isinstance(shown, dict)
+    python, script = shlex.split(shown["task_list"][1]["task"]["command_parallel"])
+    assert python.startswith(str(tmp_path)) and python != sys.executable
+    assert script.endswith("/measure_intensity.py")
+
+
 def test_fractal_task_collect_and_check_collection(
     db_url: str, tmp_path: Path, wheels: Wheels
 ) -> None:
@@ -107,5 +139,6 @@ def test_fractal_task_collect_and_check_collection(
         assert "create_images" in {item["name"] for item in tasks}
         again = fractal.run("task", "collect", str(wheels.tasks), ok=False)
         assert again.returncode == 1 and "already provides" in again.stdout + again.stderr
+        _run_collected_tasks(fractal, tmp_path)
     finally:
         server.stop()
