@@ -77,11 +77,10 @@ async def create_units(
             {**row, "history_run_id": run_id, "status": "submitted", "timestamp_started": stamp}
             for row in rows[start : start + CHUNK]
         ]
+        # Each returned row names its unit, so their order does not matter; asking for it
+        # (sort_by_parameter_order) makes SQLite insert row by row: 2,000 units took ~1 s.
         result = await connection.execute(
-            insert(UNITS).returning(
-                UNITS.c.id, UNITS.c.kind, UNITS.c.index, sort_by_parameter_order=True
-            ),
-            chunk,
+            insert(UNITS).returning(UNITS.c.id, UNITS.c.kind, UNITS.c.index), chunk
         )
         for unit_id, kind, index in result.all():
             ids[(kind, index)] = unit_id

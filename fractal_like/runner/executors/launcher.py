@@ -34,6 +34,7 @@ Units never started are not reported.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import select
@@ -98,14 +99,6 @@ class Launcher:
         return self.executables[key]
 
     def _start(self, unit: dict[str, Any]) -> None:
-        for stale in (unit["output"], unit["exit_code"], *unit["stale"]):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
-        with open(unit["args_file"], "w") as handle:
-            json.dump(unit["args"], handle)
-        if unit["cwd"] != self.cwd:
-            os.chdir(unit["cwd"])  # posix_spawn has no cwd of its own; units share one folder
-            self.cwd = unit["cwd"]
         env = {**self.environ, **unit["env"]} if unit["env"] else self.environ
         argv = [
             *self.commands[unit["command"]],
@@ -114,10 +107,18 @@ class Launcher:
             "--out-json",
             unit["output"],
         ]
-        executable = self._executable(unit["command"], env)
         try:
+            for stale in (unit["output"], unit["exit_code"], *unit["stale"]):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
+            with open(unit["args_file"], "w") as handle:
+                json.dump(unit["args"], handle)
+            if unit["cwd"] != self.cwd:
+                os.chdir(unit["cwd"])  # posix_spawn has no cwd of its own; units share one
+                self.cwd = unit["cwd"]
+            executable = self._executable(unit["command"], env)
             if executable is None:
-                raise FileNotFoundError(argv[0])
+                raise FileNotFoundError(errno.ENOENT, "command not found", argv[0])
             pid = os.posix_spawn(
                 executable,
                 argv,
@@ -133,7 +134,10 @@ class Launcher:
                     ),
                     (os.POSIX_SPAWN_DUP2, 1, 2),
                 ],
-                setsid=True,  # its own process group: a stop kills the whole tree
+                # Its own process group, so a stop kills the whole tree. Not its own session:
+                # the units share the launcher's, so Linux's autogroup scheduling weighs them
+                # as one group against other sessions, rather than one group per unit.
+                setpgroup=0,
                 # Python ignores SIGPIPE; the unit must not inherit that (subprocess resets
                 # these too).
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
@@ -147,8 +151,9 @@ class Launcher:
         """A program that cannot run fails its unit as it would under a shell (127 / 126)."""
         code = NOT_FOUND if isinstance(error, FileNotFoundError) else NOT_EXECUTABLE
         with contextlib.suppress(OSError), open(unit["log"], "a") as log:
-            log.write(f"fractal-like: cannot run {program}: {error.strerror or error}\n")
-        _write_small(unit["exit_code"], f"{code}\n")
+            log.write(f"fractal-like: cannot run {program}: {error}\n")
+        with contextlib.suppress(OSError):  # then a restart runs it again: it never ran
+            _write_small(unit["exit_code"], f"{code}\n")
         self._report(unit, code, None)
 
     # ------------------------------------------------------------ units ending
