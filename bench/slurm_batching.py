@@ -36,6 +36,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 from runner_overhead import ADMIN_EMAIL, ADMIN_PASSWORD, load_images, log, ok
+from runner_overhead import prepare as prepare_workflow
 
 from fractal_like.api.app import create_app
 from fractal_like.config import Settings
@@ -111,34 +112,25 @@ def prepare(
         ),
         200,
     )
-    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(noop))}"
-    task = ok(
-        client.post(
-            "/api/v2/task/",
-            headers=headers,
-            json={"name": "noop", "version": "1.0.0", "command_parallel": command},
-        ),
-        201,
-    )
-    project = ok(client.post("/api/v2/project/", headers=headers, json={"name": "bench"}), 201)
-    pid = project["id"]
-    dataset = ok(
-        client.post(f"/api/v2/project/{pid}/dataset/", headers=headers, json={"name": "plate"}),
-        201,
-    )
+    # The task, project, dataset and one-task workflow: as in runner_overhead.py.
+    setup = prepare_workflow(client, noop)
     workflow = ok(
-        client.post(f"/api/v2/project/{pid}/workflow/", headers=headers, json={"name": "noop"}),
-        201,
+        client.get(
+            f"/api/v2/project/{setup.project_id}/workflow/{setup.workflow_id}/", headers=headers
+        ),
+        200,
     )
     ok(
-        client.post(
-            f"/api/v2/project/{pid}/workflow/{workflow['id']}/wftask/",
+        client.patch(
+            f"/api/v2/project/{setup.project_id}/workflow/{setup.workflow_id}/wftask/"
+            f"{workflow['task_list'][0]['id']}/",
             headers=headers,
-            json=[{"task_id": task["id"], "meta_parallel": {"warm_start": warm}}],
+            json={"meta_parallel": {"warm_start": warm}},
         ),
-        201,
+        200,
     )
-    return headers, pid, dataset, workflow["id"]
+    dataset = {"id": setup.dataset_id, "zarr_dir": setup.zarr_dir}
+    return headers, setup.project_id, dataset, setup.workflow_id
 
 
 async def run_job(settings: Settings, job_id: int) -> tuple[str, int]:
