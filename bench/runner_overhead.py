@@ -59,6 +59,10 @@ ADMIN_PASSWORD = "bench-admin-password"
 NOOP = '"""A task that does nothing: the floor of a unit is starting Python."""\n'
 WARMUP_COMMANDS = 20
 JOB_TIMEOUT = 3600.0
+# How often the benchmark looks whether the job has ended. The wall time comes from the job's
+# end_timestamp, not from this poll: polling rarely only keeps the measurement from taking
+# CPU from the units it measures.
+JOB_POLL_SECONDS = 1.0
 
 
 def log(message: str) -> None:
@@ -215,10 +219,10 @@ class Slots:
     @classmethod
     def of(cls, folder: Path, parallelism: int) -> Slots | None:
         spans = []
-        for pid_file in folder.glob("*/par_*-pid"):
-            code_file = pid_file.with_name(pid_file.name.removesuffix("-pid") + "-exitcode")
+        for args_file in folder.glob("*/par_*-args.json"):
+            code_file = args_file.with_name(args_file.name.removesuffix("-args.json") + "-exitcode")
             with contextlib.suppress(OSError):
-                spans.append((pid_file.stat().st_mtime, code_file.stat().st_mtime))
+                spans.append((args_file.stat().st_mtime, code_file.stat().st_mtime))
         if not spans:
             return None
         span = max(end for _, end in spans) - min(start for start, _ in spans)
@@ -238,6 +242,7 @@ class RunnerRun:
     phases: dict[str, float]
     cpu: Cpu
     slots: Slots | None
+    file_create: float = 0.0  # seconds to create one empty file where the job folders are
 
 
 @dataclass
@@ -287,7 +292,7 @@ def run_with_runner(
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"job {job['id']} did not end within {JOB_TIMEOUT} s")
-        time.sleep(0.2)
+        time.sleep(JOB_POLL_SECONDS)
     if status != "done":
         shown = ok(
             client.get(
@@ -357,7 +362,15 @@ def run_with_xargs(stdin: Path, parallelism: int) -> XargsRun:
         cpu_before = os.times()
         started = time.perf_counter()
         subprocess.run(
-            command, stdin=handle, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+            command,
+            stdin=handle,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            # A session of its own, like the runner's launcher: with Linux's autogroup
+            # scheduling each session is weighed as one group, so under load from other
+            # sessions both sides' units get the same share of the CPU.
+            start_new_session=True,
         )
         return XargsRun(time.perf_counter() - started, Cpu.since(cpu_before))
 
@@ -366,6 +379,21 @@ def warm_up(noop: Path) -> None:
     """Put the interpreter and its modules in the page cache before anything is timed."""
     for _ in range(WARMUP_COMMANDS):
         subprocess.run([sys.executable, str(noop)], check=True)
+
+
+def file_create_seconds(parent: Path, files: int = 200) -> float:
+    """What creating one new empty file costs right now beside the job folders. The runner
+    creates three per unit (args, log, exit code) inside its timed window, xargs none (its
+    args files are written beforehand). On some filesystems this is far from free: ext4
+    without a journal skips inodes freed in the last minutes, one by one, so after many
+    deletions (a test suite, the cleanup of an earlier benchmark) a creation can take
+    0.1 to 1 ms instead of 0.01 ms."""
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="create-probe-", dir=parent))
+    started = time.perf_counter()
+    for index in range(files):
+        os.close(os.open(folder / f"f{index}", os.O_WRONLY | os.O_CREAT, 0o644))
+    return (time.perf_counter() - started) / files  # kept until the end: no deletions here
 
 
 def python_start_seconds(noop: Path, runs: int = 20) -> float:
@@ -393,11 +421,18 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="timed runs of each side, alternating (default 1)"
     )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the temporary folder (database, job folders, xargs files) is made "
+        "(default: the system's temporary directory)",
+    )
     options = parser.parse_args()
     units, parallelism = options.units, options.parallelism
     load_before = _load()
 
-    with tempfile.TemporaryDirectory(prefix="fl-bench-runner-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fl-bench-runner-", dir=options.workdir) as tmp:
         workdir = Path(tmp)
         noop = workdir / "noop.py"
         noop.write_text(NOOP)
@@ -440,8 +475,13 @@ def measure(
                     for side in sides:
                         log(f"round {index + 1}: {side}, {units} units ...")
                         if side == "runner":
+                            create = file_create_seconds(settings.DATA_DIR / "probe")
                             runner_runs.append(run_with_runner(client, setup, sync, parallelism))
-                            log(f"  runner {runner_runs[-1].seconds:.2f} s")
+                            runner_runs[-1].file_create = create
+                            log(
+                                f"  runner {runner_runs[-1].seconds:.2f} s "
+                                f"(file creation {create * 1000:.3f} ms)"
+                            )
                         else:
                             xargs_runs.append(run_with_xargs(stdin, parallelism))
                             log(f"  xargs {xargs_runs[-1].seconds:.2f} s")
@@ -503,6 +543,26 @@ def report(
             + ", ".join(f"{run.seconds:.2f}" for run in xargs_runs)
             + " s"
         )
+    if len(runner_runs) > 1:
+        # Load from other work drifts over minutes; a round's two sides run back to back.
+        walls = [r.seconds / x.seconds for r, x in zip(runner_runs, xargs_runs, strict=True)]
+        cpus = [
+            (r.cpu.own + r.cpu.children) / (x.cpu.own + x.cpu.children)
+            for r, x in zip(runner_runs, xargs_runs, strict=True)
+        ]
+        print(
+            "paired ratios (each round's runner / its back-to-back xargs): wall "
+            + ", ".join(f"{value:.3f}" for value in walls)
+            + f" (median {statistics.median(walls):.3f}); CPU "
+            + ", ".join(f"{value:.3f}" for value in cpus)
+            + f" (median {statistics.median(cpus):.3f})"
+        )
+        for index, (r, x) in enumerate(zip(runner_runs, xargs_runs, strict=True), start=1):
+            print(
+                f"  round {index}: CPU ms per unit, this process / units (and launcher or xargs):"
+                f" runner {r.cpu.own * 1000 / units:.2f} / {r.cpu.children * 1000 / units:.2f},"
+                f" xargs {x.cpu.own * 1000 / units:.2f} / {x.cpu.children * 1000 / units:.2f}"
+            )
     for name, runs_of in (("xargs", xargs_runs), ("runner", runner_runs)):
         own = statistics.median(run.cpu.own for run in runs_of)
         children = statistics.median(run.cpu.children for run in runs_of)
@@ -523,10 +583,16 @@ def report(
         busy = statistics.median(x.busy for x in slots) * 100
         gap = statistics.median(x.mean_gap for x in slots) * 1000
         print(
-            f"runner's unit slots (median): a unit (wrapper start -> exit code) {unit:.1f} ms, "
+            f"runner's unit slots (median): a unit (args written -> exit code) {unit:.1f} ms, "
             f"slots busy {busy:.1f}%, idle slot time {gap:.1f} ms per unit "
             f"(xargs: {xargs * parallelism * 1000 / units:.1f} ms per unit x P in all)"
         )
+    creates = [run.file_create * 1000 for run in runner_runs]
+    print(
+        "creating a file beside the job folders, before each runner run: "
+        + ", ".join(f"{value:.3f}" for value in creates)
+        + " ms (the runner creates 3 per unit: args, log, exit code; xargs none while timed)"
+    )
     print(f"load average before / after: {load_before} / {_load()}")
     print("runner phases (median over runs):")
     names = list(runner_runs[0].phases)

@@ -10,6 +10,7 @@ and the run's `done` status are committed in one transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import traceback
@@ -48,7 +49,7 @@ from .warm import warm_wanted
 
 logger = logging.getLogger("fractal_like.runner")
 STOPPED_BY_USER = "stopped by user"
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 1.0  # results reach the history at most this late (each flush is a transaction)
 CONVERTERS = ("converter_non_parallel", "converter_compound")
 
 
@@ -348,10 +349,14 @@ class Engine:
         calls: list[UnitCall] = []
         codes: dict[int, int | None] = {}
         reasons: dict[int, str | None] = {}
+        new = {(spec.kind, spec.index) for spec in missing}
         for spec in specs:
             unit_id, _status = known[(spec.kind, spec.index)]
             by_id[unit_id] = spec
             call = UnitCall(unit_id, spec.command, spec.args, UnitFiles(folder, spec.prefix))
+            if (spec.kind, spec.index) in new:
+                calls.append(call)  # its row was just made, so it never ran: nothing to adopt
+                continue
             code = read_exit_code(call.files)
             if code is not None:
                 codes[unit_id] = code  # it ended before a restart: never run it twice
@@ -407,6 +412,7 @@ class Engine:
         pending: list[tuple[int, str, str | None]] = []
         warm_ids: list[int] = []  # units that ran from a warm parent (history's `warm`)
         wake = asyncio.Event()
+        ended = asyncio.Event()  # the executor is done: the last flush waits for nothing
         finished = False
 
         def on_result(result: UnitResult) -> None:
@@ -431,7 +437,8 @@ class Engine:
             while not finished:
                 await wake.wait()
                 wake.clear()
-                await asyncio.sleep(FLUSH_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), FLUSH_SECONDS)
                 await flush()
             await flush()
 
@@ -443,6 +450,7 @@ class Engine:
                 await ctx.executor.run(calls, on_result, ctx.stop)
         finally:
             finished = True
+            ended.set()
             wake.set()
             await flusher
 
