@@ -1,4 +1,8 @@
-"""The local executor and its launcher process, driven directly (no database, no API)."""
+"""The local executor and its launcher process, driven directly (no database, no API).
+
+Tests that run a Python task script run twice: warm (units forked by a warm parent, the
+default for `<python> <script.py>` commands) and cold (`warm_start` off); both must behave
+the same."""
 
 from __future__ import annotations
 
@@ -48,6 +52,11 @@ sys.exit(args.get("exit_code", 0))
 """
 
 
+@pytest.fixture(params=[True, False], ids=["warm", "cold"])
+def warm(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
 @pytest.fixture
 def command(tmp_path: Path) -> str:
     path = tmp_path / "task.py"
@@ -83,6 +92,8 @@ def run(
     parallelism: int = 2,
     stop: asyncio.Event | None = None,
     fail_fast: bool = True,
+    warm: bool = True,
+    memory_limit_mb: int | None = None,
 ) -> dict[int, UnitResult]:
     results: dict[int, UnitResult] = {}
 
@@ -91,10 +102,16 @@ def run(
         results[result.unit_id] = result
 
     async def go() -> None:
-        await LocalExecutor(parallelism).run(calls, on_result, stop or asyncio.Event(), fail_fast)
+        executor = LocalExecutor(parallelism, memory_limit_mb)
+        await executor.run(calls, on_result, stop or asyncio.Event(), fail_fast, warm)
 
     asyncio.run(go())
     return results
+
+
+def ended(unit_id: int, code: int | None, reason: str | None, warm: bool) -> UnitResult:
+    """What the executor reports for a unit that ran (warm or cold) and ended so."""
+    return UnitResult(unit_id, code, reason, warm=warm)
 
 
 def alive(pid: int) -> bool:
@@ -105,10 +122,11 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_units_run_with_the_contract_files(folder: Path, command: str) -> None:
+def test_units_run_with_the_contract_files(folder: Path, command: str, warm: bool) -> None:
     calls = calls_of(folder, command, [{}, {"exit_code": 3}, {}])
     calls[2].env = {"UNIT_ENV": "value with spaces"}
-    results = run(calls, fail_fast=False)
+    results = run(calls, fail_fast=False, warm=warm)
+    assert all(r.warm is warm for r in results.values())
     assert {r.unit_id: r.exit_code for r in results.values()} == {100: 0, 101: 3, 102: 0}
     assert all(r.reason is None for r in results.values())
     first, second, third = (call.files for call in calls)
@@ -131,35 +149,39 @@ def test_a_program_that_cannot_start_fails_like_under_a_shell(folder: Path) -> N
     assert read_exit_code(calls[0].files) == 127
 
 
-def test_a_unit_killed_by_a_signal_records_128_plus_the_signal(folder: Path, command: str) -> None:
+def test_a_unit_killed_by_a_signal_records_128_plus_the_signal(
+    folder: Path, command: str, warm: bool
+) -> None:
     calls = calls_of(folder, command, [{"signal": int(signal.SIGKILL)}])
-    results = run(calls)
+    results = run(calls, warm=warm)
     assert results[100].exit_code == 128 + signal.SIGKILL
     assert results[100].reason == "killed by SIGKILL"
     assert read_exit_code(calls[0].files) == 128 + signal.SIGKILL
 
 
-def test_fail_fast_stops_the_other_units_promptly(folder: Path, command: str) -> None:
+def test_fail_fast_stops_the_other_units_promptly(folder: Path, command: str, warm: bool) -> None:
     slow = {"sleep": 30}
     calls = calls_of(folder, command, [slow, {"exit_code": 1, "sleep": 0.5}, slow, slow, slow])
     started = time.monotonic()
-    results = run(calls, parallelism=2)
+    results = run(calls, parallelism=2, warm=warm)
     assert time.monotonic() - started < 15
-    assert results[101].exit_code == 1 and results[101].reason is None
-    assert results[100] == UnitResult(100, None, STOPPED)  # killed: no exit-code file
+    assert results[101] == ended(101, 1, None, warm)
+    assert results[100] == ended(100, None, STOPPED, warm)  # killed: no exit-code file
     assert read_exit_code(calls[0].files) is None
     for unit_id in (102, 103, 104):
         assert results[unit_id] == UnitResult(unit_id, None, SKIPPED)
         assert not calls[unit_id - 100].files.args.exists(), "never started"
 
 
-def test_without_fail_fast_every_unit_runs(folder: Path, command: str) -> None:
+def test_without_fail_fast_every_unit_runs(folder: Path, command: str, warm: bool) -> None:
     calls = calls_of(folder, command, [{"exit_code": 1}, {}, {"exit_code": 2}, {}])
-    results = run(calls, parallelism=1, fail_fast=False)
+    results = run(calls, parallelism=1, fail_fast=False, warm=warm)
     assert [results[100 + i].exit_code for i in range(4)] == [1, 0, 2, 0]
 
 
-def test_stop_kills_each_units_process_group(tmp_path: Path, folder: Path, command: str) -> None:
+def test_stop_kills_each_units_process_group(
+    tmp_path: Path, folder: Path, command: str, warm: bool
+) -> None:
     grandchildren = [tmp_path / f"grandchild-{i}" for i in range(2)]
     stubborn = [{"sleep": 60, "grandchild": str(path)} for path in grandchildren]
     calls = calls_of(folder, command, [*stubborn, {}])
@@ -168,7 +190,9 @@ def test_stop_kills_each_units_process_group(tmp_path: Path, folder: Path, comma
         stop = asyncio.Event()
         results: dict[int, UnitResult] = {}
         task = asyncio.create_task(
-            LocalExecutor(2).run(calls, lambda r: results.__setitem__(r.unit_id, r), stop)
+            LocalExecutor(2).run(
+                calls, lambda r: results.__setitem__(r.unit_id, r), stop, warm_start=warm
+            )
         )
         deadline = time.monotonic() + 30
         while not all(path.exists() and path.read_text() for path in grandchildren):
@@ -179,8 +203,8 @@ def test_stop_kills_each_units_process_group(tmp_path: Path, folder: Path, comma
         return results
 
     results = asyncio.run(go())
-    assert results[100] == UnitResult(100, None, STOPPED)
-    assert results[101] == UnitResult(101, None, STOPPED)
+    assert results[100] == ended(100, None, STOPPED, warm)
+    assert results[101] == ended(101, None, STOPPED, warm)
     assert results[102] == UnitResult(102, None, SKIPPED)
     deadline = time.monotonic() + 5
     pids = [int(path.read_text()) for path in grandchildren]
@@ -190,7 +214,7 @@ def test_stop_kills_each_units_process_group(tmp_path: Path, folder: Path, comma
 
 
 def test_a_runner_that_goes_away_leaves_running_units_to_finish_once(
-    tmp_path: Path, folder: Path, command: str
+    tmp_path: Path, folder: Path, command: str, warm: bool
 ) -> None:
     """Cancelled (graceful shutdown) while units run: the launcher starts no more units,
     the running ones finish and are recorded; `adopt` waits for them; the rest run later;
@@ -202,7 +226,7 @@ def test_a_runner_that_goes_away_leaves_running_units_to_finish_once(
         results: dict[int, UnitResult] = {}
         task = asyncio.create_task(
             LocalExecutor(2).run(
-                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event()
+                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event(), True, warm
             )
         )
         deadline = time.monotonic() + 30
@@ -233,14 +257,14 @@ def test_a_runner_that_goes_away_leaves_running_units_to_finish_once(
     assert _live_launcher(folder) is None
     assert [call.unit_id for call in left] == [102, 103, 104]
     assert read_exit_code(calls[0].files) == 0 and read_exit_code(calls[1].files) == 0
-    results = run(left)
+    results = run(left, warm=warm)
     assert {r.unit_id: r.exit_code for r in results.values()} == {102: 0, 103: 0, 104: 0}
     for marker in markers:
         assert len(marker.read_text().splitlines()) == 1, f"{marker.name}: not run exactly once"
 
 
 def test_a_killed_runner_leaves_the_launcher_to_record_its_units(
-    tmp_path: Path, folder: Path, command: str
+    tmp_path: Path, folder: Path, command: str, warm: bool
 ) -> None:
     """SIGKILL of the runner's process: its pipes close, the launcher starts no more units
     and records the running ones."""
@@ -251,7 +275,7 @@ def test_a_killed_runner_leaves_the_launcher_to_record_its_units(
         "import asyncio, pickle, sys\n"
         "from fractal_like.runner.executors.local import LocalExecutor\n"
         "calls = pickle.load(open(sys.argv[1], 'rb'))\n"
-        "asyncio.run(LocalExecutor(1).run(calls, print, asyncio.Event()))\n"
+        f"asyncio.run(LocalExecutor(1).run(calls, print, asyncio.Event(), True, {warm}))\n"
     )
     (tmp_path / "calls.pickle").write_bytes(pickle.dumps(calls))
     runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.pickle")])
@@ -269,3 +293,100 @@ def test_a_killed_runner_leaves_the_launcher_to_record_its_units(
         time.sleep(0.05)
     assert read_exit_code(calls[0].files) == 0
     assert [m.exists() for m in markers] == [True, False, False, False]
+
+
+# A unit that records who started it and can allocate memory.
+PROBE = """\
+import json, os, sys, time
+args = json.load(open(sys.argv[sys.argv.index("--args-json") + 1]))
+out = sys.argv[sys.argv.index("--out-json") + 1]
+print("probe", os.getpid(), flush=True)
+block = bytearray(args.get("megabytes", 0) * 1024 * 1024)
+time.sleep(args.get("sleep", 0))
+json.dump({"pid": os.getpid(), "ppid": os.getppid()}, open(out, "w"))
+"""
+
+
+@pytest.fixture
+def probe(tmp_path: Path) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text(PROBE)
+    return path
+
+
+def test_warm_units_are_forks_of_one_warm_parent(folder: Path, probe: Path) -> None:
+    calls = calls_of(folder, f"{sys.executable} {probe}", [{}, {}, {}, {}])
+    results = run(calls, parallelism=2)
+    assert all(result == ended(result.unit_id, 0, None, True) for result in results.values())
+    outputs = [json.loads(call.files.output.read_text()) for call in calls]
+    parents = {output["ppid"] for output in outputs}
+    launcher = int(UnitFiles(folder, LAUNCHER_PREFIX).pid.read_text())
+    assert len(parents) == 1 and launcher not in parents, "forked by a warm parent"
+    assert len({output["pid"] for output in outputs}) == 4
+
+    cold = calls_of(folder, f"{sys.executable} {probe}", [{}, {}])
+    results = run(cold, warm=False)
+    assert all(result.warm is False for result in results.values())
+    launcher = int(UnitFiles(folder, LAUNCHER_PREFIX).pid.read_text())
+    assert {json.loads(c.files.output.read_text())["ppid"] for c in cold} == {launcher}
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["{python} -u {script}", "{python} {script} --verbose", "python3 {script}"],
+    ids=["interpreter option", "extra argument", "relative interpreter"],
+)
+def test_other_command_forms_run_cold(folder: Path, probe: Path, form: str) -> None:
+    command = form.format(python=sys.executable, script=probe)
+    if "--verbose" in command:  # the probe must accept it: a wrapper script that drops it
+        wrapper = probe.with_name("probe_verbose.py")
+        wrapper.write_text("import sys\nsys.argv.remove('--verbose')\n" + PROBE)
+        command = f"{sys.executable} {wrapper} --verbose"
+    results = run(calls_of(folder, command, [{}]))
+    assert results[100] == ended(100, 0, None, False)
+
+
+def test_a_warm_parent_that_dies_fails_its_running_units_plainly(folder: Path, probe: Path) -> None:
+    calls = calls_of(folder, f"{sys.executable} {probe}", [{"sleep": 30}, {"sleep": 30}])
+
+    async def go() -> dict[int, UnitResult]:
+        results: dict[int, UnitResult] = {}
+        task = asyncio.create_task(
+            LocalExecutor(2).run(
+                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event()
+            )
+        )
+        deadline = time.monotonic() + 30
+        logs = [call.files.log for call in calls]
+        while not all(log.exists() and "probe" in log.read_text() for log in logs):
+            assert time.monotonic() < deadline, "the units did not start"
+            await asyncio.sleep(0.05)
+        unit_pid = int(logs[0].read_text().split()[1])
+        parent = int(Path(f"/proc/{unit_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(parent, signal.SIGKILL)
+        await asyncio.wait_for(task, 20)
+        return results
+
+    started = time.monotonic()
+    results = asyncio.run(go())
+    assert time.monotonic() - started < 20, "the units were killed, not waited for"
+    for unit_id, call in zip((100, 101), calls, strict=True):
+        assert results[unit_id].exit_code == 125 and results[unit_id].warm is True
+        assert "the warm parent process running the unit died" in (results[unit_id].reason or "")
+        assert "warm parent" in call.files.log.read_text()
+        assert read_exit_code(call.files) == 125, "recorded: a restart never runs it again"
+
+
+def test_memory_limit_per_unit_holds_warm_and_cold(folder: Path, probe: Path, warm: bool) -> None:
+    calls = calls_of(folder, f"{sys.executable} {probe}", [{"megabytes": 400}, {"megabytes": 8}])
+    results = run(calls, fail_fast=False, warm=warm, memory_limit_mb=200)
+    assert results[100].exit_code == 1 and results[100].warm is warm
+    assert results[100].reason == (
+        "it ran out of memory: the resource allows 200 MB per unit "
+        "(jobs_runner_config.memory_limit_per_unit_mb)"
+    )
+    assert "MemoryError" in calls[0].files.log.read_text()
+    assert results[101] == ended(101, 0, None, warm)
+    # Without the limit the same unit runs.
+    again = calls_of(folder, f"{sys.executable} {probe}", [{"megabytes": 400}])
+    assert run(again, warm=warm)[100] == ended(100, 0, None, warm)

@@ -121,7 +121,12 @@ class Engine:
                     resource, profile, job, self.engine, self.slurm_poller
                 )
             else:
-                executor = LocalExecutor(self._parallelism(resource))
+                executor = LocalExecutor(
+                    self._parallelism(resource),
+                    resource.jobs_runner_config.get("memory_limit_per_unit_mb")
+                    if resource is not None
+                    else None,
+                )
         working_dir = Path(job.working_dir or "")
         working_dir.mkdir(parents=True, exist_ok=True)
         log = JobLog(working_dir)
@@ -447,7 +452,7 @@ class Engine:
             if isinstance(ctx.executor, SlurmExecutor):
                 await ctx.executor.run(calls, on_result, ctx.stop, task=task)
             else:
-                await ctx.executor.run(calls, on_result, ctx.stop)
+                await ctx.executor.run(calls, on_result, ctx.stop, warm_start=task.warm_start)
         finally:
             finished = True
             ended.set()

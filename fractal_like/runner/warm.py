@@ -510,8 +510,10 @@ class WarmPool:
         warm_file: str | None = None,
         ready_timeout: float = READY_TIMEOUT_SECONDS,
         should_abort: Callable[[], bool] = lambda: False,
+        on_parent_started: Callable[[int], None] | None = None,
     ) -> None:
         self.warm_file = warm_file or os.path.abspath(__file__)
+        self.on_parent_started = on_parent_started  # e.g. to put limits on it (by pid)
         self.ready_timeout = ready_timeout
         self.should_abort = should_abort
         self.parents: dict[tuple[Any, ...], _ParentHandle] = {}
@@ -581,6 +583,8 @@ class WarmPool:
         except OSError as error:
             raise WarmUnavailableError(f"cannot start a warm parent: {error}") from None
         self.parents_started += 1
+        if self.on_parent_started is not None:
+            self.on_parent_started(process.pid)
         parent = _ParentHandle(key, process, dict(env))
         first = self._first_event(parent)
         if first.get("event") != "ready":

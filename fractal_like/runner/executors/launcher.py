@@ -16,18 +16,30 @@ Units the launcher kills (a stop, or fail-fast) get no exit-code file: they did 
 finish. Three new files per unit, no more: on the shared filesystems of HPC sites, and on
 some local ones, creating a file is the costly part of a short unit.
 
+Warm start: a unit with `"warm": true` whose command is `<absolute python> <absolute
+script.py>` runs as a fork of a warm parent (`warm.py`, given as "warm_file"): same files,
+same exit codes, same log (see warm.py). A script that cannot run warm runs cold. A warm
+unit whose parent died while it ran is killed and fails with exit code 125 and a reason.
+
+Memory: with "memory_limit_mb", every unit (and warm parent, whose children inherit it) gets
+that limit on its private writable memory (RLIMIT_DATA) as soon as it has started: an
+allocation beyond it fails (Python raises MemoryError) instead of the machine swapping.
+
 Input: argv[1], the batch file (JSON, deleted once read):
     {"parallelism": P, "fail_fast": bool, "kill_grace": seconds, "pid_file": path,
+     "warm_file": path or null, "memory_limit_mb": int or null,
      "commands": [argv, ...],
      "units": [{"id", "command" (index), "args", "cwd", "env" (extra variables or null),
-                "args_file", "output", "log", "exit_code", "stale": [paths]}, ...]}
+                "args_file", "output", "log", "exit_code", "stale": [paths],
+                "warm": bool}, ...]}
 and stdin, from the runner: a line "stop" (or SIGTERM) kills every unit's process group and
 starts no more; end of file (the runner died or is shutting down gracefully) starts no more
 units but lets the running ones end and records their exit codes, then the launcher exits.
 A runner that takes the job over waits for it (`pid_file`) and runs only what is left.
 
 Output: one JSON line per ended unit on stdout,
-    {"id": unit id, "code": exit code or null, "reason": plain words or null}.
+    {"id": unit id, "code": exit code or null, "reason": plain words or null,
+     "warm": whether it ran from a warm parent}.
 Units never started are not reported.
 """
 
@@ -35,8 +47,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -45,6 +59,7 @@ import time
 from typing import Any
 
 STOPPED = "stopped before it finished"
+LOST = 125  # a warm unit whose end nobody could see (warm.py's code for it)
 # What /bin/sh reports for a command it cannot run, kept so a missing program reads the same.
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
 SIGNAL_BASE = 128  # a unit killed by a signal records 128 + the signal, as a shell does
@@ -86,6 +101,25 @@ class Launcher:
         # each entry on the way.
         self.environ = dict(os.environ)
         self.executables: dict[tuple[int, str | None], str | None] = {}
+        limit = batch.get("memory_limit_mb")
+        self.memory_limit = int(limit) * 1024 * 1024 if limit else None
+        self.warm_file: str | None = batch.get("warm_file")
+        self.warm: Any = None  # warm.py as a module, loaded when a unit first asks for it
+        self.pool: Any = None  # its WarmPool
+        self.warm_running: dict[int, dict[str, Any]] = {}  # unit id -> unit, run warm
+        self.warm_pids: dict[int, int] = {}  # unit id -> pid, once its parent forked it
+        self.warm_signalled: set[int] = set()  # warm unit ids we killed
+        self.watched: set[int] = set()  # warm parents' event pipes registered with poll
+
+    # ------------------------------------------------------------ limits
+
+    def _limit(self, pid: int) -> None:
+        """Put the units' memory limit on a process just started (soft and hard, so the
+        unit cannot lift it). Set right after the start rather than inherited: lowering
+        this process's own limit could fail its own allocations."""
+        if self.memory_limit is not None:
+            with contextlib.suppress(ProcessLookupError):  # it ended already
+                resource.prlimit(pid, resource.RLIMIT_DATA, (self.memory_limit, self.memory_limit))
 
     # ------------------------------------------------------------ starting units
 
@@ -113,39 +147,87 @@ class Launcher:
                     os.unlink(stale)
             with open(unit["args_file"], "w") as handle:
                 json.dump(unit["args"], handle)
+            if unit.get("warm") and self._start_warm(unit, argv, env):
+                return
+            if self.stopping or self.runner_gone:
+                return  # told to stop while a warm parent was starting: the unit never ran
             if unit["cwd"] != self.cwd:
                 os.chdir(unit["cwd"])  # posix_spawn has no cwd of its own; units share one
                 self.cwd = unit["cwd"]
             executable = self._executable(unit["command"], env)
             if executable is None:
                 raise FileNotFoundError(errno.ENOENT, "command not found", argv[0])
-            pid = os.posix_spawn(
-                executable,
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (
-                        os.POSIX_SPAWN_OPEN,
-                        1,
-                        unit["log"],
-                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                        0o666,
-                    ),
-                    (os.POSIX_SPAWN_DUP2, 1, 2),
-                ],
-                # Its own process group, so a stop kills the whole tree. Not its own session:
-                # the units share the launcher's, so Linux's autogroup scheduling weighs them
-                # as one group against other sessions, rather than one group per unit.
-                setpgroup=0,
-                # Python ignores SIGPIPE; the unit must not inherit that (subprocess resets
-                # these too).
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-            )
+            pid = self._spawn(executable, argv, env, unit)
         except OSError as error:
             self._cannot_start(unit, argv[0], error)
             return
         self.running[pid] = unit
+        self._limit(pid)
+
+    def _spawn(self, executable: str, argv: list[str], env: dict[str, str], unit: dict) -> int:
+        return os.posix_spawn(
+            executable,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (
+                    os.POSIX_SPAWN_OPEN,
+                    1,
+                    unit["log"],
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                    0o666,
+                ),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            # Its own process group, so a stop kills the whole tree. Not its own session:
+            # the units share the launcher's, so Linux's autogroup scheduling weighs them
+            # as one group against other sessions, rather than one group per unit.
+            setpgroup=0,
+            # Python ignores SIGPIPE; the unit must not inherit that (subprocess resets
+            # these too).
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+
+    def _start_warm(self, unit: dict[str, Any], argv: list[str], env: dict[str, str]) -> bool:
+        """Hand the unit to a warm parent; False when it must run cold instead.
+
+        Raises OSError (e.g. its folder is missing) like a cold start would."""
+        command = self.commands[unit["command"]]
+        warm = self._warm_module()
+        if warm is None or not warm.warm_form(command):
+            return False
+        try:
+            self.pool.submit(unit["id"], argv, unit["cwd"], env, unit["log"])
+        except warm.WarmUnavailableError:
+            return False  # it runs cold and meets, in its own log, what stopped warm
+        self.warm_running[unit["id"]] = unit
+        return True
+
+    def _warm_module(self) -> Any:
+        """warm.py as a module (loaded by path: this file runs without the package)."""
+        if self.warm is None and self.warm_file:
+            try:
+                spec = importlib.util.spec_from_file_location("fractal_like_warm", self.warm_file)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            except Exception as error:  # an unusable warm.py must not stop the cold path
+                sys.stderr.write(f"warm start off: {error}\n")
+                self.warm_file = None
+                return None
+            self.warm = module
+            self.pool = module.WarmPool(
+                warm_file=self.warm_file,
+                should_abort=self._abort_wait,
+                on_parent_started=self._limit,  # its children, the units, inherit the limit
+            )
+        return self.warm
+
+    def _abort_wait(self) -> bool:
+        """While a warm parent imports its script: stop waiting when told to stop."""
+        self._read_control()
+        return self.stopping or self.stop_requested or self.runner_gone
 
     def _cannot_start(self, unit: dict[str, Any], program: str, error: OSError) -> None:
         """A program that cannot run fails its unit as it would under a shell (127 / 126)."""
@@ -172,7 +254,39 @@ class Launcher:
             unit = self.running.pop(pid, None)
             if unit is not None:
                 self._ended(pid, unit, info)
-            os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
+            if unit is None and self.pool is not None:
+                self.pool.reaped(pid, status)  # a warm parent: the pool reports its units lost
+
+    def _collect_warm(self) -> None:
+        """Warm units that started or ended, as their parents report them."""
+        if self.pool is None:
+            return
+        for event in self.pool.collect():
+            unit = self.warm_running.get(event.token)
+            if unit is None:
+                continue
+            if event.kind == "started":
+                self.warm_pids[event.token] = event.pid
+                if self.stopping:  # started after the stop went out: it goes too
+                    self._kill_warm(event.token, signal.SIGTERM)
+                continue
+            del self.warm_running[event.token]
+            self.warm_pids.pop(event.token, None)
+            killed_by_us = event.token in self.warm_signalled
+            self.warm_signalled.discard(event.token)
+            if killed_by_us and event.kind != "lost":  # lost: its parent died, say so
+                self._report(unit, None, STOPPED, warm=True)
+                continue
+            code = event.code if event.code is not None else LOST
+            _write_small(unit["exit_code"], f"{code}\n")
+            reason = event.reason
+            if reason is None and event.signum is not None:
+                reason = f"killed by {_signal_name(event.signum)}"
+            if event.reason:
+                with contextlib.suppress(OSError), open(unit["log"], "a") as log:
+                    log.write(f"fractal-like: {event.reason}\n")
+            self._report(unit, code, reason, warm=True)
 
     def _ended(self, pid: int, unit: dict[str, Any], info: os.waitid_result) -> None:
         if pid in self.signalled:
@@ -186,12 +300,15 @@ class Launcher:
         _write_small(unit["exit_code"], f"{code}\n")
         self._report(unit, code, reason)
 
-    def _report(self, unit: dict[str, Any], code: int | None, reason: str | None) -> None:
+    def _report(
+        self, unit: dict[str, Any], code: int | None, reason: str | None, warm: bool = False
+    ) -> None:
         if self.fail_fast and code != 0 and reason != STOPPED:
             self._stop()
         if self.runner_gone:
             return
-        line = json.dumps({"id": unit["id"], "code": code, "reason": reason}) + "\n"
+        line = json.dumps({"id": unit["id"], "code": code, "reason": reason, "warm": warm})
+        line += "\n"
         try:
             os.write(1, line.encode())
         except BrokenPipeError:
@@ -212,6 +329,15 @@ class Launcher:
             self.groups.add(pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, how)
+        for unit_id in self.warm_running:
+            self._kill_warm(unit_id, how)
+
+    def _kill_warm(self, unit_id: int, how: signal.Signals) -> None:
+        self.warm_signalled.add(unit_id)
+        pid = self.warm_pids.get(unit_id)
+        if pid is not None:
+            self.groups.add(pid)  # a warm child leads a session (and group) of its own
+            self.pool.kill(unit_id, how)
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True
@@ -247,19 +373,27 @@ class Launcher:
                 not self.stopping
                 and not self.runner_gone
                 and self.next < len(self.units)
-                and len(self.running) < self.parallelism
+                and len(self.running) + len(self.warm_running) < self.parallelism
             ):
                 self.next += 1
                 self._start(self.units[self.next - 1])
-            if not self.running:
+            if self.stop_requested:
+                self._stop()
+            if not self.running and not self.warm_running:
                 # What a stopped unit left in its group (its children) goes with it.
                 for group in self.groups:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(group, signal.SIGKILL)
+                if self.pool is not None:
+                    self.pool.close()
                 return
+            if self.runner_gone and watching_stdin:
+                poller.unregister(0)
+                watching_stdin = False
             timeout = None
             if self.kill_at is not None:
                 timeout = max(0.0, self.kill_at - time.monotonic()) * 1000
+            self._watch_warm_parents(poller)
             for fd, _event in poller.poll(timeout):
                 if fd == wake_read:
                     while True:
@@ -272,13 +406,20 @@ class Launcher:
                     self._read_control()
             if self.stop_requested:
                 self._stop()
-            if self.runner_gone and watching_stdin:
-                poller.unregister(0)
-                watching_stdin = False
             self._reap()
+            self._collect_warm()
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
                 self.kill_at = None
                 self._kill(signal.SIGKILL)
+
+    def _watch_warm_parents(self, poller: select.poll) -> None:
+        """Poll the event pipes of the warm parents alive now (they come and go)."""
+        current = set(self.pool.fds()) if self.pool is not None else set()
+        for fd in self.watched - current:
+            poller.unregister(fd)
+        for fd in current - self.watched:
+            poller.register(fd, select.POLLIN)
+        self.watched = current
 
 
 def main(argv: list[str]) -> int:

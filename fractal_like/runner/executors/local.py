@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
+from .. import warm
 from ..taskcall import UnitCall, UnitFiles, log_tail, read_exit_code, read_pid, split_command
 from . import launcher
 from .base import ResultCallback, UnitResult
@@ -65,8 +66,9 @@ def _live_launcher(folder: Path) -> int | None:
 
 
 class LocalExecutor:
-    def __init__(self, parallelism: int | None = None) -> None:
+    def __init__(self, parallelism: int | None = None, memory_limit_mb: int | None = None) -> None:
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
+        self.memory_limit_mb = memory_limit_mb  # per unit (RLIMIT_DATA), None: no limit
 
     async def run(
         self,
@@ -74,12 +76,16 @@ class LocalExecutor:
         on_result: ResultCallback,
         stop: asyncio.Event,
         fail_fast: bool = True,
+        warm_start: bool = True,
     ) -> None:
+        """Run the units; `<python> <script.py>` units from a warm parent unless `warm_start`
+        is false (the task's `warm_start` meta)."""
         if not calls:
             return
         folder = calls[0].files.folder
-        batch_file = self._write_batch(calls, fail_fast)
+        batch_file = self._write_batch(calls, fail_fast, warm_start)
         reported: set[int] = set()
+        calls_by_id = {call.unit_id: call for call in calls}
         with UnitFiles(folder, LAUNCHER_PREFIX).log.open("ab") as log:
             try:
                 process = subprocess.Popen(
@@ -99,7 +105,14 @@ class LocalExecutor:
             async for line in _lines(process.stdout):
                 result = json.loads(line)
                 reported.add(result["id"])
-                on_result(UnitResult(result["id"], result["code"], result["reason"]))
+                on_result(
+                    UnitResult(
+                        result["id"],
+                        result["code"],
+                        result["reason"] or self._memory_reason(result, calls_by_id),
+                        warm=result.get("warm", False),
+                    )
+                )
             returncode = await _wait(process)
         except BaseException:
             # Cancelled (the runner is shutting down): end of file on its stdin tells the
@@ -127,11 +140,27 @@ class LocalExecutor:
             adopted = await self.adopt(call) if died else None
             on_result(adopted or UnitResult(call.unit_id, None, reason))
 
-    def _write_batch(self, calls: list[UnitCall], fail_fast: bool) -> Path:
+    def _memory_reason(self, result: dict[str, Any], calls: dict[int, UnitCall]) -> str | None:
+        """Plain words for a unit that failed on the memory limit (Python's MemoryError)."""
+        if self.memory_limit_mb is None or result["code"] in (0, None):
+            return None
+        if "MemoryError" not in log_tail(calls[result["id"]].files):
+            return None
+        return (
+            f"it ran out of memory: the resource allows {self.memory_limit_mb} MB per unit "
+            "(jobs_runner_config.memory_limit_per_unit_mb)"
+        )
+
+    def _write_batch(self, calls: list[UnitCall], fail_fast: bool, warm_start: bool) -> Path:
         commands: dict[str, int] = {}
+        warm_commands: dict[str, bool] = {}
         units: list[dict[str, Any]] = []
         for call in calls:
             index = commands.setdefault(call.command, len(commands))
+            if call.command not in warm_commands:
+                warm_commands[call.command] = warm_start and warm.warm_form(
+                    split_command(call.command)
+                )
             files = call.files
             units.append(
                 {
@@ -146,12 +175,15 @@ class LocalExecutor:
                     "exit_code": str(files.exit_code),
                     # A pid file left by a wrapper-run attempt would be taken for this run's.
                     "stale": [str(files.pid)],
+                    "warm": warm_commands[call.command],
                 }
             )
         batch = {
             "parallelism": self.parallelism,
             "fail_fast": fail_fast,
             "kill_grace": KILL_GRACE_SECONDS,
+            "warm_file": warm.__file__ if warm_start else None,
+            "memory_limit_mb": self.memory_limit_mb,
             "pid_file": str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
             "commands": [split_command(command) for command in commands],
             "units": units,
