@@ -1,12 +1,15 @@
 """Benchmark: the runner's overhead per unit, against the same commands through `xargs -P`.
 
-Not a test: it prints figures and the ratio to the target of DESIGN §8 (runner overhead,
+Not a test: it prints figures and the ratios to two targets: DESIGN §8 (runner overhead,
 cold: a parallel task over 2,000 images of a no-op program finishes within 1.05x the
-time of the same 2,000 commands through `xargs -P <cores>`).
+time of the same 2,000 commands through `xargs -P <cores>`) and warm start (the same units
+run from a warm parent within 0.1x that floor, and likewise for a task that imports a
+heavy library: pydantic, and numpy when installed).
 
     .venv/bin/python bench/runner_overhead.py                     # 2,000 units on SQLite
     .venv/bin/python bench/runner_overhead.py --db postgres       # on a fresh PostgreSQL db
     .venv/bin/python bench/runner_overhead.py --units 200 --rounds 3
+    .venv/bin/python bench/runner_overhead.py --no-heavy          # skip the heavy-import task
 
 (a) the runner: a dataset of N images (written straight into the database with
     `apply_image_changes`), a workflow of one parallel task whose command is
@@ -14,8 +17,13 @@ time of the same 2,000 commands through `xargs -P <cores>`).
     app in a TestClient) and run by `fractal_like.runner.service.Runner` in this process
     (its own thread and event loop, started before the submission, as in a server);
     timed from just before the submit request to the job's `end_timestamp`.
+    The workflow task's meta says `warm_start: false`: every unit starts a new
+    interpreter, as xargs does.
 (b) xargs: the same N command lines `python noop.py --args-json A --out-json B`, their
     args files written beforehand, through `xargs -P <parallelism>`.
+(c) warm: the same as (a) with warm start on (the default), each round; then once, a task
+    whose script imports pydantic (and numpy) at its top, through the runner warm and
+    through xargs (the heavy import's own floor).
 
 See bench/README.md for the last figures.
 """
@@ -25,6 +33,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -44,6 +54,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine as SyncEngine
 from sqlalchemy.engine import make_url
+from warm_start import HEAVY  # the heavy-import task of bench/warm_start.py (bench/ is on the path)
 
 from fractal_like.api.app import create_app
 from fractal_like.config import Settings
@@ -53,6 +64,7 @@ from fractal_like.runner.service import Runner
 from fractal_like.services.image_updates import apply_image_changes
 
 TARGET_RATIO = 1.05
+WARM_TARGET_RATIO = 0.1
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_EMAIL = "bench-admin@example.org"
 ADMIN_PASSWORD = "bench-admin-password"
@@ -107,6 +119,7 @@ class Setup:
     workflow_id: int
     zarr_dir: str
     command: str
+    task_id: int = 0
 
 
 def prepare(client: TestClient, noop: Path) -> Setup:
@@ -146,7 +159,41 @@ def prepare(client: TestClient, noop: Path) -> Setup:
         ),
         201,
     )
-    return Setup(headers, pid, dataset["id"], workflow["id"], dataset["zarr_dir"], command)
+    return Setup(
+        headers, pid, dataset["id"], workflow["id"], dataset["zarr_dir"], command, task["id"]
+    )
+
+
+def add_workflow(
+    client: TestClient, setup: Setup, name: str, script: Path | None, warm_start: bool
+) -> Setup:
+    """Another one-task workflow in the bench's project: the same no-op task, or a new task
+    running `script`, with the workflow task's `warm_start` meta set."""
+    headers, pid = setup.headers, setup.project_id
+    task_id, command = setup.task_id, setup.command
+    if script is not None:
+        command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+        task_id = ok(
+            client.post(
+                "/api/v2/task/",
+                headers=headers,
+                json={"name": name, "version": "1.0.0", "command_parallel": command},
+            ),
+            201,
+        )["id"]
+    workflow = ok(
+        client.post(f"/api/v2/project/{pid}/workflow/", headers=headers, json={"name": name}),
+        201,
+    )
+    ok(
+        client.post(
+            f"/api/v2/project/{pid}/workflow/{workflow['id']}/wftask/",
+            headers=headers,
+            json=[{"task_id": task_id, "meta_parallel": {"warm_start": warm_start}}],
+        ),
+        201,
+    )
+    return dataclasses.replace(setup, workflow_id=workflow["id"], command=command, task_id=task_id)
 
 
 def image_url(zarr_dir: str, index: int) -> str:
@@ -337,7 +384,7 @@ def run_with_runner(
 
 def prepare_xargs(workdir: Path, zarr_dir: str, units: int, noop: Path) -> Path:
     """The args files of every unit and xargs' input: NUL-separated argv tokens."""
-    folder = workdir / "xargs"
+    folder = workdir / f"xargs-{noop.stem}"
     folder.mkdir()
     tokens: list[str] = []
     for index in range(units):
@@ -345,7 +392,7 @@ def prepare_xargs(workdir: Path, zarr_dir: str, units: int, noop: Path) -> Path:
         args.write_text(json.dumps({"zarr_url": image_url(zarr_dir, index)}))
         out = folder / f"par_{index:06d}-metadiff.json"
         tokens += [str(noop), "--args-json", str(args), "--out-json", str(out)]
-    stdin = workdir / "xargs-input"
+    stdin = workdir / f"xargs-input-{noop.stem}"
     stdin.write_text("\0".join(tokens) + "\0")
     return stdin
 
@@ -378,7 +425,8 @@ def run_with_xargs(stdin: Path, parallelism: int) -> XargsRun:
 def warm_up(noop: Path) -> None:
     """Put the interpreter and its modules in the page cache before anything is timed."""
     for _ in range(WARMUP_COMMANDS):
-        subprocess.run([sys.executable, str(noop)], check=True)
+        # --help: the heavy task's argparse exits at once, after its imports.
+        subprocess.run([sys.executable, str(noop), "--help"], check=True, stdout=subprocess.DEVNULL)
 
 
 def file_create_seconds(parent: Path, files: int = 200) -> float:
@@ -428,6 +476,11 @@ def main() -> int:
         help="where the temporary folder (database, job folders, xargs files) is made "
         "(default: the system's temporary directory)",
     )
+    parser.add_argument(
+        "--no-heavy",
+        action="store_true",
+        help="skip the heavy-import task (its xargs floor alone takes minutes)",
+    )
     options = parser.parse_args()
     units, parallelism = options.units, options.parallelism
     load_before = _load()
@@ -436,15 +489,36 @@ def main() -> int:
         workdir = Path(tmp)
         noop = workdir / "noop.py"
         noop.write_text(NOOP)
+        heavy = None
+        if not options.no_heavy:
+            heavy = workdir / "heavy.py"
+            numpy = "import numpy" if importlib.util.find_spec("numpy") else ""
+            heavy.write_text(HEAVY.format(numpy=numpy))
         with database(options.db, workdir) as url:
-            results = measure(url, workdir, noop, units, parallelism, options.rounds)
-    report(load_before, options.db, units, parallelism, *results)
+            measured = measure(url, workdir, noop, heavy, units, parallelism, options.rounds)
+    report(load_before, options.db, units, parallelism, measured)
     return 0
 
 
+@dataclass
+class Measured:
+    start_cost: float
+    runner: list[RunnerRun]  # cold
+    xargs: list[XargsRun]
+    warm: list[RunnerRun]
+    heavy_runner: list[RunnerRun]  # warm
+    heavy_xargs: list[XargsRun]
+
+
 def measure(
-    url: str, workdir: Path, noop: Path, units: int, parallelism: int, rounds: int
-) -> tuple[float, list[RunnerRun], list[XargsRun]]:
+    url: str,
+    workdir: Path,
+    noop: Path,
+    heavy: Path | None,
+    units: int,
+    parallelism: int,
+    rounds: int,
+) -> Measured:
     log(f"migrating {make_url(url).render_as_string(hide_password=True)}")
     upgrade(url)
     settings = Settings(
@@ -459,10 +533,15 @@ def measure(
     )
     runner_runs: list[RunnerRun] = []
     xargs_runs: list[XargsRun] = []
+    warm_runs: list[RunnerRun] = []
+    heavy_runner: list[RunnerRun] = []
+    heavy_xargs: list[XargsRun] = []
     sync = create_engine(sync_url(url))
     try:
         with TestClient(create_app(settings)) as client:
-            setup = prepare(client, noop)
+            base = prepare(client, noop)
+            setup = add_workflow(client, base, "noop-cold", None, warm_start=False)
+            warm_setup = add_workflow(client, base, "noop-warm", None, warm_start=True)
             log(f"loading {units} images")
             asyncio.run(load_images(url, setup.dataset_id, setup.zarr_dir, units))
             stdin = prepare_xargs(workdir, setup.zarr_dir, units, noop)
@@ -485,24 +564,30 @@ def measure(
                         else:
                             xargs_runs.append(run_with_xargs(stdin, parallelism))
                             log(f"  xargs {xargs_runs[-1].seconds:.2f} s")
+                    log(f"round {index + 1}: runner warm, {units} units ...")
+                    warm_runs.append(run_with_runner(client, warm_setup, sync, parallelism))
+                    log(f"  runner warm {warm_runs[-1].seconds:.2f} s")
+                if heavy is not None:
+                    heavy_setup = add_workflow(client, base, "heavy-warm", heavy, warm_start=True)
+                    heavy_stdin = prepare_xargs(workdir, setup.zarr_dir, units, heavy)
+                    warm_up(heavy)
+                    log(f"heavy import: runner warm, {units} units ...")
+                    heavy_runner.append(run_with_runner(client, heavy_setup, sync, parallelism))
+                    log(f"  runner warm {heavy_runner[-1].seconds:.2f} s")
+                    log(f"heavy import: xargs, {units} units (minutes) ...")
+                    heavy_xargs.append(run_with_xargs(heavy_stdin, parallelism))
+                    log(f"  xargs {heavy_xargs[-1].seconds:.2f} s")
     finally:
         sync.dispose()
-    return start_cost, runner_runs, xargs_runs
+    return Measured(start_cost, runner_runs, xargs_runs, warm_runs, heavy_runner, heavy_xargs)
 
 
 def _load() -> str:
     return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
-def report(
-    load_before: str,
-    db: str,
-    units: int,
-    parallelism: int,
-    start_cost: float,
-    runner_runs: list[RunnerRun],
-    xargs_runs: list[XargsRun],
-) -> None:
+def report(load_before: str, db: str, units: int, parallelism: int, measured: Measured) -> None:
+    start_cost, runner_runs, xargs_runs = measured.start_cost, measured.runner, measured.xargs
     runner = statistics.median(run.seconds for run in runner_runs)
     xargs = statistics.median(run.seconds for run in xargs_runs)
     ratio = runner / xargs
@@ -599,6 +684,31 @@ def report(
     for name in names:
         values = [run.phases[name] for run in runner_runs if name in run.phases]
         print(f"  {name:<45} {statistics.median(values):>8.3f} s")
+    report_warm(units, xargs, measured)
+
+
+def report_warm(units: int, xargs: float, measured: Measured) -> None:
+    """The warm column: the runner with warm start against the xargs floor of each task."""
+    print()
+    print(f"Warm start through the runner ({units} units; target <= {WARM_TARGET_RATIO}x xargs):")
+    print("| task         | runner warm (median) | xargs (median) | warm/xargs | runs |")
+    print("|--------------|----------------------|----------------|------------|------|")
+    rows = [("no-op", measured.warm, xargs)]
+    if measured.heavy_runner and measured.heavy_xargs:
+        rows.append(("heavy import", measured.heavy_runner, measured.heavy_xargs[0].seconds))
+    for name, runs, floor in rows:
+        warm = statistics.median(run.seconds for run in runs)
+        ratio = warm / floor
+        verdict = "met" if ratio <= WARM_TARGET_RATIO else "MISSED"
+        print(
+            f"| {name:<12} | {warm:>18.2f} s | {floor:>12.2f} s | {ratio:>9.3f}x | {len(runs):>4} |"
+            f" {verdict}"
+        )
+        cpu = statistics.median(run.cpu.own + run.cpu.children for run in runs)
+        print(
+            f"    all runs {', '.join(f'{run.seconds:.2f}' for run in runs)} s; "
+            f"CPU {cpu * 1000 / units:.2f} ms per unit"
+        )
 
 
 if __name__ == "__main__":
