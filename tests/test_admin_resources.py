@@ -77,6 +77,13 @@ def test_resource_validation(api: ApiClient) -> None:
             "tasks_local_dir": "/b",
             "jobs_runner_config": {"parallel_tasks_per_job": 0},
         },
+        {
+            "name": "l",
+            "type": "local",
+            "jobs_local_dir": "/a",
+            "tasks_local_dir": "/b",
+            "jobs_runner_config": {"memory_limit_per_unit_mb": 8},  # no Python starts in 8 MB
+        },
     ]
     for body in bad_configs:
         expect(admin.post("/admin/v2/resource/", json=body), 422)

@@ -132,6 +132,30 @@ def test_failing_unit_fails_the_job_fast(api: ApiClient, settings: Settings) -> 
     assert runs[-1][1] == "failed"
 
 
+def test_memory_limit_per_unit_fails_a_greedy_unit_plainly(
+    api: ApiClient, settings: Settings
+) -> None:
+    scene = new_scene(api)
+    assert api._resource_id is not None
+    expect(
+        api.admin.patch(
+            f"/admin/v2/resource/{api._resource_id}/",
+            json={"jobs_runner_config": {"memory_limit_per_unit_mb": 150}},
+        ),
+        200,
+    )
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 2}}),
+        ("allocate_memory", {"args_parallel": {"megabytes": 10, "hold_seconds": 0}}),
+        ("allocate_memory", {"args_parallel": {"megabytes": 400, "hold_seconds": 0}}),
+    )
+    assert run_until_final(settings, [job_id])[job_id] == "failed"
+    error = scene.job(job_id)["executor_error_log"]
+    assert "task 2 'allocate_memory'" in error, error  # the 10 MB task before it passed
+    assert "it ran out of memory: the resource allows 150 MB per unit" in error
+    assert "MemoryError" in error  # the unit's own log, in plain view
+
+
 def test_task_without_input_images_fails_plainly(api: ApiClient, settings: Settings) -> None:
     scene = new_scene(api)
     job_id = scene.submit_steps(("measure_intensity", {}))

@@ -477,11 +477,11 @@ class Engine:
         first = min(failed, key=lambda unit_id: by_id[unit_id].index)
         spec = by_id[first]
         code = codes[first]
-        how = (
-            f"exited with code {code}"
-            if code is not None
-            else (reasons.get(first) or "did not finish")
-        )
+        reason = reasons.get(first)
+        if code is None:
+            how = reason or "did not finish"
+        else:
+            how = f"exited with code {code}" + (f" ({reason})" if reason else "")
         skipped = sum(1 for unit_id in failed if codes[unit_id] is None and unit_id != first)
         tail = log_tail(UnitFiles(folder, spec.prefix)).strip()
         message = (
