@@ -1,17 +1,21 @@
-"""Warm start through the batch worker: real processes, real task scripts, no mocks.
+"""Warm start through the batch worker and the local executor: real processes, real task
+scripts, no mocks.
 
-Every task of tests/tasks_pkg runs once warm and once cold; outputs, exit codes and logs
-must match (after normalising pids, times and the two batches' folders). Then isolation:
+Every task of tests/tasks_pkg runs once warm and once cold, through each; outputs, exit
+codes and logs must match (after normalising pids, times and the two batches' folders), and
+each unit must say it ran warm or cold. Then, through the batch worker, isolation:
 a killed child, a killed parent, stop, fail-fast, and which units may run warm at all.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,6 +27,8 @@ from typing import Any
 import pytest
 
 from fractal_like.runner import remote, warm
+from fractal_like.runner.executors.base import UnitResult
+from fractal_like.runner.executors.local import LocalExecutor
 from fractal_like.runner.slurm.executor import SlurmExecutor
 from fractal_like.runner.taskcall import UnitCall, UnitFiles
 
@@ -193,14 +199,54 @@ def test_warm_is_one_stdlib_file_that_python39_parses() -> None:
 # ---------------------------------------------------------------------------- equivalence
 
 
-def run_every_task(root: Path, warm_start: bool) -> list[dict[str, Any]]:
+BACKENDS = ["worker", "local"]  # the SLURM batch worker, the local executor's launcher
+
+
+def run_units(
+    units: list[dict[str, Any]], backend: str, warm_start: bool, parallelism: int = 2
+) -> list[bool | None]:
+    """Run the units (all in one folder) through the batch worker or the local executor;
+    whether each one ran warm, as the worker's result file or the executor's result says."""
+    if backend == "worker":
+        batch = Path(units[0]["log_file"]).parent / "batch.json"
+        done = run_worker(write_batch(batch, units, parallelism=parallelism))
+        assert done.returncode == 0, done.stderr
+        return [result(entry)["warm"] for entry in units]
+    # The files the worker's units name, as UnitFiles names them for the local launcher.
+    files = [UnitFiles(Path(e["log_file"]).parent, f"par_{e['unit_id']:06d}") for e in units]
+    keys = ("args_file", "out_file", "log_file", "exit_code_file")
+    for entry, named in zip(units, files, strict=True):
+        paths = (named.args, named.output, named.log, named.exit_code)
+        assert [str(path) for path in paths] == [entry[key] for key in keys]
+    calls = [
+        UnitCall(e["unit_id"], shlex.join(e["argv"]), e["args"], named, e.get("env") or {})
+        for e, named in zip(units, files, strict=True)
+    ]
+    reported: list[UnitResult] = []
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        await LocalExecutor(parallelism).run(calls, reported.append, stop, False, warm_start)
+
+    asyncio.run(go())
+    results = {r.unit_id: r for r in reported}
+    assert sorted(r.unit_id for r in reported) == [e["unit_id"] for e in units], "each once"
+    for entry in units:  # the reported exit code is the recorded one
+        assert results[entry["unit_id"]].exit_code == int(exit_code(entry) or -1)
+    return [results[entry["unit_id"]].warm for entry in units]
+
+
+def run_every_task(
+    root: Path, warm_start: bool, backend: str
+) -> tuple[list[dict[str, Any]], list[bool | None]]:
     cases = [(name, ARGS[name]) for name in sorted(ARGS)] + EXTRA
     units = []
     for number, (name, args) in enumerate(cases, start=1):
         extra: dict[str, Any] = {}
         if name == "change_cwd_env.py":
-            workdir = root / f"workdir-{number}"
-            workdir.mkdir(parents=True)
+            # Local units all start in their task's folder; the worker's, in their own.
+            workdir = root / "task" if backend == "local" else root / f"workdir-{number}"
+            workdir.mkdir(parents=True, exist_ok=True)
             extra = {"cwd": str(workdir), "env": {"FL_TEST_VALUE": f"unit {number}"}}
         units.append(
             unit(
@@ -212,21 +258,20 @@ def run_every_task(root: Path, warm_start: bool) -> list[dict[str, Any]]:
                 **extra,
             )
         )
-    done = run_worker(write_batch(root / "batch.json", units, parallelism=2))
-    assert done.returncode == 0, done.stderr
-    return units
+    return units, run_units(units, backend, warm_start)
 
 
-def test_every_task_gives_the_same_results_warm_and_cold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_task_gives_the_same_results_warm_and_cold(tmp_path: Path, backend: str) -> None:
     assert set(ARGS) == scripts_of_manifest(), "every script of the package is compared"
     warm_root, cold_root = tmp_path / "warm", tmp_path / "cold"
-    warm_units = run_every_task(warm_root, warm_start=True)
-    cold_units = run_every_task(cold_root, warm_start=False)
+    warm_units, warm_flags = run_every_task(warm_root, True, backend)
+    cold_units, cold_flags = run_every_task(cold_root, False, backend)
+    assert warm_flags == [True] * len(warm_units), "every unit ran warm"
+    assert cold_flags == [False] * len(cold_units), "every unit ran cold"
     codes = {}
     for hot, cold in zip(warm_units, cold_units, strict=True):
         name = Path(hot["argv"][1]).name
-        assert result(hot)["warm"] is True, name
-        assert result(cold)["warm"] is False, name
         assert exit_code(hot) == exit_code(cold), name
         codes[name] = int(exit_code(hot) or -1)
         for key in ("out_file", "log_file"):
@@ -471,21 +516,17 @@ def test_the_copies_beside_a_job_run_warm_with_the_system_python(tmp_path: Path)
 # ---------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_history_rows_say_warm_or_cold_on_slurm(
-    api: Any, settings: Any, slurm_conf: str, slurm_user: tuple[str, int, int]
-) -> None:
+def warm_by_task(settings: Any, scene: Any, timeout: float) -> dict[str, set[bool]]:
+    """Run a job of four tasks, warm_start off in the task's own meta (as a manifest would
+    set it) of one and in the workflow task's meta of another; each task's history `warm`."""
     from sqlalchemy import create_engine, text
 
     from fractal_like.db import sync_url
 
     from .runner_support import run_until_final
-    from .slurm_scene import cleanup, slurm_scene
 
-    scene = slurm_scene(api, slurm_user)
     engine = create_engine(sync_url(settings.database_url))
     try:
-        # Off in the task's own meta (as a manifest would set it), and on the workflow task.
         with engine.begin() as connection:
             connection.execute(
                 text("UPDATE taskv2 SET meta_parallel = :meta WHERE id = :id"),
@@ -497,7 +538,7 @@ def test_history_rows_say_warm_or_cold_on_slurm(
             ("project_to_2d", {"meta_parallel": {"warm_start": False}}),
             ("no_output", {}),
         )
-        statuses = run_until_final(settings, [job_id], timeout=180)
+        statuses = run_until_final(settings, [job_id], timeout=timeout)
         assert statuses[job_id] == "done", scene.job(job_id)["log"]
         with engine.connect() as connection:
             rows = connection.execute(
@@ -507,19 +548,40 @@ def test_history_rows_say_warm_or_cold_on_slurm(
                 ),
                 {"j": job_id},
             ).all()
-        warm_by_task: dict[str, set[bool]] = {}
-        for dump, warm_flag in rows:
-            dump = json.loads(dump) if isinstance(dump, str) else dump
-            warm_by_task.setdefault(dump["task_name"], set()).add(bool(warm_flag))
-        assert warm_by_task == {
-            "create_images": {True},
-            "measure_intensity": {True},
-            "project_to_2d": {False},
-            "no_output": {False},
-        }
     finally:
         engine.dispose()
+    found: dict[str, set[bool]] = {}
+    for dump, warm_flag in rows:
+        dump = json.loads(dump) if isinstance(dump, str) else dump
+        found.setdefault(dump["task_name"], set()).add(bool(warm_flag))
+    return found
+
+
+WARM_BY_TASK = {
+    "create_images": {True},
+    "measure_intensity": {True},
+    "project_to_2d": {False},
+    "no_output": {False},
+}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_history_rows_say_warm_or_cold_on_slurm(
+    api: Any, settings: Any, slurm_conf: str, slurm_user: tuple[str, int, int]
+) -> None:
+    from .slurm_scene import cleanup, slurm_scene
+
+    scene = slurm_scene(api, slurm_user)
+    try:
+        assert warm_by_task(settings, scene, timeout=180) == WARM_BY_TASK
+    finally:
         cleanup(scene)
+
+
+def test_history_rows_say_warm_or_cold_locally(api: Any, settings: Any) -> None:
+    from .runner_support import new_scene
+
+    assert warm_by_task(settings, new_scene(api), timeout=60) == WARM_BY_TASK
 
 
 ODD_SCRIPTS = {
@@ -537,7 +599,8 @@ ODD_SCRIPTS = {
 }
 
 
-def test_odd_scripts_run_warm_or_cold_as_a_cold_run_would(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_odd_scripts_run_warm_or_cold_as_a_cold_run_would(tmp_path: Path, backend: str) -> None:
     for name, source in ODD_SCRIPTS.items():
         (tmp_path / name).write_text(source)
     logs = {}
@@ -547,14 +610,13 @@ def test_odd_scripts_run_warm_or_cold_as_a_cold_run_would(tmp_path: Path) -> Non
             unit(root, n, [PYTHON, str(tmp_path / name)], {}, warm_start)
             for n, name in enumerate(ODD_SCRIPTS, start=1)
         ]
-        done = run_worker(write_batch(root / "b.json", entries))
-        assert done.returncode == 0, done.stderr
+        flags = run_units(entries, backend, warm_start)
         logs[warm_start] = [
             (exit_code(entry), normalised(Path(entry["log_file"]).read_text(), root))
             for entry in entries
         ]
-        if warm_start:
-            assert [result(entry)["warm"] for entry in entries] == [True, False, True]
+        # head_fails.py cannot be preloaded by a warm parent: it runs cold.
+        assert flags == ([True, False, True] if warm_start else [False, False, False])
     assert logs[True] == logs[False]
     assert "{'x': <class 'int'>}" in logs[True][0][1]
     assert logs[True][2] == ("1\n", "{'y': 'int'}\nafter __main__\ndone with a message\n")
