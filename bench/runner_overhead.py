@@ -679,12 +679,15 @@ def report(load_before: str, db: str, units: int, parallelism: int, measured: Me
         + " ms (the runner creates 3 per unit: args, log, exit code; xargs none while timed)"
     )
     print(f"load average before / after: {load_before} / {_load()}")
-    print("runner phases (median over runs):")
-    names = list(runner_runs[0].phases)
-    for name in names:
-        values = [run.phases[name] for run in runner_runs if name in run.phases]
-        print(f"  {name:<45} {statistics.median(values):>8.3f} s")
+    print_phases("runner phases (median over runs):", runner_runs)
     report_warm(units, xargs, measured)
+
+
+def print_phases(title: str, runs: list[RunnerRun]) -> None:
+    print(title)
+    for name in runs[0].phases:
+        values = [run.phases[name] for run in runs if name in run.phases]
+        print(f"  {name:<45} {statistics.median(values):>8.3f} s")
 
 
 def report_warm(units: int, xargs: float, measured: Measured) -> None:
@@ -709,6 +712,7 @@ def report_warm(units: int, xargs: float, measured: Measured) -> None:
             f"    all runs {', '.join(f'{run.seconds:.2f}' for run in runs)} s; "
             f"CPU {cpu * 1000 / units:.2f} ms per unit"
         )
+    print_phases("warm no-op runner phases (median over runs):", measured.warm)
 
 
 if __name__ == "__main__":

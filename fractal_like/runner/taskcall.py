@@ -76,6 +76,14 @@ def split_command(command: str) -> list[str]:
     return list(_split(command))
 
 
+# A unit's files are `<task folder>/<prefix><suffix>`.
+ARGS_SUFFIX = "-args.json"
+OUTPUT_SUFFIX = "-metadiff.json"
+LOG_SUFFIX = "-log.txt"
+EXIT_CODE_SUFFIX = "-exitcode"
+PID_SUFFIX = "-pid"
+
+
 @dataclass
 class UnitFiles:
     """Where one unit's files live, inside its task's folder."""
@@ -85,23 +93,23 @@ class UnitFiles:
 
     @property
     def args(self) -> Path:
-        return self.folder / f"{self.prefix}-args.json"
+        return self.folder / f"{self.prefix}{ARGS_SUFFIX}"
 
     @property
     def output(self) -> Path:
-        return self.folder / f"{self.prefix}-metadiff.json"
+        return self.folder / f"{self.prefix}{OUTPUT_SUFFIX}"
 
     @property
     def log(self) -> Path:
-        return self.folder / f"{self.prefix}-log.txt"
+        return self.folder / f"{self.prefix}{LOG_SUFFIX}"
 
     @property
     def exit_code(self) -> Path:
-        return self.folder / f"{self.prefix}-exitcode"
+        return self.folder / f"{self.prefix}{EXIT_CODE_SUFFIX}"
 
     @property
     def pid(self) -> Path:
-        return self.folder / f"{self.prefix}-pid"
+        return self.folder / f"{self.prefix}{PID_SUFFIX}"
 
 
 @dataclass

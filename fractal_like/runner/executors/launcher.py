@@ -110,6 +110,7 @@ class Launcher:
         self.warm_pids: dict[int, int] = {}  # unit id -> pid, once its parent forked it
         self.warm_signalled: set[int] = set()  # warm unit ids we killed
         self.watched: set[int] = set()  # warm parents' event pipes registered with poll
+        self.outbox: list[str] = []  # report lines not yet written (see _send_reports)
 
     # ------------------------------------------------------------ limits
 
@@ -308,9 +309,19 @@ class Launcher:
         if self.runner_gone:
             return
         line = json.dumps({"id": unit["id"], "code": code, "reason": reason, "warm": warm})
-        line += "\n"
+        self.outbox.append(line + "\n")
+
+    def _send_reports(self) -> None:
+        """Write the queued lines, once the freed slots have new units: the runner wakes on
+        each write, and on a busy machine it would otherwise run before the next unit starts."""
+        if not self.outbox or self.runner_gone:
+            self.outbox.clear()
+            return
+        data = "".join(self.outbox).encode()
+        self.outbox.clear()
         try:
-            os.write(1, line.encode())
+            while data:
+                data = data[os.write(1, data) :]
         except BrokenPipeError:
             self.runner_gone = True  # the files still record it
 
@@ -377,6 +388,7 @@ class Launcher:
             ):
                 self.next += 1
                 self._start(self.units[self.next - 1])
+            self._send_reports()
             if self.stop_requested:
                 self._stop()
             if not self.running and not self.warm_running:

@@ -23,7 +23,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import warm
-from ..taskcall import UnitCall, UnitFiles, log_tail, read_exit_code, read_pid, split_command
+from ..taskcall import (
+    ARGS_SUFFIX,
+    EXIT_CODE_SUFFIX,
+    LOG_SUFFIX,
+    OUTPUT_SUFFIX,
+    PID_SUFFIX,
+    UnitCall,
+    UnitFiles,
+    log_tail,
+    read_exit_code,
+    read_pid,
+    split_command,
+)
 from . import launcher
 from .base import ResultCallback, UnitResult
 
@@ -154,27 +166,30 @@ class LocalExecutor:
     def _write_batch(self, calls: list[UnitCall], fail_fast: bool, warm_start: bool) -> Path:
         commands: dict[str, int] = {}
         warm_commands: dict[str, bool] = {}
+        folders: dict[Path, str] = {}
         units: list[dict[str, Any]] = []
+        # Plain strings and the C JSON encoder: thousands of units, written in the event loop.
         for call in calls:
             index = commands.setdefault(call.command, len(commands))
             if call.command not in warm_commands:
                 warm_commands[call.command] = warm_start and warm.warm_form(
                     split_command(call.command)
                 )
-            files = call.files
+            folder = folders.setdefault(call.files.folder, str(call.files.folder))
+            base = f"{folder}/{call.files.prefix}"
             units.append(
                 {
                     "id": call.unit_id,
                     "command": index,
                     "args": call.args,
-                    "cwd": str(files.folder),
+                    "cwd": folder,
                     "env": call.env or None,
-                    "args_file": str(files.args),
-                    "output": str(files.output),
-                    "log": str(files.log),
-                    "exit_code": str(files.exit_code),
+                    "args_file": base + ARGS_SUFFIX,
+                    "output": base + OUTPUT_SUFFIX,
+                    "log": base + LOG_SUFFIX,
+                    "exit_code": base + EXIT_CODE_SUFFIX,
                     # A pid file left by a wrapper-run attempt would be taken for this run's.
-                    "stale": [str(files.pid)],
+                    "stale": [base + PID_SUFFIX],
                     "warm": warm_commands[call.command],
                 }
             )
@@ -192,7 +207,7 @@ class LocalExecutor:
             prefix="launcher-batch-", suffix=".json", dir=calls[0].files.folder
         )
         with os.fdopen(handle, "w") as out:
-            json.dump(batch, out)
+            out.write(json.dumps(batch))
         return Path(name)
 
     async def adopt(self, call: UnitCall) -> UnitResult | None:
