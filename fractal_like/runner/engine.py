@@ -474,7 +474,9 @@ class Engine:
         reasons: dict[int, str | None],
         folder: Path,
     ) -> str:
-        first = min(failed, key=lambda unit_id: by_id[unit_id].index)
+        # The unit that failed by itself, not one that fail-fast stopped because of it.
+        ended = [unit_id for unit_id in failed if codes[unit_id] is not None] or failed
+        first = min(ended, key=lambda unit_id: by_id[unit_id].index)
         spec = by_id[first]
         code = codes[first]
         reason = reasons.get(first)

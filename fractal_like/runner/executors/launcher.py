@@ -37,7 +37,8 @@ starts no more; end of file (the runner died or is shutting down gracefully) sta
 units but lets the running ones end and records their exit codes, then the launcher exits.
 A runner that takes the job over waits for it (`pid_file`) and runs only what is left.
 
-Output: one JSON line per ended unit on stdout,
+Output: one JSON line per ended unit on stdout, written in batches (after the freed slots
+got new units, at most every REPORT_SECONDS while units run, at once when none does),
     {"id": unit id, "code": exit code or null, "reason": plain words or null,
      "warm": whether it ran from a warm parent}.
 Units never started are not reported.
@@ -59,6 +60,8 @@ import time
 from typing import Any
 
 STOPPED = "stopped before it finished"
+# Ended units are reported to the runner at most this often (and at once when none runs).
+REPORT_SECONDS = 0.25
 LOST = 125  # a warm unit whose end nobody could see (warm.py's code for it)
 # What /bin/sh reports for a command it cannot run, kept so a missing program reads the same.
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
@@ -111,6 +114,7 @@ class Launcher:
         self.warm_signalled: set[int] = set()  # warm unit ids we killed
         self.watched: set[int] = set()  # warm parents' event pipes registered with poll
         self.outbox: list[str] = []  # report lines not yet written (see _send_reports)
+        self.last_report = 0.0
 
     # ------------------------------------------------------------ limits
 
@@ -311,12 +315,17 @@ class Launcher:
         line = json.dumps({"id": unit["id"], "code": code, "reason": reason, "warm": warm})
         self.outbox.append(line + "\n")
 
-    def _send_reports(self) -> None:
-        """Write the queued lines, once the freed slots have new units: the runner wakes on
-        each write, and on a busy machine it would otherwise run before the next unit starts."""
+    def _send_reports(self, force: bool = False) -> None:
+        """Write the queued lines, once the freed slots have new units, and at most every
+        REPORT_SECONDS while units run: the runner wakes for each write, and each wake-up
+        takes a core from a unit (with short units, 40 times a second)."""
         if not self.outbox or self.runner_gone:
             self.outbox.clear()
             return
+        now = time.monotonic()
+        if not force and now < self.last_report + REPORT_SECONDS:
+            return  # the poll's timeout brings the loop back in time
+        self.last_report = now
         data = "".join(self.outbox).encode()
         self.outbox.clear()
         try:
@@ -388,7 +397,8 @@ class Launcher:
             ):
                 self.next += 1
                 self._start(self.units[self.next - 1])
-            self._send_reports()
+            idle = not self.running and not self.warm_running
+            self._send_reports(force=idle or self.stopping)
             if self.stop_requested:
                 self._stop()
             if not self.running and not self.warm_running:
@@ -405,6 +415,9 @@ class Launcher:
             timeout = None
             if self.kill_at is not None:
                 timeout = max(0.0, self.kill_at - time.monotonic()) * 1000
+            if self.outbox:
+                due = max(0.0, self.last_report + REPORT_SECONDS - time.monotonic()) * 1000
+                timeout = due if timeout is None else min(timeout, due)
             self._watch_warm_parents(poller)
             for fd, _event in poller.poll(timeout):
                 if fd == wake_read:
