@@ -294,18 +294,38 @@ class RunnerRun:
 
 @dataclass
 class Cpu:
-    """CPU seconds over a run: this process (all its threads), and its waited-for children."""
+    """CPU seconds over a run: this process (all its threads), its waited-for children, and
+    the local PostgreSQL server's processes (they share the cores with the units)."""
 
     own: float
     children: float
+    database: float = 0.0
 
     @classmethod
-    def since(cls, before: os.times_result) -> Cpu:
+    def since(cls, before: os.times_result, database_before: float = 0.0) -> Cpu:
         now = os.times()
         return cls(
             now.user + now.system - before.user - before.system,
             now.children_user + now.children_system - before.children_user - before.children_system,
+            postgres_cpu() - database_before,
         )
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by this machine's live `postgres` processes (0 without any)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            head, _, rest = (entry / "stat").read_text().rpartition(")")
+        except OSError:
+            continue
+        if head.endswith("(postgres"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def _utc(value: Any) -> datetime:
@@ -317,6 +337,7 @@ def _utc(value: Any) -> datetime:
 def run_with_runner(
     client: TestClient, setup: Setup, sync: SyncEngine, parallelism: int
 ) -> RunnerRun:
+    database_before = postgres_cpu()
     cpu_before = os.times()
     started = datetime.now(UTC)
     job = ok(
@@ -349,7 +370,7 @@ def run_with_runner(
         )
         raise RuntimeError(f"job {job['id']} failed:\n{shown['executor_error_log']}")
     end = _utc(end)
-    cpu = Cpu.since(cpu_before)
+    cpu = Cpu.since(cpu_before, database_before)
     with sync.connect() as connection:
         run_started, run_ended, first_unit, last_unit = connection.execute(
             text(
@@ -406,6 +427,7 @@ class XargsRun:
 def run_with_xargs(stdin: Path, parallelism: int) -> XargsRun:
     command = ["xargs", "-0", "-n", "5", "-P", str(parallelism), sys.executable]
     with stdin.open("rb") as handle:
+        database_before = postgres_cpu()
         cpu_before = os.times()
         started = time.perf_counter()
         subprocess.run(
@@ -419,7 +441,7 @@ def run_with_xargs(stdin: Path, parallelism: int) -> XargsRun:
             # sessions both sides' units get the same share of the CPU.
             start_new_session=True,
         )
-        return XargsRun(time.perf_counter() - started, Cpu.since(cpu_before))
+        return XargsRun(time.perf_counter() - started, Cpu.since(cpu_before, database_before))
 
 
 def warm_up(noop: Path) -> None:
@@ -655,6 +677,12 @@ def report(load_before: str, db: str, units: int, parallelism: int, measured: Me
             f"CPU during {name} (median): this process {own:.2f} s "
             f"({own * 1000 / units:.2f} ms per unit), units and their wrappers {children:.2f} s "
             f"({children * 1000 / units:.2f} ms per unit)"
+        )
+    if db == "postgres":
+        print(
+            "CPU of the PostgreSQL server's processes (median): during xargs "
+            f"{statistics.median(run.cpu.database for run in xargs_runs):.2f} s, during the "
+            f"runner {statistics.median(run.cpu.database for run in runner_runs):.2f} s"
         )
     runner_cpu = statistics.median(run.cpu.own + run.cpu.children for run in runner_runs)
     xargs_cpu = statistics.median(run.cpu.own + run.cpu.children for run in xargs_runs)

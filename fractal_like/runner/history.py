@@ -16,6 +16,7 @@ RUNS = HistoryRun.__table__
 UNITS = HistoryUnit.__table__
 CACHE = HistoryImageCache.__table__
 CHUNK = 5000
+FINAL = ("done", "failed")  # a unit's status, once written, never changes again
 
 
 def now() -> datetime:
@@ -105,6 +106,8 @@ async def record_results(
     """(unit id, status, error) for units that ended; then the run's counters.
 
     `warm_ids`: those of them that ran from a warm parent (created with warm false).
+    A unit's final status is written once: the counters grow by the rows that changed,
+    without counting the run's units again (`finish_run` recounts them at the end).
     """
     if not results:
         return
@@ -115,23 +118,34 @@ async def record_results(
             .where(UNITS.c.id.in_((warm_ids or [])[start : start + CHUNK]))
             .values(warm=True)
         )
+    added = {"done": 0, "failed": 0}
+    not_final = UNITS.c.status.not_in(FINAL)
     for status in ("done", "failed"):
         ids_plain = [unit_id for unit_id, st, error in results if st == status and error is None]
-        if ids_plain:
-            for start in range(0, len(ids_plain), CHUNK):
-                await connection.execute(
-                    update(UNITS)
-                    .where(UNITS.c.id.in_(ids_plain[start : start + CHUNK]))
-                    .values(status=status, timestamp_ended=stamp)
-                )
+        for start in range(0, len(ids_plain), CHUNK):
+            result = await connection.execute(
+                update(UNITS)
+                .where(UNITS.c.id.in_(ids_plain[start : start + CHUNK]), not_final)
+                .values(status=status, timestamp_ended=stamp)
+            )
+            added[status] += result.rowcount
     for unit_id, status, error in results:
         if error is not None:
-            await connection.execute(
+            result = await connection.execute(
                 update(UNITS)
-                .where(UNITS.c.id == unit_id)
+                .where(UNITS.c.id == unit_id, not_final)
                 .values(status=status, error=error, timestamp_ended=stamp)
             )
-    await refresh_counts(connection, run_id)
+            added[status] += result.rowcount
+    if added["done"] or added["failed"]:
+        await connection.execute(
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
+            .values(
+                num_units_done=RUNS.c.num_units_done + added["done"],
+                num_units_failed=RUNS.c.num_units_failed + added["failed"],
+            )
+        )
 
 
 async def refresh_counts(connection: AsyncConnection, run_id: int) -> None:
