@@ -16,8 +16,8 @@ Units the launcher kills (a stop, or fail-fast) get no exit-code file: they did 
 finish. Three new files per unit, no more: on the shared filesystems of HPC sites, and on
 some local ones, creating a file is the costly part of a short unit.
 
-Warm start: a unit with `"warm": true` whose command is `<absolute python> <absolute
-script.py>` runs as a fork of a warm parent (`warm.py`, given as "warm_file"): same files,
+Warm start: with "warm_file" (`warm.py`; null: all cold), a unit whose command is
+`<absolute python> <absolute script.py>` runs as a fork of a warm parent: same files,
 same exit codes, same log (see warm.py). A script that cannot run warm runs cold. A warm
 unit whose parent died while it ran is killed and fails with exit code 125 and a reason.
 
@@ -30,8 +30,7 @@ Input: argv[1], the batch file (JSON, deleted once read):
      "warm_file": path or null, "memory_limit_mb": int or null,
      "commands": [argv, ...],
      "units": [{"id", "command" (index), "args", "cwd", "env" (extra variables or null),
-                "args_file", "output", "log", "exit_code", "stale": [paths],
-                "warm": bool}, ...]}
+                "args_file", "output", "log", "exit_code", "stale": [paths]}, ...]}
 and stdin, from the runner: a line "stop" (or SIGTERM) kills every unit's process group and
 starts no more; end of file (the runner died or is shutting down gracefully) starts no more
 units but lets the running ones end and records their exit codes, then the launcher exits.
@@ -62,7 +61,6 @@ from typing import Any
 STOPPED = "stopped before it finished"
 # Ended units are reported to the runner at most this often (and at once when none runs).
 REPORT_SECONDS = 0.25
-LOST = 125  # a warm unit whose end nobody could see (warm.py's code for it)
 # What /bin/sh reports for a command it cannot run, kept so a missing program reads the same.
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
 SIGNAL_BASE = 128  # a unit killed by a signal records 128 + the signal, as a shell does
@@ -110,7 +108,6 @@ class Launcher:
         self.warm: Any = None  # warm.py as a module, loaded when a unit first asks for it
         self.pool: Any = None  # its WarmPool
         self.warm_running: dict[int, dict[str, Any]] = {}  # unit id -> unit, run warm
-        self.warm_pids: dict[int, int] = {}  # unit id -> pid, once its parent forked it
         self.warm_signalled: set[int] = set()  # warm unit ids we killed
         self.watched: set[int] = set()  # warm parents' event pipes registered with poll
         self.outbox: list[str] = []  # report lines not yet written (see _send_reports)
@@ -152,7 +149,7 @@ class Launcher:
                     os.unlink(stale)
             with open(unit["args_file"], "w") as handle:
                 json.dump(unit["args"], handle)
-            if unit.get("warm") and self._start_warm(unit, argv, env):
+            if self.warm_file and self._start_warm(unit, argv, env):
                 return
             if self.stopping or self.runner_gone:
                 return  # told to stop while a warm parent was starting: the unit never ran
@@ -272,18 +269,16 @@ class Launcher:
             if unit is None:
                 continue
             if event.kind == "started":
-                self.warm_pids[event.token] = event.pid
                 if self.stopping:  # started after the stop went out: it goes too
                     self._kill_warm(event.token, signal.SIGTERM)
                 continue
             del self.warm_running[event.token]
-            self.warm_pids.pop(event.token, None)
             killed_by_us = event.token in self.warm_signalled
             self.warm_signalled.discard(event.token)
             if killed_by_us and event.kind != "lost":  # lost: its parent died, say so
                 self._report(unit, None, STOPPED, warm=True)
                 continue
-            code = event.code if event.code is not None else LOST
+            code = event.code if event.code is not None else self.warm.LOST_EXIT_CODE
             _write_small(unit["exit_code"], f"{code}\n")
             reason = event.reason
             if reason is None and event.signum is not None:
@@ -354,7 +349,7 @@ class Launcher:
 
     def _kill_warm(self, unit_id: int, how: signal.Signals) -> None:
         self.warm_signalled.add(unit_id)
-        pid = self.warm_pids.get(unit_id)
+        pid = self.pool.pid_of(unit_id)
         if pid is not None:
             self.groups.add(pid)  # a warm child leads a session (and group) of its own
             self.pool.kill(unit_id, how)

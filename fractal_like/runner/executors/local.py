@@ -165,16 +165,11 @@ class LocalExecutor:
 
     def _write_batch(self, calls: list[UnitCall], fail_fast: bool, warm_start: bool) -> Path:
         commands: dict[str, int] = {}
-        warm_commands: dict[str, bool] = {}
         folders: dict[Path, str] = {}
         units: list[dict[str, Any]] = []
         # Plain strings and the C JSON encoder: thousands of units, written in the event loop.
         for call in calls:
             index = commands.setdefault(call.command, len(commands))
-            if call.command not in warm_commands:
-                warm_commands[call.command] = warm_start and warm.warm_form(
-                    split_command(call.command)
-                )
             folder = folders.setdefault(call.files.folder, str(call.files.folder))
             base = f"{folder}/{call.files.prefix}"
             units.append(
@@ -190,7 +185,6 @@ class LocalExecutor:
                     "exit_code": base + EXIT_CODE_SUFFIX,
                     # A pid file left by a wrapper-run attempt would be taken for this run's.
                     "stale": [base + PID_SUFFIX],
-                    "warm": warm_commands[call.command],
                 }
             )
         batch = {
