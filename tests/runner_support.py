@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import itertools
@@ -127,3 +128,18 @@ def images(user: UserClient, project_id: int, dataset_id: int, **query: Any) -> 
         200,
     )
     return page["images"]
+
+
+def parse_standalone_stdlib_file(path: Path) -> ast.Module:
+    """Parse a file the runner copies or runs alone (by path, with any Python >= 3.9):
+    Python 3.9 syntax, standard-library imports only, no relative imports."""
+    tree = ast.parse(path.read_text(), feature_version=(3, 9))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "no relative imports: the file runs alone"
+            imported.add((node.module or "").split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    return tree

@@ -19,6 +19,8 @@ import pytest
 
 from fractal_like.runner import remote
 
+from .runner_support import parse_standalone_stdlib_file
+
 REPO = Path(__file__).resolve().parent.parent
 WORKER_FILE = Path(remote.__file__)
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -146,15 +148,7 @@ def spawner(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_worker_is_one_stdlib_file_that_python39_parses() -> None:
-    tree = ast.parse(WORKER_FILE.read_text(), feature_version=(3, 9))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the file runs alone"
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    tree = parse_standalone_stdlib_file(WORKER_FILE)
     first = next(n for n in tree.body if not isinstance(n, ast.Expr))
     assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
 

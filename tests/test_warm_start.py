@@ -9,7 +9,6 @@ a killed child, a killed parent, stop, fail-fast, and which units may run warm a
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import json
@@ -31,6 +30,8 @@ from fractal_like.runner.executors.base import UnitResult
 from fractal_like.runner.executors.local import LocalExecutor
 from fractal_like.runner.slurm.executor import SlurmExecutor
 from fractal_like.runner.taskcall import UnitCall, UnitFiles
+
+from .runner_support import parse_standalone_stdlib_file
 
 REPO = Path(__file__).resolve().parent.parent
 PKG_ROOT = REPO / "tests" / "tasks_pkg" / "fl_test_tasks"
@@ -185,15 +186,7 @@ def read_pid(path: Path) -> int:
 
 
 def test_warm_is_one_stdlib_file_that_python39_parses() -> None:
-    tree = ast.parse(Path(warm.__file__).read_text(), feature_version=(3, 9))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the file runs alone"
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    parse_standalone_stdlib_file(Path(warm.__file__))
 
 
 # ---------------------------------------------------------------------------- equivalence
