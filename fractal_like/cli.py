@@ -14,7 +14,10 @@ from rich.console import Console
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+from .banner import describe_database, serve_banner
 from .config import ConfigError, Settings, load_settings
+from .db import display_url
+from .listen import PortUnavailableError, listen_on
 from .migrate import SchemaMismatchError, check_schema, upgrade
 
 app = typer.Typer(
@@ -36,8 +39,18 @@ def _settings() -> Settings:
 
 
 def _prepare_database(settings: Settings) -> None:
+    """Create or migrate the database; an unreachable one stops with a plain message."""
+    from sqlalchemy.exc import OperationalError
+
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except OperationalError as error:
+        console.print(
+            f"[red]error:[/red] cannot reach the database at "
+            f"{display_url(settings.database_url)}: {error.orig}"
+        )
+        raise typer.Exit(1) from None
 
 
 @db_app.command("upgrade")
@@ -45,13 +58,14 @@ def db_upgrade() -> None:
     """Create the database, or bring it to the schema of this version."""
     settings = _settings()
     _prepare_database(settings)
-    console.print(f"database at {settings.database_url} is up to date")
+    console.print(f"database {describe_database(settings)} is up to date")
 
 
 @db_app.command("check")
 def db_check() -> None:
-    """Exit 1 unless the database is at the schema of this version."""
+    """Exit 1 unless the database is at the schema of this version (never creates it)."""
     settings = _settings()
+    console.print(f"database {describe_database(settings)}")
     try:
         check_schema(settings.database_url)
     except SchemaMismatchError as error:
@@ -62,8 +76,13 @@ def db_check() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: FRACTAL_LIKE_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to listen on [default: FRACTAL_LIKE_PORT]."),
+    ] = None,
     migrate: Annotated[bool, typer.Option(help="Create or migrate the database first.")] = True,
 ) -> None:
     """Start the API server (creating and migrating the database first)."""
@@ -74,31 +93,28 @@ def serve(
     settings = _settings()
     host = host or settings.HOST
     port = port or settings.PORT
-    if migrate:
-        _prepare_database(settings)
-    url = f"http://{host}:{port}"
-
-    def announce(application: FastAPI) -> None:
-        password = application.state.generated_admin_password
-        shown = password if password else "(the FRACTAL_LIKE_ADMIN_PASSWORD you set before)"
-        console.print(
-            f"fractal-like is serving at [bold]{url}[/bold] "
-            f"(database {settings.database_url})\n"
-            f"log in with: FRACTAL_SERVER={url} FRACTAL_USER={settings.ADMIN_EMAIL} "
-            f"FRACTAL_PASSWORD={shown} fractal user whoami"
-        )
-        if password:
-            console.print(
-                "this password is shown only once: keep it, or change it with "
-                "`fractal-like user set-password`"
-            )
-
+    # The port first: a busy one must stop us before a database, an admin or a
+    # one-time password exists.
     try:
-        application = create_app(settings, on_ready=announce)
-    except SchemaMismatchError as error:
+        sock = listen_on(host, port)
+    except PortUnavailableError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    with sock:
+        if migrate:
+            _prepare_database(settings)
+        url = f"http://{host}:{port}"
+
+        def announce(application: FastAPI) -> None:
+            console.print(serve_banner(url, settings, application.state.first_admin), markup=False)
+
+        try:
+            application = create_app(settings, on_ready=announce)
+        except SchemaMismatchError as error:
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(1) from None
+        config = uvicorn.Config(application, log_level="info")
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command()
@@ -116,7 +132,7 @@ def runner() -> None:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    console.print(f"runner started on {settings.database_url}")
+    console.print(f"runner started on {display_url(settings.database_url)}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Runner(settings).run_forever())
 

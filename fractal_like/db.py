@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -15,6 +16,19 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def display_url(url: str) -> str:
+    """The URL as it may be printed or logged: its password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database's file; None for PostgreSQL or in-memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
 
 
 def sync_url(url: str) -> str:

@@ -8,10 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from .db import make_sync_engine
+from .db import display_url, make_sync_engine, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -36,8 +35,7 @@ def head_revision() -> str:
 
 def current_revision(database_url: str) -> str | None:
     """The database's revision; None for a database without schema (or no SQLite file yet)."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+    if _missing_sqlite_file(database_url) is not None:
         return None  # connecting would create an empty file, or fail if its folder is missing
     engine = make_sync_engine(database_url)
     try:
@@ -45,7 +43,7 @@ def current_revision(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     except OperationalError as error:
         raise SchemaMismatchError(
-            f"cannot reach the database at {url.render_as_string(hide_password=True)}: {error.orig}"
+            f"cannot reach the database at {display_url(database_url)}: {error.orig}"
         ) from None
     finally:
         engine.dispose()
@@ -62,6 +60,16 @@ def check_schema(database_url: str) -> None:
     if current == head:
         return
     script = ScriptDirectory.from_config(alembic_config(database_url))
+    missing_file = _missing_sqlite_file(database_url)
+    if missing_file is not None:
+        # Most often the command ran in another folder than the server's: advising
+        # `db upgrade` here would create a second, empty database.
+        raise SchemaMismatchError(
+            f"the SQLite database file {missing_file} does not exist: point "
+            "FRACTAL_LIKE_DATA_DIR (the folder holding fractal-like.db) or FRACTAL_LIKE_DB_URL "
+            "at the server's database, or run from the folder that holds fractal-like-data/ "
+            "(`fractal-like db upgrade` would create a new, empty database at this path)"
+        )
     if current is None:
         raise SchemaMismatchError(
             "the database has no schema yet: run `fractal-like db upgrade` first"
@@ -75,3 +83,9 @@ def check_schema(database_url: str) -> None:
     raise SchemaMismatchError(
         f"the database is at revision {current}, older than {head}: run `fractal-like db upgrade`"
     )
+
+
+def _missing_sqlite_file(database_url: str) -> Path | None:
+    """The path of a SQLite database file that does not exist, else None."""
+    path = sqlite_file(database_url)
+    return path if path is not None and not path.exists() else None

@@ -17,6 +17,7 @@ from ..config import Settings, get_settings
 from ..db import make_async_engine, make_session_factory
 from ..migrate import check_schema
 from ..services.bootstrap import ensure_first_admin
+from .docs_pages import install_docs_pages
 from .limits import BodySizeLimit
 from .routers import ROUTERS
 
@@ -38,8 +39,7 @@ def create_app(
         engine = make_async_engine(settings.database_url)
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
-        generated = await ensure_first_admin(app.state.session_factory, settings)
-        app.state.generated_admin_password = generated
+        app.state.first_admin = await ensure_first_admin(app.state.session_factory, settings)
         runner_task = None
         if settings.EMBEDDED_RUNNER:
             # The runner lives beside the API, never inside a request (imported here so
@@ -63,6 +63,9 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         redirect_slashes=False,
+        # Served by docs_pages from local files instead of FastAPI's CDN-based pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.jwt_secret = settings.jwt_secret()
@@ -89,5 +92,6 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
+    install_docs_pages(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BYTES)
     return app

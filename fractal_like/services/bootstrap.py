@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
 from fastapi_users.password import PasswordHelper
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -14,15 +15,20 @@ from ..models import Profile, Resource, UserOAuth
 from .groups import add_member, ensure_default_group
 
 
+@dataclass(frozen=True)
+class FirstAdmin:
+    """What `ensure_first_admin` did, for the start banner to tell the truth."""
+
+    created: bool
+    # Set only when the admin was created just now with an invented password,
+    # so that it can be shown exactly once.
+    generated_password: str | None = None
+
+
 async def ensure_first_admin(
     factory: async_sessionmaker[AsyncSession], settings: Settings
-) -> str | None:
-    """Create the default group and the first superuser, once.
-
-    Returns the generated password when one had to be invented, so it can be
-    shown exactly once; None when the admin already existed or the password
-    came from the settings.
-    """
+) -> FirstAdmin:
+    """Create the default group and the first superuser, once."""
     async with factory() as session:
         group = await ensure_default_group(session, settings.DEFAULT_GROUP_NAME)
         email = settings.ADMIN_EMAIL
@@ -32,7 +38,7 @@ async def ensure_first_admin(
             )
         ).first()
         if existing is not None:
-            return None
+            return FirstAdmin(created=False)
         generated = None
         password = settings.ADMIN_PASSWORD
         if not password:
@@ -52,7 +58,7 @@ async def ensure_first_admin(
         assert admin.id is not None and group.id is not None
         await add_member(session, group.id, admin.id)
         await session.commit()
-        return generated
+        return FirstAdmin(created=True, generated_password=generated)
 
 
 LOCAL_RESOURCE_NAME = "embedded-local"
