@@ -28,10 +28,10 @@ from ..models import Job, Profile, Resource, UserOAuth
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
 from . import history
+from .accounts import AccountCommandError
 from .executors.base import UnitResult
 from .executors.local import LocalExecutor
 from .joblog import JobLog
-from .slurm.commands import SlurmCommandError
 from .slurm.executor import SlurmExecutor, TaskInfo
 from .slurm.poller import SlurmPoller
 from .slurm.setup import slurm_executor_for
@@ -97,11 +97,14 @@ class Engine:
         session_factory: async_sessionmaker[AsyncSession],
         runner_id: str,
         parallelism: int | None = None,
+        private_paths: Callable[[], list[str]] | None = None,
     ) -> None:
         self.engine = engine
         self.session_factory = session_factory
         self.runner_id = runner_id
         self.parallelism = parallelism
+        # The server's files that local units must not reach (None: units are not confined).
+        self.private_paths = private_paths
         self.slurm_poller = SlurmPoller()  # one squeue per interval for all jobs of this runner
 
     async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> str:
@@ -114,6 +117,7 @@ class Engine:
                 await session.get(Profile, user.profile_id) if user and user.profile_id else None
             )
             resource = await session.get(Resource, profile.resource_id) if profile else None
+            working_dir = Path(job.working_dir or "")
             executor: LocalExecutor | SlurmExecutor | str
             if resource is not None and resource.type != "local":
                 assert profile is not None
@@ -126,8 +130,18 @@ class Engine:
                     resource.jobs_runner_config.get("memory_limit_per_unit_mb")
                     if resource is not None
                     else None,
+                    private_paths=self.private_paths() if self.private_paths else None,
+                    account=profile.username if profile is not None else None,
+                    working_dir=working_dir,
                 )
-        working_dir = Path(job.working_dir or "")
+            # Units that run as a user's account (SLURM, a local profile's username) write
+            # into that account's folder of the job.
+            as_user = bool(
+                resource is not None
+                and profile is not None
+                and (resource.type != "local" or profile.username)
+            )
+            user_dir = Path(job.working_dir_user or working_dir) if as_user else working_dir
         working_dir.mkdir(parents=True, exist_ok=True)
         log = JobLog(working_dir)
         ctx = JobContext(
@@ -138,7 +152,7 @@ class Engine:
             log=log,
             stop=stop,
             executor=LocalExecutor(1) if isinstance(executor, str) else executor,
-            user_dir=Path(job.working_dir_user or working_dir),
+            user_dir=user_dir,
         )
         log.write(
             f"{'Resuming' if resumed else 'Starting'} job {job_id} on runner {self.runner_id}"
@@ -220,15 +234,11 @@ class Engine:
                 f"{ctx.job.attribute_filters or {}}"
             )
         folder_name = f"{wftask['order']}_{_slug(name)}"
-        if isinstance(ctx.executor, SlurmExecutor):
-            # The units write as the cluster user, into a folder that user owns.
-            try:
-                folder = await ctx.executor.prepare_folder(ctx.user_dir / folder_name)
-            except SlurmCommandError as error:
-                raise JobFailedError(str(error)) from None
-        else:
-            folder = ctx.working_dir / folder_name
-            folder.mkdir(parents=True, exist_ok=True)
+        # The units write as their account, into a folder that account owns.
+        try:
+            folder = await ctx.executor.prepare_folder(ctx.user_dir / folder_name)
+        except AccountCommandError as error:
+            raise JobFailedError(str(error)) from None
         ctx.log.write(
             f"Task {wftask['order']} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
         )

@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..services.collection.worker import Collector
+from . import sandbox
 from .engine import Engine
 from .queue import JobQueue, Wakeup, new_runner_id
+from .server_files import private_paths
 
 logger = logging.getLogger("fractal_like.runner")
 HEARTBEAT_SECONDS = 2.0
@@ -36,6 +38,7 @@ class Runner:
             make_session_factory(self.engine),
             self.runner_id,
             settings.RUNNER_PARALLELISM,
+            private_paths=lambda: private_paths(settings),
         )
         self.active: dict[int, tuple[asyncio.Task[str], asyncio.Event]] = {}
         # Task collection (and the task-group lifecycle) is claimed from the same database.
@@ -48,6 +51,7 @@ class Runner:
 
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)
+        _protect_this_process()
         last_beat = last_stale_check = last_stop_check = 0.0
         wakeup = Wakeup()
         wakeup.start()
@@ -103,3 +107,21 @@ class Runner:
         for job_id, status in (await self.queue.statuses(list(self.active))).items():
             if status == "stopping" and job_id in self.active:
                 self.active[job_id][1].set()
+
+
+def _protect_this_process() -> None:
+    """Units of our own account must not read our environment or memory (the server's
+    secrets, when the runner is embedded in it); say once if they could reach our files."""
+    try:
+        sandbox.make_undumpable()
+    except OSError as error:
+        logger.warning("cannot hide the runner's memory from its units: %s", error)
+    abi = sandbox.landlock_abi()
+    if abi < sandbox.MIN_ABI:
+        logger.warning(
+            "this kernel has no Landlock ABI %s (Linux 5.19; it has %s): units of a local "
+            "resource without a username can read the server's files (JWT secret, SQLite "
+            "database)",
+            sandbox.MIN_ABI,
+            abi or "none",
+        )

@@ -25,9 +25,24 @@ Memory: with "memory_limit_mb", every unit (and warm parent, whose children inhe
 that limit on its private writable memory (RLIMIT_DATA) as soon as it has started: an
 allocation beyond it fails (Python raises MemoryError) instead of the machine swapping.
 
+Environment: the launcher is started with exactly the units' environment (the runner's
+allow-list, `unit_env.py`), never the server's, and passes it on: a unit gets that plus its
+own "env".
+
+Confinement: with "sandbox_file" (`sandbox.py`), the launcher confines itself once, after
+reading its batch and before any unit starts, so that every unit inherits it: Landlock denies
+every access to "private_paths" (the server's secret and database files), and the
+capabilities that would read the server's memory or environment are dropped. A kernel
+without Landlock leaves the files reachable: the launcher says so on stderr and carries on.
+
+Account: run through `sudo -n -u <account>` (a local profile's `username`), the launcher
+applies "umask" (0o022) so that the runner, another account, can read what it and the units
+write; its batch file then lies in the runner's folder, which it may not delete.
+
 Input: argv[1], the batch file (JSON, deleted once read):
     {"parallelism": P, "fail_fast": bool, "kill_grace": seconds, "pid_file": path,
      "warm_file": path or null, "memory_limit_mb": int or null,
+     "sandbox_file": path or null, "private_paths": [path, ...], "umask": int or null,
      "commands": [argv, ...],
      "units": [{"id", "command" (index), "args", "cwd", "env" (extra variables or null),
                 "args_file", "output", "log", "exit_code", "stale": [paths]}, ...]}
@@ -98,8 +113,8 @@ class Launcher:
         self.runner_gone = False
         self.kill_at: float | None = None
         self.cwd = ""
-        # A plain copy: posix_spawn converts the mapping at every call, and os.environ decodes
-        # each entry on the way.
+        # The units' environment, which the runner started us with. A plain copy: posix_spawn
+        # converts the mapping at every call, and os.environ decodes each entry on the way.
         self.environ = dict(os.environ)
         self.executables: dict[tuple[int, str | None], str | None] = {}
         limit = batch.get("memory_limit_mb")
@@ -210,10 +225,7 @@ class Launcher:
         """warm.py as a module (loaded by path: this file runs without the package)."""
         if self.warm is None and self.warm_file:
             try:
-                spec = importlib.util.spec_from_file_location("fractal_like_warm", self.warm_file)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                module = _load_by_path("fractal_like_warm", self.warm_file)
             except Exception as error:  # an unusable warm.py must not stop the cold path
                 sys.stderr.write(f"warm start off: {error}\n")
                 self.warm_file = None
@@ -442,12 +454,36 @@ class Launcher:
         self.watched = current
 
 
+def _load_by_path(name: str, path: str) -> Any:
+    """A module of the package, loaded by path: this file runs without the package."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _confine(batch: dict[str, Any]) -> None:
+    """Keep every unit to come away from the server's files and process (see sandbox.py)."""
+    if not batch.get("sandbox_file"):
+        return
+    sandbox = _load_by_path("fractal_like_sandbox", batch["sandbox_file"])
+    problem = sandbox.confine(batch.get("private_paths") or [])
+    if problem:
+        sys.stderr.write(f"fractal-like launcher: {problem}\n")
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1]) as handle:
         batch = json.load(handle)
-    os.unlink(argv[1])
+    # Run as a profile's account, the batch lies in the runner's folder: the runner deletes it.
+    with contextlib.suppress(PermissionError):
+        os.unlink(argv[1])
+    if batch.get("umask") is not None:
+        os.umask(batch["umask"])
     # Before any unit starts: a runner that takes the job over must find this process.
     _write_small(batch["pid_file"], f"{os.getpid()}\n")
+    _confine(batch)
     Launcher(batch).run()
     return 0
 

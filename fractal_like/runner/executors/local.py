@@ -6,6 +6,13 @@ on a pipe. The runner's event loop does no per-unit process or file work: it wri
 batch file and reads one line per unit. The launcher lives in its own session: when the
 runner dies or shuts down it starts no more units, lets the running ones end and records
 them, and a runner that takes the job over waits for it (`adopt`) before running the rest.
+
+The launcher starts with the units' allow-listed environment (`unit_env`), never the
+runner's. With `private_paths` it confines itself and so every unit (`sandbox.py`: Landlock
+keeps them from the server's secret and database files). With `account` (a local profile's
+`username`) it runs as that Unix account through `sudo -n -u`, as slurm_sudo's commands do:
+the units' folders are created as that account, while the batch file and the launcher's log
+stay in the runner's own folder of the job (`working_dir`), as a SLURM job's files do.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .. import warm
+from .. import sandbox, warm
+from ..accounts import as_account, make_folder
 from ..taskcall import (
     ARGS_SUFFIX,
     EXIT_CODE_SUFFIX,
@@ -36,6 +44,7 @@ from ..taskcall import (
     read_pid,
     split_command,
 )
+from ..unit_env import unit_environment
 from . import launcher
 from .base import ResultCallback, UnitResult
 
@@ -46,6 +55,8 @@ SKIPPED = "not started: an earlier unit of the task failed, or the job was stopp
 # The launcher's own files sit beside the units' and are named like a unit's:
 # launcher-pid (its pid, for the runner that takes a job over) and launcher-log.txt.
 LAUNCHER_PREFIX = "launcher"
+# Run as a profile's account, the launcher and units write files the runner must read.
+ACCOUNT_UMASK = 0o022
 
 
 def _cmdline(pid: int) -> bytes:
@@ -62,25 +73,54 @@ def _is_our_unit(pid: int) -> bool:
     return b"fractal-like-unit" in _cmdline(pid)
 
 
-def _live_launcher(folder: Path) -> int | None:
+def _live_launcher(folder: Path, batch_folder: Path | None = None) -> int | None:
     """The pid of the launcher still running units in `folder`, if any.
 
-    Its command line names launcher.py and its batch file, which lives in `folder`; a
-    launcher that has ended (even as a zombie) has recorded every unit it ran."""
+    Its command line names launcher.py and its batch file, which lives in `batch_folder`
+    (default: `folder`); a launcher that has ended (even as a zombie) has recorded every
+    unit it ran."""
     pid = read_pid(UnitFiles(folder, LAUNCHER_PREFIX))
     if pid is None:
         return None
     arguments = _cmdline(pid).split(b"\0")
-    script, batch = os.fsencode(launcher.__file__), os.fsencode(folder)
+    script, batch = os.fsencode(launcher.__file__), os.fsencode(batch_folder or folder)
     if script in arguments and any(arg.startswith(batch + b"/") for arg in arguments):
         return pid
     return None
 
 
 class LocalExecutor:
-    def __init__(self, parallelism: int | None = None, memory_limit_mb: int | None = None) -> None:
+    def __init__(
+        self,
+        parallelism: int | None = None,
+        memory_limit_mb: int | None = None,
+        *,
+        private_paths: Sequence[str] | None = None,
+        account: str | None = None,
+        working_dir: Path | None = None,
+    ) -> None:
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.memory_limit_mb = memory_limit_mb  # per unit (RLIMIT_DATA), None: no limit
+        # The server's files no unit may reach; None: units are not confined at all.
+        self.private_paths = list(private_paths) if private_paths is not None else None
+        self.account = account  # the Unix account units run as; None: the runner's own
+        self.working_dir = working_dir  # the runner's folder of the job (with `account`)
+        self.environment = unit_environment(account=account)
+
+    async def prepare_folder(self, folder: Path) -> Path:
+        """A task's folder for the units' files, owned by the account they run as."""
+        if self.account is None:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            await make_folder(self.account, str(folder), self.environment)
+        return folder
+
+    def _runner_folder(self, folder: Path) -> Path:
+        """Where the batch file and the launcher's log of the units in `folder` go: the
+        runner's own folder of the task when units run as another account."""
+        if self.account is None or self.working_dir is None:
+            return folder
+        return self.working_dir / folder.name
 
     async def run(
         self,
@@ -95,13 +135,17 @@ class LocalExecutor:
         if not calls:
             return
         folder = calls[0].files.folder
-        batch_file = self._write_batch(calls, fail_fast, warm_start)
+        runner_folder = self._runner_folder(folder)
+        runner_folder.mkdir(parents=True, exist_ok=True)
+        batch_file = self._write_batch(calls, fail_fast, warm_start, runner_folder)
         reported: set[int] = set()
         calls_by_id = {call.unit_id: call for call in calls}
-        with UnitFiles(folder, LAUNCHER_PREFIX).log.open("ab") as log:
+        argv = [sys.executable, "-I", "-S", launcher.__file__, str(batch_file)]
+        with UnitFiles(runner_folder, LAUNCHER_PREFIX).log.open("ab") as log:
             try:
                 process = subprocess.Popen(
-                    [sys.executable, "-I", "-S", launcher.__file__, str(batch_file)],
+                    # Exactly the units' environment, as the account they run as.
+                    as_account(self.account, argv, self.environment),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=log,
@@ -135,6 +179,7 @@ class LocalExecutor:
         finally:
             stopper.cancel()
         process.stdin.close()
+        batch_file.unlink(missing_ok=True)  # the launcher's own, unless it may not delete it
         missing = [call for call in calls if call.unit_id not in reported]
         if not missing:
             return
@@ -142,7 +187,7 @@ class LocalExecutor:
         # the units it had started may still be running, and are waited for like any other.
         died = returncode != 0
         if died:
-            tail = log_tail(UnitFiles(folder, LAUNCHER_PREFIX)).strip()
+            tail = log_tail(UnitFiles(runner_folder, LAUNCHER_PREFIX)).strip()
             reason = f"the unit launcher ended with code {returncode}" + (
                 f": {tail}" if tail else ""
             )
@@ -163,7 +208,9 @@ class LocalExecutor:
             "(jobs_runner_config.memory_limit_per_unit_mb)"
         )
 
-    def _write_batch(self, calls: list[UnitCall], fail_fast: bool, warm_start: bool) -> Path:
+    def _write_batch(
+        self, calls: list[UnitCall], fail_fast: bool, warm_start: bool, runner_folder: Path
+    ) -> Path:
         commands: dict[str, int] = {}
         folders: dict[Path, str] = {}
         units: list[dict[str, Any]] = []
@@ -193,14 +240,17 @@ class LocalExecutor:
             "kill_grace": KILL_GRACE_SECONDS,
             "warm_file": warm.__file__ if warm_start else None,
             "memory_limit_mb": self.memory_limit_mb,
+            "sandbox_file": sandbox.__file__ if self.private_paths is not None else None,
+            "private_paths": self.private_paths or [],
+            "umask": ACCOUNT_UMASK if self.account is not None else None,
             "pid_file": str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
             "commands": [split_command(command) for command in commands],
             "units": units,
         }
-        handle, name = tempfile.mkstemp(
-            prefix="launcher-batch-", suffix=".json", dir=calls[0].files.folder
-        )
+        handle, name = tempfile.mkstemp(prefix="launcher-batch-", suffix=".json", dir=runner_folder)
         with os.fdopen(handle, "w") as out:
+            if self.account is not None:
+                os.fchmod(out.fileno(), 0o644)  # the account reads it, in the runner's folder
             out.write(json.dumps(batch))
         return Path(name)
 
@@ -212,7 +262,8 @@ class LocalExecutor:
         code = read_exit_code(call.files)
         if code is not None:
             return UnitResult(call.unit_id, code)
-        while _live_launcher(call.files.folder) is not None:
+        runner_folder = self._runner_folder(call.files.folder)
+        while _live_launcher(call.files.folder, runner_folder) is not None:
             await asyncio.sleep(ADOPT_POLL_SECONDS)
         pid = read_pid(call.files)
         while pid is not None and _is_our_unit(pid):

@@ -2,19 +2,23 @@
 
 `sbatch`, `scancel` and folder creation run as the profile's cluster user through
 `sudo -n -u <user>`, so jobs and their files belong to that user; `squeue`, `scontrol`
-and `sacct` only read state and run as the server's own account. sudo drops most of the
-environment, SLURM_CONF included, so it is passed on explicitly with `env`.
+and `sacct` only read state and run as the server's own account. What runs as the user
+gets the units' allow-listed environment (`unit_env`), SLURM_CONF included, and nothing
+else: sbatch exports its environment to the job, so the job (the worker and its units)
+sees exactly that, never the server's variables, even when the user is the server's own
+account.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 import re
 from dataclasses import dataclass, field
 
-POSIX_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+from ..accounts import AccountCommandError, as_account, check_account, make_folder
+from ..unit_env import unit_environment
+
 JOB_ID = re.compile(r"^\d+(_\d+)?$")
 COMMAND_TIMEOUT_SECONDS = 120.0
 FINAL_STATES = frozenset(
@@ -32,7 +36,7 @@ FINAL_STATES = frozenset(
 )
 
 
-class SlurmCommandError(RuntimeError):
+class SlurmCommandError(AccountCommandError):
     """A SLURM command failed; the message carries what it printed."""
 
 
@@ -51,13 +55,6 @@ class JobInfo:
     exit_code: str = ""  # "3:0" = exit code 3; "0:9" = killed by signal 9
     reason: str = ""
     node: str = ""
-
-
-def _server_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry for our uid (containers)
-        return str(os.getuid())
 
 
 async def run_command(argv: list[str], timeout: float = COMMAND_TIMEOUT_SECONDS) -> CommandResult:
@@ -89,24 +86,23 @@ class SlurmCommands:
 
     username: str
     slurm_conf: str | None = field(default_factory=lambda: os.environ.get("SLURM_CONF"))
+    environment: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not POSIX_USER.match(self.username):
-            raise ValueError(f"{self.username!r} is not a valid cluster user name")
+        try:
+            check_account(self.username)
+        except ValueError:
+            raise ValueError(f"{self.username!r} is not a valid cluster user name") from None
+        conf = {"SLURM_CONF": self.slurm_conf} if self.slurm_conf else {}
+        self.environment = unit_environment(account=self.username, extra=conf)
 
     def as_user(self, argv: list[str]) -> list[str]:
-        """argv run as the profile's user: directly when that is us, else through sudo."""
-        conf = [f"SLURM_CONF={self.slurm_conf}"] if self.slurm_conf else []
-        if self.username == _server_user():
-            return argv
-        return ["sudo", "-n", "-u", self.username, "env", *conf, *argv]
+        """argv run as the profile's user (through sudo unless that is us), in its environment."""
+        return as_account(self.username, argv, self.environment)
 
     async def mkdir(self, path: str) -> None:
-        result = await run_command(self.as_user(["mkdir", "-p", "-m", "0755", "--", path]))
-        if result.returncode != 0:
-            raise SlurmCommandError(
-                f"user {self.username!r} cannot create {path!r}: {_last_line(result)}"
-            )
+        """Raises AccountCommandError when the user cannot create it."""
+        await make_folder(self.username, path, self.environment)
 
     async def sbatch(self, argv: list[str]) -> str:
         """Submit; returns the SLURM job id. Raises SlurmCommandError with SLURM's words."""
