@@ -56,7 +56,11 @@ class Settings(BaseSettings):
     # Units run at once per job on the local backend (default: the resource's setting,
     # else the number of cores).
     RUNNER_PARALLELISM: int | None = Field(default=None, gt=0, le=4096)
-    # Bodies above this size get 413 (wheels uploaded for task collection are the largest).
+    # Bodies above this size get 413: every route but the upload ones. The largest real JSON
+    # bodies (workflow imports, custom task manifests with their args schemas) are well under
+    # 1 MB; 4 MiB leaves room while bounding what one request costs the server to parse.
+    MAX_JSON_BYTES: int = Field(default=4 * 1024 * 1024, gt=0)
+    # The larger limit of the routes that take uploads (wheels for task collection).
     MAX_REQUEST_BYTES: int = Field(default=200 * 1024 * 1024, gt=0)
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -18,7 +18,8 @@ from ..db import make_async_engine, make_session_factory
 from ..migrate import check_schema
 from ..services.bootstrap import ensure_first_admin
 from .docs_pages import install_docs_pages
-from .limits import BodySizeLimit
+from .errors import request_validation_error
+from .request_body import GuardedRoute
 from .routers import ROUTERS
 
 logger = logging.getLogger("fractal_like")
@@ -40,22 +41,22 @@ def create_app(
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
         app.state.first_admin = await ensure_first_admin(app.state.session_factory, settings)
-        runner_task = None
+        runner_thread = None
         if settings.EMBEDDED_RUNNER:
-            # The runner lives beside the API, never inside a request (imported here so
-            # that the API modules themselves never import the runner).
-            from ..runner.service import Runner
+            # The runner lives beside the API, never inside a request, in a thread with an
+            # event loop of its own (imported here so that the API modules themselves never
+            # import the runner).
+            from ..runner.in_thread import RunnerThread
 
-            runner_task = asyncio.create_task(Runner(settings).run_forever())
+            runner_thread = RunnerThread(settings)
+            runner_thread.start()
         if on_ready is not None:
             on_ready(app)
         try:
             yield
         finally:
-            if runner_task is not None:
-                runner_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner_task
+            if runner_thread is not None:
+                await anyio.to_thread.run_sync(runner_thread.stop)
             await engine.dispose()
 
     app = FastAPI(
@@ -69,6 +70,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.jwt_secret = settings.jwt_secret()
+    app.router.route_class = GuardedRoute
 
     @app.get("/api/alive/", tags=["meta"])
     async def alive() -> dict[str, object]:
@@ -90,8 +92,9 @@ def create_app(
             status_code=422, content={"detail": "a value in the request is out of range"}
         )
 
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+
     for router in ROUTERS:
         app.include_router(router)
     install_docs_pages(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_REQUEST_BYTES)
     return app

@@ -1,70 +1,43 @@
-"""Refuse request bodies larger than the configured limit with 413."""
+"""Request body limits: 413 before a body is read when its Content-Length is too large, else
+as soon as the bytes read cross the limit.
+
+Each route's limit is a setting named by its route class (see `request_body.py`):
+MAX_JSON_BYTES for all but the upload routes, which take MAX_REQUEST_BYTES.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-Scope = dict[str, Any]
+from fastapi import HTTPException, Request
+from starlette.types import Message, Receive
 
 
-class BodySizeLimit:
-    """ASGI middleware: a declared Content-Length above the limit gets 413 at once, unread.
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        413, detail=f"the request body is larger than {limit} bytes, the limit of this route"
+    )
 
-    A body without Content-Length (chunked) is read up to the limit first, then handed
-    to the app, so the app never sees a body it would have to abandon half-parsed.
+
+def refuse_declared_oversize(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+
+
+def limited_receive(receive: Receive, limit: int) -> Receive:
+    """`receive` that raises 413 once more than `limit` body bytes came (chunked bodies).
+
+    FastAPI lets an HTTPException raised while it reads the body through, so the client
+    gets the usual JSON 413 and the rest of the body is never read.
     """
+    received = 0
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large(limit)
+        return message
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                await self._refuse(send)
-                return
-            await self.app(scope, receive, send)
-            return
-        if headers.get(b"transfer-encoding", b"").lower() != b"chunked":
-            await self.app(scope, receive, send)
-            return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await self._refuse(send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"detail": f"the request body is larger than {self.max_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    return receive_within_limit

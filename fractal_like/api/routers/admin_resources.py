@@ -21,9 +21,10 @@ from ...schemas.resource import (
 )
 from ..deps import SessionDep
 from ..errors import unprocessable_from
+from ..request_body import GuardedRoute
 from ..users import Superuser
 
-router = APIRouter(prefix="/admin/v2", tags=["admin"])
+router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 
 
 async def _get_resource(session: SessionDep, resource_id: int) -> Resource:

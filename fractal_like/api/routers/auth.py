@@ -21,9 +21,10 @@ from ...schemas.user import (
 from ...services.access import user_or_404
 from ...services.groups import add_member, group_ids_names, set_memberships
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import CurrentUser, Superuser, UserManagerDep, auth_backend
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=GuardedRoute)
 
 
 async def _read(session: SessionDep, user: UserOAuth, with_groups: bool = True) -> UserRead:

@@ -23,9 +23,12 @@ from ...services.access import Need, child_of_project, project_for
 from ...services.paths import PathRefused, check_under, check_user_dir, slugify
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2/project/{project_id}/dataset", tags=["datasets"])
+router = APIRouter(
+    prefix="/api/v2/project/{project_id}/dataset", tags=["datasets"], route_class=GuardedRoute
+)
 
 MAX_PAGE_SIZE = 100_000
 

@@ -11,9 +11,10 @@ from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
 from ...services.access import user_or_404
 from ...services.groups import add_member, member_ids
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import Superuser
 
-router = APIRouter(prefix="/auth/group", tags=["groups"])
+router = APIRouter(prefix="/auth/group", tags=["groups"], route_class=GuardedRoute)
 
 
 async def _get_group(session: SessionDep, group_id: int) -> UserGroup:

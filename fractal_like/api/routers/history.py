@@ -22,9 +22,12 @@ from ...schemas.history import (
 from ...services import history as service
 from ...services.access import child_of_project, project_for
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2/project/{project_id}/status", tags=["history"])
+router = APIRouter(
+    prefix="/api/v2/project/{project_id}/status", tags=["history"], route_class=GuardedRoute
+)
 
 MAX_ID = 2**31 - 1
 MAX_PAGE_SIZE = 100_000

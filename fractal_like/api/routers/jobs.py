@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 
 from ...models import Dataset, Job, Workflow
 from ...schemas.job import JobCreate, JobRead
 from ...services import jobs as service
 from ...services.access import Need, child_of_project, project_for
-from ...services.job_files import read_live_log, zip_folders
+from ...services.job_files import iter_chunks, read_live_log, zip_folders
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2", tags=["jobs"])
+router = APIRouter(prefix="/api/v2", tags=["jobs"], route_class=GuardedRoute)
 
 
-def _read(job: Job, show_tmp_logs: bool = False, with_log: bool = True) -> JobRead:
+def _read(job: Job, live_log: str | None = None, with_log: bool = True) -> JobRead:
     data = JobRead.model_validate(job)
-    if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
-        data.log = read_live_log(job.working_dir) or data.log
+    data.log = live_log or data.log
     if not with_log:
         data.log = None
     return data
@@ -90,7 +92,11 @@ async def get_job(
     show_tmp_logs: bool = False,
 ) -> JobRead:
     await project_for(session, user, project_id)
-    return _read(await _job(session, project_id, job_id), show_tmp_logs=show_tmp_logs)
+    job = await _job(session, project_id, job_id)
+    live_log = None
+    if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
+        live_log = await run_in_threadpool(read_live_log, job.working_dir)
+    return _read(job, live_log)
 
 
 @router.get(
@@ -109,13 +115,15 @@ async def stop_job(project_id: int, job_id: int, user: ApiUser, session: Session
 @router.get("/project/{project_id}/job/{job_id}/download/")
 async def download_job_logs(
     project_id: int, job_id: int, user: ApiUser, session: SessionDep
-) -> Response:
+) -> StreamingResponse:
     await project_for(session, user, project_id)
     job = await _job(session, project_id, job_id)
-    content = zip_folders(job.working_dir, job.working_dir_user)
+    # Zipped by a thread into a spooled file, sent chunk by chunk from threads: a job
+    # folder of any size never stalls the event loop nor sits whole in memory.
+    archive = await run_in_threadpool(zip_folders, job.working_dir, job.working_dir_user)
     name = f"job_{job_id}_logs.zip"
-    return Response(
-        content=content,
+    return StreamingResponse(
+        iter_chunks(archive),
         media_type="application/x-zip-compressed",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -17,9 +17,10 @@ from ...schemas.project import (
 from ...services.access import Need, project_for, readable_projects
 from ...services.projects import active_jobs, name_taken, project_read
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2/project", tags=["projects"])
+router = APIRouter(prefix="/api/v2/project", tags=["projects"], route_class=GuardedRoute)
 
 
 @router.get("/", response_model=list[ProjectRead])

@@ -18,10 +18,12 @@ from ...services import tasks as task_service
 from ...services.collection import start
 from ...services.jobs import resource_of
 from ..deps import SessionDep, SettingsDep
+from ..request_body import UploadRoute
 from ..users import ApiUser
 from .tasks import GroupIdQuery
 
-router = APIRouter(prefix="/api/v2", tags=["task collection"])
+# Its wheel uploads take the larger body limit (MAX_REQUEST_BYTES).
+router = APIRouter(prefix="/api/v2", tags=["task collection"], route_class=UploadRoute)
 
 # Bounds on the raw form fields; their content is checked by parse_collect_form.
 ShortField = Annotated[str | None, Form(max_length=300)]

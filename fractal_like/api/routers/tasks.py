@@ -23,10 +23,11 @@ from ...services import tasks as task_service
 from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for, visible_to
 from ..deps import SessionDep, SettingsDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser, Superuser
 
-router = APIRouter(prefix="/api/v2", tags=["tasks"])
-admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"])
+router = APIRouter(prefix="/api/v2", tags=["tasks"], route_class=GuardedRoute)
+admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"], route_class=GuardedRoute)
 
 GroupIdQuery = Annotated[int | None, Query(gt=0, le=2**31 - 1)]
 FilterQuery = Annotated[str | None, Query(min_length=1, max_length=255)]

@@ -25,9 +25,10 @@ from ...services.templates import (
     visible_templates,
 )
 from ..deps import SessionDep
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2/workflow-template", tags=["templates"])
+router = APIRouter(prefix="/api/v2/workflow-template", tags=["templates"], route_class=GuardedRoute)
 
 
 async def _read(session: SessionDep, template: WorkflowTemplate) -> TemplateRead:

@@ -26,9 +26,12 @@ from ...services.projects import active_jobs
 from ...services.templates import template_for_use
 from ..deps import SessionDep
 from ..errors import unprocessable_from
+from ..request_body import GuardedRoute
 from ..users import ApiUser
 
-router = APIRouter(prefix="/api/v2/project/{project_id}/workflow", tags=["workflows"])
+router = APIRouter(
+    prefix="/api/v2/project/{project_id}/workflow", tags=["workflows"], route_class=GuardedRoute
+)
 
 
 async def _name_free(
