@@ -45,8 +45,13 @@ class LiveServer:
 
 
 def start_server(
-    db_url: str, tmp_path: Path, timeout: float = 60.0, runner: bool = False, **extra_env: str
+    db_url: str,
+    tmp_path: Path,
+    timeout: float = 60.0,
+    runner: bool = False,
+    **extra_env: str | None,
 ) -> LiveServer:
+    """`extra_env` adds or overrides variables; None leaves one unset."""
     port = free_port()
     data_dir = tmp_path / "server-data"
     env = {
@@ -60,6 +65,7 @@ def start_server(
         "FRACTAL_LIKE_EMBEDDED_RUNNER": "true" if runner else "false",
         **extra_env,
     }
+    env = {name: value for name, value in env.items() if value is not None}
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

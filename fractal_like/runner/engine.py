@@ -133,6 +133,10 @@ class Engine:
                     private_paths=self.private_paths() if self.private_paths else None,
                     account=profile.username if profile is not None else None,
                     working_dir=working_dir,
+                    # Units run as another account: a Python that account can run.
+                    python=resource.jobs_slurm_python_worker
+                    if resource is not None and profile is not None and profile.username
+                    else None,
                 )
             # Units that run as a user's account (SLURM, a local profile's username) write
             # into that account's folder of the job.

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from ..slurm_config import LocalRunnerConfig, SlurmConfig
-from ._base import NonEmptyStr, ReadModel, StrictModel, UTCTimestamp
+from ._base import JsonDict, NonEmptyStr, ReadModel, StrictModel, UTCTimestamp, omittable
 
 ResourceType = Literal["local", "slurm_sudo", "slurm_ssh"]
 _POSIX_USER = r"^[a-z_][a-z0-9_-]{0,31}\$?$"
@@ -53,7 +53,7 @@ class ResourceCreate(StrictModel):
     host: Annotated[str, StringConstraints(pattern=_HOST)] | None = None
     jobs_local_dir: AbsolutePath
     tasks_local_dir: AbsolutePath
-    jobs_runner_config: dict[str, Any] = Field(default_factory=dict)
+    jobs_runner_config: JsonDict = Field(default_factory=dict)
     jobs_slurm_python_worker: AbsolutePath | None = None
     jobs_poll_interval: int = Field(default=5, ge=1, le=3600)
     tasks_python_config: PythonConfig | None = None
@@ -81,17 +81,20 @@ class ResourceCreate(StrictModel):
 
 
 class ResourceUpdate(StrictModel):
-    """A partial update; the merged resource is validated again as a whole."""
+    """A partial update; the merged resource is validated again as a whole.
 
-    name: NonEmptyStr | None = None
+    Null clears host, jobs_slurm_python_worker and tasks_python_config (where the type
+    allows it); the other fields are left out or given."""
+
+    name: NonEmptyStr = omittable()
     host: Annotated[str, StringConstraints(pattern=_HOST)] | None = None
-    jobs_local_dir: AbsolutePath | None = None
-    tasks_local_dir: AbsolutePath | None = None
-    jobs_runner_config: dict[str, Any] | None = None
+    jobs_local_dir: AbsolutePath = omittable()
+    tasks_local_dir: AbsolutePath = omittable()
+    jobs_runner_config: JsonDict = omittable()
     jobs_slurm_python_worker: AbsolutePath | None = None
-    jobs_poll_interval: int | None = Field(default=None, ge=1, le=3600)
+    jobs_poll_interval: int = omittable(ge=1, le=3600)
     tasks_python_config: PythonConfig | None = None
-    prevent_new_submissions: bool | None = None
+    prevent_new_submissions: bool = omittable()
 
 
 class ResourceRead(ReadModel):
@@ -119,7 +122,9 @@ class ProfileCreate(StrictModel):
 
 
 class ProfileUpdate(StrictModel):
-    name: NonEmptyStr | None = None
+    """Null clears the other fields (checked against the resource's type)."""
+
+    name: NonEmptyStr = omittable()
     username: PosixUser | None = None
     ssh_key_path: AbsolutePath | None = None
     jobs_remote_dir: AbsolutePath | None = None
@@ -147,6 +152,12 @@ def check_profile_for_resource(resource_type: str, profile: dict[str, Any]) -> N
         )
     if resource_type in ("slurm_sudo", "slurm_ssh") and not profile.get("username"):
         raise ValueError(f"a {resource_type} profile needs username, the cluster account")
+    if resource_type == "local" and profile.get("username") and not profile.get("jobs_remote_dir"):
+        # Its units run as that account, which must own the folders they write in.
+        raise ValueError(
+            "a local profile with a username needs jobs_remote_dir, a folder that account "
+            "can write, for the files of its jobs"
+        )
     if resource_type == "slurm_ssh":
         for key in ("ssh_key_path", "jobs_remote_dir"):
             if not profile.get(key):

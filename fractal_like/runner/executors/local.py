@@ -98,6 +98,7 @@ class LocalExecutor:
         private_paths: Sequence[str] | None = None,
         account: str | None = None,
         working_dir: Path | None = None,
+        python: str | None = None,
     ) -> None:
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.memory_limit_mb = memory_limit_mb  # per unit (RLIMIT_DATA), None: no limit
@@ -105,6 +106,8 @@ class LocalExecutor:
         self.private_paths = list(private_paths) if private_paths is not None else None
         self.account = account  # the Unix account units run as; None: the runner's own
         self.working_dir = working_dir  # the runner's folder of the job (with `account`)
+        # The launcher's interpreter: one `account` can run (ours may lie in a private home).
+        self.python = python or sys.executable
         self.environment = unit_environment(account=account)
 
     async def prepare_folder(self, folder: Path) -> Path:
@@ -140,7 +143,7 @@ class LocalExecutor:
         batch_file = self._write_batch(calls, fail_fast, warm_start, runner_folder)
         reported: set[int] = set()
         calls_by_id = {call.unit_id: call for call in calls}
-        argv = [sys.executable, "-I", "-S", launcher.__file__, str(batch_file)]
+        argv = [self.python, "-I", "-S", launcher.__file__, str(batch_file)]
         with UnitFiles(runner_folder, LAUNCHER_PREFIX).log.open("ab") as log:
             try:
                 process = subprocess.Popen(

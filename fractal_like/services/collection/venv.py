@@ -27,6 +27,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ...runner.unit_env import pip_environment
 from .python import PipOptions, PythonChoice
 
 Log = Callable[[str], Awaitable[None]]
@@ -39,8 +40,6 @@ TAIL_LINES_OK = 15
 TAIL_LINES_FAILED = 80
 MANIFEST_NAME = "__FRACTAL_MANIFEST__.json"
 
-# Variables of the server's own environment that would leak into the venv's Python.
-_DROPPED_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV")
 _PIP_GENERAL = ["--disable-pip-version-check", "--no-input"]
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
@@ -72,14 +71,9 @@ class Installed:
 
 def _child_env() -> dict[str, str]:
     # The server's own settings (database URL, JWT secret) are none of pip's business, nor of
-    # the build scripts of the packages it installs.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _DROPPED_ENV and not key.startswith("FRACTAL_LIKE_")
-    }
-    env["PYTHONNOUSERSITE"] = "1"  # the user's ~/.local must not shadow the venv
-    return env
+    # the build scripts of the packages it installs: they get the units' allow-list, plus the
+    # site's network settings and pip's own (PYTHONPATH, VIRTUAL_ENV... of the server stay out).
+    return pip_environment()
 
 
 def _shown(argv: list[str]) -> str:
