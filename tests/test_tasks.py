@@ -386,7 +386,9 @@ def test_patch_task(api: ApiClient) -> None:
     expect(alice.patch(url, json={"command_non_parallel": None}), 422)
     expect(alice.patch(url, json={"name": None}), 422)
     expect(alice.patch(url, json={"input_types": None}), 422)
-    expect(alice.patch(url, json={"tags": None}), 422)
+    # Null tags (nullable in Fractal's schema) clear them; the list column never holds NULL.
+    assert expect(alice.patch(url, json={"tags": None}), 200)["tags"] == []
+    assert expect(alice.get(url), 200)["tags"] == []
     expect(alice.patch(url, json={"name": ""}), 422)
     expect(alice.patch(url, json={"command_non_parallel": "x" * 8193}), 422)
     expect(alice.patch(url, json={"type": "parallel"}), 422)

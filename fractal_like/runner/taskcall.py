@@ -10,15 +10,15 @@ unit ended. The pid file holds the pid of the wrapper of a unit run through
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..task_command import split_command
 
 # $1: exit-code file, $2: pid file, then the task's own argv. No string from a request is
 # ever interpolated into this script: the task argv arrives as separate arguments.
@@ -64,16 +64,6 @@ class InitOutput(BaseModel):
     parallelization_list: list[ParallelizationItem] = Field(
         default_factory=list, max_length=MAX_PARALLELIZATION_LIST
     )
-
-
-@functools.lru_cache(maxsize=256)
-def _split(command: str) -> tuple[str, ...]:
-    return tuple(shlex.split(command))
-
-
-def split_command(command: str) -> list[str]:
-    """A task command's argv: split once per distinct command, not once per unit."""
-    return list(_split(command))
 
 
 # A unit's files are `<task folder>/<prefix><suffix>`.

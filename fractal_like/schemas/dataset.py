@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from ._base import JsonKey, NonEmptyStr, PathStr, ReadModel, StrictModel, TypeFilters, UTCTimestamp
+from ._base import (
+    JsonKey,
+    NonEmptyStr,
+    PathStr,
+    ReadModel,
+    StrictModel,
+    TypeFilters,
+    UTCTimestamp,
+    omittable,
+)
 from .project import ProjectRead
 
 AttributeValue = int | float | str | bool
@@ -35,9 +44,9 @@ class DatasetCreate(StrictModel):
 
 
 class DatasetUpdate(StrictModel):
-    name: NonEmptyStr | None = None
-    zarr_dir: PathStr | None = None
-    is_starred: bool | None = None
+    name: NonEmptyStr = omittable()
+    zarr_dir: PathStr = omittable()
+    is_starred: bool = omittable()
 
 
 class DatasetRead(ReadModel):

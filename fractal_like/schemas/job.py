@@ -7,15 +7,15 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints
 
 from ..schemas.dataset import AttributeFilters
-from ._base import ReadModel, StrictModel, TypeFilters, UTCTimestamp
+from ._base import Index, ReadModel, StrictModel, TypeFilters, UTCTimestamp
 
 WorkerInit = Annotated[str, StringConstraints(max_length=4096)]
 
 
 class JobCreate(StrictModel):
     worker_init: WorkerInit | None = None
-    first_task_index: int | None = Field(default=None, ge=0)
-    last_task_index: int | None = Field(default=None, ge=0)
+    first_task_index: Index | None = None
+    last_task_index: Index | None = None
     slurm_account: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     attribute_filters: AttributeFilters = Field(default_factory=dict)
     type_filters: TypeFilters = Field(default_factory=dict)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import EmailStr
 
-from ._base import LongStr, NonEmptyStr, ReadModel, StrictModel, UTCTimestamp
+from ._base import LongStr, NonEmptyStr, ReadModel, StrictModel, UTCTimestamp, omittable
 
 Permissions = Literal["r", "rw", "rwx"]
 
@@ -17,9 +17,11 @@ class ProjectCreate(StrictModel):
 
 
 class ProjectUpdate(StrictModel):
-    name: NonEmptyStr | None = None
+    """Null clears the description; name and is_starred are left out or given."""
+
+    name: NonEmptyStr = omittable()
     description: LongStr | None = None
-    is_starred: bool | None = None
+    is_starred: bool = omittable()
 
 
 class ProjectRead(ReadModel):

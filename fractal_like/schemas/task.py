@@ -7,13 +7,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
-from ._base import JsonDict, NonEmptyStr, PathStr, ReadModel, StrictModel, TypeFilters, UTCTimestamp
+from ..task_command import MAX_COMMAND_LENGTH, check_command
+from ._base import (
+    Id,
+    JsonDict,
+    NonEmptyStr,
+    PathStr,
+    ReadModel,
+    RequestModel,
+    StrictModel,
+    TypeFilters,
+    UTCTimestamp,
+    omittable,
+)
 
 TaskType = Literal[
     "non_parallel", "parallel", "compound", "converter_non_parallel", "converter_compound"
@@ -28,12 +40,14 @@ COMMANDS_OF_TYPE: dict[str, tuple[bool, bool]] = {
     "converter_compound": (True, True),
 }
 
-MAX_COMMAND_LENGTH = 8192
 MAX_TAGS = 100
 MAX_MANIFEST_TASKS = 1000
 
+# Checked as the runner will split it (task_command), so a saved command always runs.
 Command = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_COMMAND_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_COMMAND_LENGTH),
+    AfterValidator(check_command),
 ]
 DocsInfo = Annotated[str, StringConstraints(max_length=65536)]
 DocsLink = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
@@ -131,15 +145,23 @@ class TaskCreate(StrictModel):
 
 
 class TaskUpdate(StrictModel):
-    name: NonEmptyStr | None = None
-    command_non_parallel: Command | None = None
-    command_parallel: Command | None = None
-    input_types: TypeFilters | None = None
-    output_types: TypeFilters | None = None
+    """Commands, name and types cannot be null; category, modality and authors are cleared
+    by null, and so are tags (null means no tags, as the column is a list)."""
+
+    name: NonEmptyStr = omittable()
+    command_non_parallel: Command = omittable()
+    command_parallel: Command = omittable()
+    input_types: TypeFilters = omittable()
+    output_types: TypeFilters = omittable()
     category: NonEmptyStr | None = None
     modality: NonEmptyStr | None = None
     authors: Authors | None = None
     tags: Tags | None = None
+
+    @field_validator("tags", mode="after")
+    @classmethod
+    def _null_tags_are_none(cls, value: list[str] | None) -> list[str]:
+        return [] if value is None else value
 
 
 class TaskRead(ReadModel):
@@ -206,7 +228,7 @@ class TaskGroupRead(ReadModel):
 
 
 class TaskGroupUpdate(StrictModel):
-    user_group_id: int | None = Field(default=None, gt=0, le=2**31 - 1)
+    user_group_id: Id | None = None
 
 
 class TaskGroupActivityRead(ReadModel):
@@ -239,7 +261,7 @@ Executable = Annotated[
 ]
 
 
-class ManifestTask(BaseModel):
+class ManifestTask(RequestModel):
     """One task of a manifest. Unknown keys are ignored, as newer manifests may add some."""
 
     name: NonEmptyStr
@@ -276,7 +298,7 @@ class ManifestTask(BaseModel):
         return self
 
 
-class Manifest(BaseModel):
+class Manifest(RequestModel):
     manifest_version: Literal["2"]
     task_list: Annotated[list[ManifestTask], Field(max_length=MAX_MANIFEST_TASKS)]
     has_args_schemas: bool = False
@@ -337,6 +359,4 @@ class TaskCollectCustom(StrictModel):
 
 
 # The body of the make-core / make-not-core admin routes: a bare JSON list of task ids.
-TaskIdList = Annotated[
-    list[Annotated[int, Field(gt=0, le=2**31 - 1)]], Field(min_length=1, max_length=10_000)
-]
+TaskIdList = Annotated[list[Id], Field(min_length=1, max_length=10_000)]

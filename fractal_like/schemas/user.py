@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi_users import schemas
-from pydantic import ConfigDict, EmailStr, Field, field_validator
+from typing import Any
 
-from ._base import NonEmptyStr, PathStr, ReadModel, StrictModel, UTCTimestamp
+from fastapi_users import schemas
+from pydantic import ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+
+from ._base import (
+    Id,
+    NonEmptyStr,
+    PathStr,
+    ReadModel,
+    RequestModel,
+    StrictModel,
+    UTCTimestamp,
+    omittable,
+)
 
 MAX_DIRS = 100
 
@@ -50,31 +61,44 @@ class UserRead(schemas.BaseUser[int]):
     oauth_accounts: list[dict[str, object]] = []
 
 
-class UserCreate(schemas.BaseUserCreate):
+class UserCreate(RequestModel, schemas.BaseUserCreate):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=1, max_length=255)
+    # Nullable as in Fractal's schema; null means the default, never a NULL stored.
+    is_active: bool | None = True
+    is_superuser: bool | None = False
+    is_verified: bool | None = False
     username: NonEmptyStr | None = None
-    profile_id: int | None = Field(default=None, gt=0)
+    profile_id: Id | None = None
     project_dirs: list[PathStr] = Field(default_factory=list, max_length=MAX_DIRS)
     slurm_accounts: list[SlurmAccount] = Field(default_factory=list, max_length=MAX_DIRS)
 
     _dirs = field_validator("project_dirs")(_absolute_dirs)
     _accts = field_validator("slurm_accounts")(_accounts)
 
+    @field_validator("is_active", "is_superuser", "is_verified", mode="after")
+    @classmethod
+    def _null_is_default(cls, value: bool | None, info: ValidationInfo) -> Any:
+        return cls.model_fields[info.field_name or ""].default if value is None else value
 
-class UserUpdate(schemas.BaseUserUpdate):
-    """What an admin may change on a user."""
+
+class UserUpdate(RequestModel, schemas.BaseUserUpdate):
+    """What an admin may change on a user: null clears username and profile_id only;
+    every other field is either left out or given a value (as in Fractal's schema)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr | None = Field(default=None, max_length=320)
-    password: str | None = Field(default=None, min_length=1, max_length=255)
+    email: EmailStr = omittable(max_length=320)
+    password: str = omittable(min_length=1, max_length=255)
+    is_active: bool = omittable()
+    is_superuser: bool = omittable()
+    is_verified: bool = omittable()
     username: NonEmptyStr | None = None
-    profile_id: int | None = Field(default=None, gt=0)
-    project_dirs: list[PathStr] | None = Field(default=None, max_length=MAX_DIRS)
-    slurm_accounts: list[SlurmAccount] | None = Field(default=None, max_length=MAX_DIRS)
+    profile_id: Id | None = None
+    project_dirs: list[PathStr] = omittable(max_length=MAX_DIRS)
+    slurm_accounts: list[SlurmAccount] = omittable(max_length=MAX_DIRS)
 
     _dirs = field_validator("project_dirs")(_absolute_dirs)
     _accts = field_validator("slurm_accounts")(_accounts)
@@ -83,11 +107,11 @@ class UserUpdate(schemas.BaseUserUpdate):
 class UserUpdateOwn(StrictModel):
     """What users may change on themselves."""
 
-    password: str | None = Field(default=None, min_length=1, max_length=255)
+    password: str = omittable(min_length=1, max_length=255)
 
 
 class UserSetGroups(StrictModel):
-    group_ids: list[int] = Field(max_length=1000)
+    group_ids: list[Id] = Field(max_length=1000)
 
 
 class GroupCreate(StrictModel):
@@ -95,7 +119,7 @@ class GroupCreate(StrictModel):
 
 
 class GroupUpdate(StrictModel):
-    name: NonEmptyStr | None = None
+    name: NonEmptyStr = omittable()
 
 
 class GroupRead(ReadModel):

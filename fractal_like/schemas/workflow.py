@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from ._base import (
+    Id,
     JsonDict,
     LongStr,
     NonEmptyStr,
@@ -14,6 +15,7 @@ from ._base import (
     StrictModel,
     TypeFilters,
     UTCTimestamp,
+    omittable,
 )
 from .project import ProjectRead
 from .task import TaskRead
@@ -44,16 +46,16 @@ class WorkflowCreate(StrictModel):
 
 
 class WorkflowUpdate(StrictModel):
-    name: NonEmptyStr | None = None
+    """Null clears the description and leaves the order as it is."""
+
+    name: NonEmptyStr = omittable()
     description: LongStr | None = None
-    is_starred: bool | None = None
-    reordered_workflowtask_ids: list[int] | None = Field(
-        default=None, max_length=MAX_WORKFLOW_TASKS
-    )
+    is_starred: bool = omittable()
+    reordered_workflowtask_ids: list[Id] | None = Field(default=None, max_length=MAX_WORKFLOW_TASKS)
 
 
 class WorkflowTaskCreate(StrictModel):
-    task_id: int = Field(gt=0)
+    task_id: Id
     meta_non_parallel: JsonDict | None = None
     meta_parallel: JsonDict | None = None
     args_non_parallel: ArgsNonParallel | None = None
@@ -64,11 +66,13 @@ class WorkflowTaskCreate(StrictModel):
 
 
 class WorkflowTaskUpdate(StrictModel):
+    """Null clears meta, arguments, alias and description; type_filters cannot be null."""
+
     meta_non_parallel: JsonDict | None = None
     meta_parallel: JsonDict | None = None
     args_non_parallel: ArgsNonParallel | None = None
     args_parallel: ArgsParallel | None = None
-    type_filters: TypeFilters | None = None
+    type_filters: TypeFilters = omittable()
     alias: NonEmptyStr | None = None
     description: LongStr | None = None
 
@@ -153,7 +157,7 @@ class WorkflowTaskImport(StrictModel):
     args_non_parallel: ArgsNonParallel | None = None
     args_parallel: ArgsParallel | None = None
     type_filters: TypeFilters = Field(default_factory=dict)
-    input_filters: dict[str, Any] | None = None  # legacy exports; its types become type_filters
+    input_filters: JsonDict | None = None  # legacy exports; its types become type_filters
     alias: NonEmptyStr | None = None
     description: LongStr | None = None
     task: TaskReference
@@ -179,8 +183,10 @@ class TemplateImport(StrictModel):
 
 
 class TemplateUpdate(StrictModel):
+    """Null clears the description and the group."""
+
     description: LongStr | None = None
-    user_group_id: int | None = None
+    user_group_id: Id | None = None
 
 
 class TemplateRead(ReadModel):

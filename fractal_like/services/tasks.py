@@ -31,11 +31,11 @@ from ..models import (
 )
 from ..schemas.task import (
     COMMANDS_OF_TYPE,
-    MAX_COMMAND_LENGTH,
     Manifest,
     TaskGroupRead,
     TaskRead,
 )
+from ..task_command import CommandError, check_command
 
 ORIGIN_OTHER = "other"
 FIND_PACKAGE_TIMEOUT_SECONDS = 30
@@ -411,9 +411,10 @@ class ManifestError(ValueError):
 
 def build_command(python: str, package_root: str, executable: str) -> str:
     command = f"{shlex.quote(python)} {shlex.quote(os.path.join(package_root, executable))}"
-    if len(command) > MAX_COMMAND_LENGTH:
-        raise ManifestError(f"the command for {executable!r} is longer than {MAX_COMMAND_LENGTH}")
-    return command
+    try:
+        return check_command(command)  # the same check as a command saved through the API
+    except CommandError as error:
+        raise ManifestError(f"the command for {executable!r}: {error}") from None
 
 
 def build_tasks(

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from ...models import Profile, Resource, UserOAuth
+from ...schemas._base import Id
 from ...schemas.resource import (
     ProfileCreate,
     ProfileRead,
@@ -27,14 +28,14 @@ from ..users import Superuser
 router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 
 
-async def _get_resource(session: SessionDep, resource_id: int) -> Resource:
+async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
     resource = await session.get(Resource, resource_id)
     if resource is None:
         raise HTTPException(404, detail=f"resource {resource_id} not found")
     return resource
 
 
-async def _get_profile(session: SessionDep, profile_id: int) -> Profile:
+async def _get_profile(session: SessionDep, profile_id: Id) -> Profile:
     profile = await session.get(Profile, profile_id)
     if profile is None:
         raise HTTPException(404, detail=f"profile {profile_id} not found")
@@ -68,13 +69,13 @@ async def create_resource(
 
 
 @router.get("/resource/{resource_id}/", response_model=ResourceRead)
-async def get_resource(resource_id: int, _admin: Superuser, session: SessionDep) -> Resource:
+async def get_resource(resource_id: Id, _admin: Superuser, session: SessionDep) -> Resource:
     return await _get_resource(session, resource_id)
 
 
 @router.patch("/resource/{resource_id}/", response_model=ResourceRead)
 async def update_resource(
-    resource_id: int, payload: ResourceUpdate, _admin: Superuser, session: SessionDep
+    resource_id: Id, payload: ResourceUpdate, _admin: Superuser, session: SessionDep
 ) -> Resource:
     resource = await _get_resource(session, resource_id)
     current: dict[str, Any] = ResourceRead.model_validate(resource).model_dump(
@@ -94,7 +95,7 @@ async def update_resource(
 
 
 @router.delete("/resource/{resource_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_resource(resource_id: int, _admin: Superuser, session: SessionDep) -> Response:
+async def delete_resource(resource_id: Id, _admin: Superuser, session: SessionDep) -> Response:
     resource = await _get_resource(session, resource_id)
     profiles = (
         await session.exec(select(Profile.id).where(Profile.resource_id == resource_id))
@@ -112,7 +113,7 @@ async def delete_resource(resource_id: int, _admin: Superuser, session: SessionD
 
 @router.get("/resource/{resource_id}/profile/", response_model=list[ProfileRead])
 async def list_resource_profiles(
-    resource_id: int, _admin: Superuser, session: SessionDep
+    resource_id: Id, _admin: Superuser, session: SessionDep
 ) -> list[Profile]:
     await _get_resource(session, resource_id)
     query = select(Profile).where(Profile.resource_id == resource_id).order_by(col(Profile.id))
@@ -125,7 +126,7 @@ async def list_resource_profiles(
     status_code=status.HTTP_201_CREATED,
 )
 async def create_profile(
-    resource_id: int, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+    resource_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
 ) -> Profile:
     resource = await _get_resource(session, resource_id)
     try:
@@ -147,13 +148,13 @@ async def list_profiles(_admin: Superuser, session: SessionDep) -> list[Profile]
 
 
 @router.get("/profile/{profile_id}/", response_model=ProfileRead)
-async def get_profile(profile_id: int, _admin: Superuser, session: SessionDep) -> Profile:
+async def get_profile(profile_id: Id, _admin: Superuser, session: SessionDep) -> Profile:
     return await _get_profile(session, profile_id)
 
 
 @router.patch("/profile/{profile_id}/", response_model=ProfileRead)
 async def update_profile(
-    profile_id: int, payload: ProfileUpdate, _admin: Superuser, session: SessionDep
+    profile_id: Id, payload: ProfileUpdate, _admin: Superuser, session: SessionDep
 ) -> Profile:
     profile = await _get_profile(session, profile_id)
     merged = ProfileRead.model_validate(profile).model_dump()
@@ -170,7 +171,7 @@ async def update_profile(
 
 
 @router.delete("/profile/{profile_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_profile(profile_id: int, _admin: Superuser, session: SessionDep) -> Response:
+async def delete_profile(profile_id: Id, _admin: Superuser, session: SessionDep) -> Response:
     profile = await _get_profile(session, profile_id)
     users = (
         await session.exec(select(UserOAuth.id).where(UserOAuth.profile_id == profile_id))

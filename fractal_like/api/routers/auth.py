@@ -10,6 +10,7 @@ from fastapi_users import exceptions as fu_exceptions
 from sqlmodel import col, select
 
 from ...models import Profile, UserGroup, UserOAuth
+from ...schemas._base import Id
 from ...schemas.user import (
     TokenRead,
     UserCreate,
@@ -113,13 +114,13 @@ async def list_users(_admin: Superuser, session: SessionDep) -> list[UserRead]:
 
 
 @router.get("/users/{user_id}/", response_model=UserRead)
-async def get_user(user_id: int, _admin: Superuser, session: SessionDep) -> UserRead:
+async def get_user(user_id: Id, _admin: Superuser, session: SessionDep) -> UserRead:
     return await _read(session, await user_or_404(session, user_id))
 
 
 @router.patch("/users/{user_id}/", response_model=UserRead)
 async def update_user(
-    user_id: int,
+    user_id: Id,
     payload: UserUpdate,
     admin: Superuser,
     session: SessionDep,
@@ -141,7 +142,7 @@ async def update_user(
 @router.post("/users/{user_id}/set-groups/", response_model=UserRead)
 async def set_user_groups(
     request: Request,
-    user_id: int,
+    user_id: Id,
     payload: UserSetGroups,
     _admin: Superuser,
     session: SessionDep,

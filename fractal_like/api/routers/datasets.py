@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlmodel import col, select
 
 from ...models import Dataset, Image, LinkUserProject, Project
+from ...schemas._base import Id, PageNumber, Text
 from ...schemas.dataset import (
     DatasetCreate,
     DatasetRead,
@@ -50,7 +51,7 @@ def _refused(error: PathRefused) -> HTTPException:
 
 
 @router.get("/", response_model=list[DatasetRead])
-async def list_datasets(project_id: int, user: ApiUser, session: SessionDep) -> list[DatasetRead]:
+async def list_datasets(project_id: Id, user: ApiUser, session: SessionDep) -> list[DatasetRead]:
     project, link = await project_for(session, user, project_id)
     query = select(Dataset).where(Dataset.project_id == project_id).order_by(col(Dataset.id))
     return [_read(dataset, project, link) for dataset in (await session.exec(query)).all()]
@@ -58,7 +59,7 @@ async def list_datasets(project_id: int, user: ApiUser, session: SessionDep) -> 
 
 @router.post("/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
 async def create_dataset(
-    project_id: int, payload: DatasetCreate, user: ApiUser, session: SessionDep
+    project_id: Id, payload: DatasetCreate, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     if payload.zarr_dir is not None and (payload.project_dir or payload.zarr_subfolder):
@@ -92,7 +93,7 @@ async def create_dataset(
 
 @router.get("/{dataset_id}/", response_model=DatasetRead)
 async def get_dataset(
-    project_id: int, dataset_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
     project, link = await project_for(session, user, project_id)
     dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -101,7 +102,7 @@ async def get_dataset(
 
 @router.patch("/{dataset_id}/", response_model=DatasetRead)
 async def update_dataset(
-    project_id: int, dataset_id: int, payload: DatasetUpdate, user: ApiUser, session: SessionDep
+    project_id: Id, dataset_id: Id, payload: DatasetUpdate, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -123,7 +124,7 @@ async def update_dataset(
 
 @router.delete("/{dataset_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_dataset(
-    project_id: int, dataset_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
     await project_for(session, user, project_id, Need.WRITE)
     dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -138,7 +139,7 @@ async def delete_dataset(
 
 @router.post("/{dataset_id}/images/", response_model=ImageRead, status_code=status.HTTP_201_CREATED)
 async def add_image(
-    project_id: int, dataset_id: int, payload: ImageCreate, user: ApiUser, session: SessionDep
+    project_id: Id, dataset_id: Id, payload: ImageCreate, user: ApiUser, session: SessionDep
 ) -> Image:
     await project_for(session, user, project_id, Need.WRITE)
     dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -160,12 +161,12 @@ async def add_image(
 
 @router.post("/{dataset_id}/images/query/", response_model=ImagePage)
 async def query_images(
-    project_id: int,
-    dataset_id: int,
+    project_id: Id,
+    dataset_id: Id,
     user: ApiUser,
     session: SessionDep,
     payload: ImageQuery | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> ImagePage:
     await project_for(session, user, project_id)
@@ -196,7 +197,7 @@ async def query_images(
 
 @router.patch("/{dataset_id}/images/", response_model=ImageRead)
 async def update_image(
-    project_id: int, dataset_id: int, payload: ImageUpdate, user: ApiUser, session: SessionDep
+    project_id: Id, dataset_id: Id, payload: ImageUpdate, user: ApiUser, session: SessionDep
 ) -> Image:
     await project_for(session, user, project_id, Need.WRITE)
     await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -215,9 +216,9 @@ async def update_image(
 
 @router.delete("/{dataset_id}/images/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_image(
-    project_id: int,
-    dataset_id: int,
-    zarr_url: Annotated[str, Query(min_length=1, max_length=4096)],
+    project_id: Id,
+    dataset_id: Id,
+    zarr_url: Annotated[Text, Query(min_length=1, max_length=4096)],
     user: ApiUser,
     session: SessionDep,
 ) -> Response:

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 
 from ...models import LinkUserGroup, UserGroup
+from ...schemas._base import Id
 from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
 from ...services.access import user_or_404
 from ...services.groups import add_member, member_ids
@@ -17,7 +18,7 @@ from ..users import Superuser
 router = APIRouter(prefix="/auth/group", tags=["groups"], route_class=GuardedRoute)
 
 
-async def _get_group(session: SessionDep, group_id: int) -> UserGroup:
+async def _get_group(session: SessionDep, group_id: Id) -> UserGroup:
     group = await session.get(UserGroup, group_id)
     if group is None:
         raise HTTPException(404, detail=f"group {group_id} not found")
@@ -60,13 +61,13 @@ async def create_group(payload: GroupCreate, _admin: Superuser, session: Session
 
 
 @router.get("/{group_id}/", response_model=GroupRead)
-async def get_group(group_id: int, _admin: Superuser, session: SessionDep) -> GroupRead:
+async def get_group(group_id: Id, _admin: Superuser, session: SessionDep) -> GroupRead:
     return await _read(session, await _get_group(session, group_id))
 
 
 @router.patch("/{group_id}/", response_model=GroupRead)
 async def update_group(
-    request: Request, group_id: int, payload: GroupUpdate, _admin: Superuser, session: SessionDep
+    request: Request, group_id: Id, payload: GroupUpdate, _admin: Superuser, session: SessionDep
 ) -> GroupRead:
     group = await _get_group(session, group_id)
     if payload.name is not None and payload.name != group.name:
@@ -83,7 +84,7 @@ async def update_group(
 
 @router.delete("/{group_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_group(
-    request: Request, group_id: int, _admin: Superuser, session: SessionDep
+    request: Request, group_id: Id, _admin: Superuser, session: SessionDep
 ) -> Response:
     group = await _get_group(session, group_id)
     if _is_default(request, group):
@@ -95,9 +96,7 @@ async def delete_group(
 
 
 @router.post("/{group_id}/add-user/{user_id}/", response_model=GroupRead)
-async def add_user(
-    group_id: int, user_id: int, _admin: Superuser, session: SessionDep
-) -> GroupRead:
+async def add_user(group_id: Id, user_id: Id, _admin: Superuser, session: SessionDep) -> GroupRead:
     group = await _get_group(session, group_id)
     await user_or_404(session, user_id)
     if await session.get(LinkUserGroup, (group_id, user_id)) is not None:
@@ -109,7 +108,7 @@ async def add_user(
 
 @router.post("/{group_id}/remove-user/{user_id}/", response_model=GroupRead)
 async def remove_user(
-    request: Request, group_id: int, user_id: int, _admin: Superuser, session: SessionDep
+    request: Request, group_id: Id, user_id: Id, _admin: Superuser, session: SessionDep
 ) -> GroupRead:
     group = await _get_group(session, group_id)
     await user_or_404(session, user_id)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from ...models import Dataset, Job, Workflow, WorkflowTask
+from ...schemas._base import Id, PageNumber
 from ...schemas.history import (
     HistoryRunReadAggregated,
     HistoryUnitRead,
@@ -29,12 +30,7 @@ router = APIRouter(
     prefix="/api/v2/project/{project_id}/status", tags=["history"], route_class=GuardedRoute
 )
 
-MAX_ID = 2**31 - 1
 MAX_PAGE_SIZE = 100_000
-
-IdQuery = Annotated[int, Query(gt=0, le=MAX_ID)]
-# Bounded, so that an id too big for the database's integers is a 422, not a database error.
-ProjectId = Annotated[int, Path(le=MAX_ID)]
 
 
 class Pagination(BaseModel):
@@ -43,7 +39,7 @@ class Pagination(BaseModel):
 
 
 def pagination(
-    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> Pagination:
     if page_size is None and page > 1:
@@ -55,7 +51,7 @@ PaginationDep = Annotated[Pagination, Depends(pagination)]
 
 
 async def _dataset_and_wftask(
-    session: SessionDep, user: ApiUser, project_id: int, dataset_id: int, workflowtask_id: int
+    session: SessionDep, user: ApiUser, project_id: Id, dataset_id: Id, workflowtask_id: Id
 ) -> WorkflowTask:
     await project_for(session, user, project_id)
     await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
@@ -68,9 +64,9 @@ async def _dataset_and_wftask(
     response_model_exclude_unset=True,
 )
 async def workflow_status(
-    project_id: ProjectId,
-    dataset_id: IdQuery,
-    workflow_id: IdQuery,
+    project_id: Id,
+    dataset_id: Id,
+    workflow_id: Id,
     user: ApiUser,
     session: SessionDep,
 ) -> dict[int, WorkflowTaskStatus | None]:
@@ -82,9 +78,9 @@ async def workflow_status(
 
 @router.get("/run/", response_model=list[HistoryRunReadAggregated])
 async def list_runs(
-    project_id: ProjectId,
-    dataset_id: IdQuery,
-    workflowtask_id: IdQuery,
+    project_id: Id,
+    dataset_id: Id,
+    workflowtask_id: Id,
     user: ApiUser,
     session: SessionDep,
 ) -> list[HistoryRunReadAggregated]:
@@ -94,10 +90,10 @@ async def list_runs(
 
 @router.get("/run/{history_run_id}/units/", response_model=Page[HistoryUnitRead])
 async def list_run_units(
-    project_id: ProjectId,
-    history_run_id: Annotated[int, Path(le=MAX_ID)],
-    dataset_id: IdQuery,
-    workflowtask_id: IdQuery,
+    project_id: Id,
+    history_run_id: Id,
+    dataset_id: Id,
+    workflowtask_id: Id,
     user: ApiUser,
     session: SessionDep,
     pages: PaginationDep,
@@ -112,9 +108,9 @@ async def list_run_units(
 
 @router.post("/images/", response_model=StatusImagePage)
 async def query_images_with_status(
-    project_id: ProjectId,
-    dataset_id: IdQuery,
-    workflowtask_id: IdQuery,
+    project_id: Id,
+    dataset_id: Id,
+    workflowtask_id: Id,
     user: ApiUser,
     session: SessionDep,
     pages: PaginationDep,
@@ -133,11 +129,11 @@ async def query_images_with_status(
 
 @router.get("/unit-log/", response_model=str)
 async def unit_log(
-    project_id: ProjectId,
-    history_run_id: IdQuery,
-    history_unit_id: IdQuery,
-    workflowtask_id: IdQuery,
-    dataset_id: IdQuery,
+    project_id: Id,
+    history_run_id: Id,
+    history_unit_id: Id,
+    workflowtask_id: Id,
+    dataset_id: Id,
     user: ApiUser,
     session: SessionDep,
 ) -> str:
@@ -150,7 +146,7 @@ async def unit_log(
 
 @router.get("/progress/", response_model=JobProgress)
 async def job_progress(
-    project_id: ProjectId, job_id: IdQuery, user: ApiUser, session: SessionDep
+    project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
 ) -> JobProgress:
     await project_for(session, user, project_id)
     job = await session.get(Job, job_id)

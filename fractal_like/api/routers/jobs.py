@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from ...models import Dataset, Job, Workflow
+from ...schemas._base import Id
 from ...schemas.job import JobCreate, JobRead
 from ...services import jobs as service
 from ...services.access import Need, child_of_project, project_for
@@ -35,9 +34,9 @@ def _read(job: Job, live_log: str | None = None, with_log: bool = True) -> JobRe
     status_code=status.HTTP_202_ACCEPTED,
 )
 async def submit_job(
-    project_id: int,
-    workflow_id: Annotated[int, Query(gt=0)],
-    dataset_id: Annotated[int, Query(gt=0)],
+    project_id: Id,
+    workflow_id: Id,
+    dataset_id: Id,
     payload: JobCreate,
     user: ApiUser,
     session: SessionDep,
@@ -59,7 +58,7 @@ async def list_my_jobs(user: ApiUser, session: SessionDep, log: bool = True) -> 
 
 @router.get("/project/{project_id}/job/", response_model=list[JobRead])
 async def list_project_jobs(
-    project_id: int, user: ApiUser, session: SessionDep, log: bool = True
+    project_id: Id, user: ApiUser, session: SessionDep, log: bool = True
 ) -> list[JobRead]:
     await project_for(session, user, project_id)
     query = select(Job).where(Job.project_id == project_id).order_by(col(Job.id))
@@ -68,7 +67,7 @@ async def list_project_jobs(
 
 @router.get("/project/{project_id}/workflow/{workflow_id}/job/", response_model=list[JobRead])
 async def list_workflow_jobs(
-    project_id: int, workflow_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> list[JobRead]:
     await project_for(session, user, project_id)
     await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
@@ -76,7 +75,7 @@ async def list_workflow_jobs(
     return [_read(job) for job in (await session.exec(query)).all()]
 
 
-async def _job(session: SessionDep, project_id: int, job_id: int) -> Job:
+async def _job(session: SessionDep, project_id: Id, job_id: Id) -> Job:
     job = await session.get(Job, job_id)
     if job is None or job.project_id != project_id:
         raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
@@ -85,8 +84,8 @@ async def _job(session: SessionDep, project_id: int, job_id: int) -> Job:
 
 @router.get("/project/{project_id}/job/{job_id}/", response_model=JobRead)
 async def get_job(
-    project_id: int,
-    job_id: int,
+    project_id: Id,
+    job_id: Id,
     user: ApiUser,
     session: SessionDep,
     show_tmp_logs: bool = False,
@@ -104,7 +103,7 @@ async def get_job(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
 )
-async def stop_job(project_id: int, job_id: int, user: ApiUser, session: SessionDep) -> JobRead:
+async def stop_job(project_id: Id, job_id: Id, user: ApiUser, session: SessionDep) -> JobRead:
     await project_for(session, user, project_id, Need.EXECUTE)
     job = await _job(session, project_id, job_id)
     service.stop_now_or_later(job)
@@ -114,7 +113,7 @@ async def stop_job(project_id: int, job_id: int, user: ApiUser, session: Session
 
 @router.get("/project/{project_id}/job/{job_id}/download/")
 async def download_job_logs(
-    project_id: int, job_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
 ) -> StreamingResponse:
     await project_for(session, user, project_id)
     job = await _job(session, project_id, job_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from sqlmodel import col, func, select
 
 from ...models import LinkUserProject, Project, UserOAuth
+from ...schemas._base import Id
 from ...schemas.project import (
     ProjectAccessCreate,
     ProjectAccessRead,
@@ -46,14 +47,14 @@ async def create_project(payload: ProjectCreate, user: ApiUser, session: Session
 
 
 @router.get("/{project_id}/", response_model=ProjectRead)
-async def get_project(project_id: int, user: ApiUser, session: SessionDep) -> ProjectRead:
+async def get_project(project_id: Id, user: ApiUser, session: SessionDep) -> ProjectRead:
     project, link = await project_for(session, user, project_id)
     return project_read(project, link)
 
 
 @router.patch("/{project_id}/", response_model=ProjectRead)
 async def update_project(
-    project_id: int, payload: ProjectUpdate, user: ApiUser, session: SessionDep
+    project_id: Id, payload: ProjectUpdate, user: ApiUser, session: SessionDep
 ) -> ProjectRead:
     changes = payload.model_dump(exclude_unset=True)
     # Starring is personal: reading rights suffice for it.
@@ -74,7 +75,7 @@ async def update_project(
 
 
 @router.delete("/{project_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_project(project_id: int, user: ApiUser, session: SessionDep) -> Response:
+async def delete_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     if not link.is_owner:
         raise HTTPException(403, detail="only the owner can delete a project")
@@ -88,14 +89,14 @@ async def delete_project(project_id: int, user: ApiUser, session: SessionDep) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _owned(session: SessionDep, user: UserOAuth, project_id: int) -> Project:
+async def _owned(session: SessionDep, user: UserOAuth, project_id: Id) -> Project:
     project, link = await project_for(session, user, project_id)
     if not link.is_owner:
         raise HTTPException(403, detail="only the owner manages who can use a project")
     return project
 
 
-async def _access_list(session: SessionDep, project_id: int) -> list[ProjectAccessRead]:
+async def _access_list(session: SessionDep, project_id: Id) -> list[ProjectAccessRead]:
     rows = await session.exec(
         select(LinkUserProject, UserOAuth.email)
         .join(UserOAuth, col(UserOAuth.id) == LinkUserProject.user_id)
@@ -112,7 +113,7 @@ async def _access_list(session: SessionDep, project_id: int) -> list[ProjectAcce
 
 @router.get("/{project_id}/access/", response_model=list[ProjectAccessRead])
 async def list_access(
-    project_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, user: ApiUser, session: SessionDep
 ) -> list[ProjectAccessRead]:
     await _owned(session, user, project_id)
     return await _access_list(session, project_id)
@@ -124,7 +125,7 @@ async def list_access(
     status_code=status.HTTP_201_CREATED,
 )
 async def share_project(
-    project_id: int, payload: ProjectAccessCreate, user: ApiUser, session: SessionDep
+    project_id: Id, payload: ProjectAccessCreate, user: ApiUser, session: SessionDep
 ) -> list[ProjectAccessRead]:
     await _owned(session, user, project_id)
     guest = (
@@ -146,7 +147,7 @@ async def share_project(
     return await _access_list(session, project_id)
 
 
-async def _guest_link(session: SessionDep, project_id: int, user_id: int) -> LinkUserProject:
+async def _guest_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
     link = await session.get(LinkUserProject, (project_id, user_id))
     if link is None:
         raise HTTPException(404, detail=f"user {user_id} has no access to project {project_id}")
@@ -157,7 +158,7 @@ async def _guest_link(session: SessionDep, project_id: int, user_id: int) -> Lin
 
 @router.patch("/{project_id}/access/{user_id}/", response_model=list[ProjectAccessRead])
 async def change_access(
-    project_id: int, user_id: int, payload: ProjectAccessUpdate, user: ApiUser, session: SessionDep
+    project_id: Id, user_id: Id, payload: ProjectAccessUpdate, user: ApiUser, session: SessionDep
 ) -> list[ProjectAccessRead]:
     await _owned(session, user, project_id)
     link = await _guest_link(session, project_id, user_id)
@@ -168,7 +169,7 @@ async def change_access(
 
 @router.delete("/{project_id}/access/{user_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_access(
-    project_id: int, user_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, user_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
     # A guest may leave a project on their own; otherwise only the owner removes guests.
     if user_id != user.id:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
 from ...models import TaskGroupActivity
 from ...models.task import ActivityAction
+from ...schemas._base import Id
 from ...schemas.task import TaskGroupActivityRead
 from ...schemas.task_collection import CollectRequestError, parse_collect_form
 from ...services import tasks as task_service
@@ -83,7 +84,7 @@ async def collect_pip(
 
 
 async def _lifecycle(
-    task_group_id: int, user: ApiUser, session: SessionDep, action: ActivityAction
+    task_group_id: Id, user: ApiUser, session: SessionDep, action: ActivityAction
 ) -> TaskGroupActivity:
     group = await task_service.task_group_for(session, user, task_group_id, manage=True)
     return await start.start_lifecycle(session, user, group, action)
@@ -95,7 +96,7 @@ async def _lifecycle(
     status_code=status.HTTP_202_ACCEPTED,
 )
 async def deactivate_task_group(
-    task_group_id: int, user: ApiUser, session: SessionDep
+    task_group_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
     """Make the group's tasks unusable and remove its venv, keeping a pip freeze."""
     return await _lifecycle(task_group_id, user, session, ActivityAction.DEACTIVATE)
@@ -107,7 +108,7 @@ async def deactivate_task_group(
     status_code=status.HTTP_202_ACCEPTED,
 )
 async def reactivate_task_group(
-    task_group_id: int, user: ApiUser, session: SessionDep
+    task_group_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
     """Rebuild the venv of a deactivated group from its pip freeze."""
     return await _lifecycle(task_group_id, user, session, ActivityAction.REACTIVATE)
@@ -119,7 +120,7 @@ async def reactivate_task_group(
     status_code=status.HTTP_202_ACCEPTED,
 )
 async def delete_task_group(
-    task_group_id: int, user: ApiUser, session: SessionDep
+    task_group_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
     """Remove the group's folder, then the group and its tasks (refused while in use)."""
     return await _lifecycle(task_group_id, user, session, ActivityAction.DELETE)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from sqlmodel import col, func, select
 
 from ...models import Resource, Task, TaskGroup, TaskGroupActivity
+from ...schemas._base import Id, Text
 from ...schemas.task import (
     TaskCollectCustom,
     TaskCreate,
@@ -29,8 +30,8 @@ from ..users import ApiUser, Superuser
 router = APIRouter(prefix="/api/v2", tags=["tasks"], route_class=GuardedRoute)
 admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"], route_class=GuardedRoute)
 
-GroupIdQuery = Annotated[int | None, Query(gt=0, le=2**31 - 1)]
-FilterQuery = Annotated[str | None, Query(min_length=1, max_length=255)]
+GroupIdQuery = Id | None
+FilterQuery = Annotated[Text | None, Query(min_length=1, max_length=255)]
 
 
 # --- Tasks ------------------------------------------------------------------------------------
@@ -126,21 +127,19 @@ async def collect_custom(
 
 
 @router.get("/task/{task_id}/", response_model=TaskRead)
-async def get_task(task_id: int, user: ApiUser, session: SessionDep) -> Task:
+async def get_task(task_id: Id, user: ApiUser, session: SessionDep) -> Task:
     task, _group = await task_for(session, user, task_id)
     return task
 
 
 @router.patch("/task/{task_id}/", response_model=TaskRead)
-async def update_task(
-    task_id: int, payload: TaskUpdate, user: ApiUser, session: SessionDep
-) -> Task:
+async def update_task(task_id: Id, payload: TaskUpdate, user: ApiUser, session: SessionDep) -> Task:
     task, _group = await task_for(session, user, task_id, manage=True)
     return await task_service.update_task(session, task, payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/task/{task_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_task(task_id: int, user: ApiUser, session: SessionDep) -> Response:
+async def delete_task(task_id: Id, user: ApiUser, session: SessionDep) -> Response:
     task, group = await task_for(session, user, task_id, manage=True)
     await task_service.delete_task(session, task, group)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -178,7 +177,7 @@ async def list_activities(
     session: SessionDep,
     taskgroupv2_id: GroupIdQuery = None,
     pkg_name: FilterQuery = None,
-    activity_status: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    activity_status: Annotated[Text | None, Query(alias="status", max_length=16)] = None,
     action: FilterQuery = None,
 ) -> list[TaskGroupActivity]:
     query = (
@@ -198,7 +197,7 @@ async def list_activities(
 
 
 @router.get("/task-group/activity/{activity_id}/", response_model=TaskGroupActivityRead)
-async def get_activity(activity_id: int, user: ApiUser, session: SessionDep) -> TaskGroupActivity:
+async def get_activity(activity_id: Id, user: ApiUser, session: SessionDep) -> TaskGroupActivity:
     activity = await session.get(TaskGroupActivity, activity_id)
     if activity is None:
         raise HTTPException(404, detail=f"task-group activity {activity_id} not found")
@@ -208,7 +207,7 @@ async def get_activity(activity_id: int, user: ApiUser, session: SessionDep) -> 
 
 
 @router.get("/task-group/{task_group_id}/", response_model=TaskGroupRead)
-async def get_task_group(task_group_id: int, user: ApiUser, session: SessionDep) -> TaskGroupRead:
+async def get_task_group(task_group_id: Id, user: ApiUser, session: SessionDep) -> TaskGroupRead:
     group = await task_group_for(session, user, task_group_id)
     tasks = await task_service.tasks_of_groups(session, [task_group_id])
     return task_service.task_group_read(group, tasks.get(task_group_id, []))
@@ -216,7 +215,7 @@ async def get_task_group(task_group_id: int, user: ApiUser, session: SessionDep)
 
 @router.patch("/task-group/{task_group_id}/", response_model=TaskGroupRead)
 async def update_task_group(
-    task_group_id: int, payload: TaskGroupUpdate, user: ApiUser, session: SessionDep
+    task_group_id: Id, payload: TaskGroupUpdate, user: ApiUser, session: SessionDep
 ) -> TaskGroupRead:
     group = await task_group_for(session, user, task_group_id, manage=True)
     changes = payload.model_dump(exclude_unset=True)
@@ -232,7 +231,7 @@ async def update_task_group(
 
 
 @router.delete("/task-group/{task_group_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_task_group(task_group_id: int, user: ApiUser, session: SessionDep) -> Response:
+async def delete_task_group(task_group_id: Id, user: ApiUser, session: SessionDep) -> Response:
     group = await task_group_for(session, user, task_group_id, manage=True)
     resource = await session.get(Resource, group.resource_id) if group.resource_id else None
     await collection.delete_now(session, group, resource)

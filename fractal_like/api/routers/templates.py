@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
 from ...models import UserOAuth, Workflow, WorkflowTemplate
+from ...schemas._base import Id, PageNumber, Text
 from ...schemas.workflow import (
     TemplateCreate,
     TemplateImport,
@@ -55,9 +56,9 @@ async def _store(session: SessionDep, template: WorkflowTemplate) -> TemplateRea
 async def list_templates(
     user: ApiUser,
     session: SessionDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
-    name: Annotated[str | None, Query(max_length=255)] = None,
+    name: Annotated[Text | None, Query(max_length=255)] = None,
 ) -> TemplatePage:
     assert user.id is not None
     query = visible_templates(user.id)
@@ -75,11 +76,11 @@ async def list_templates(
 
 @router.post("/", response_model=TemplateRead, status_code=status.HTTP_201_CREATED)
 async def create_template(
-    workflow_id: Annotated[int, Query(gt=0)],
+    workflow_id: Id,
     payload: TemplateCreate,
     user: ApiUser,
     session: SessionDep,
-    user_group_id: Annotated[int | None, Query(gt=0)] = None,
+    user_group_id: Id | None = None,
 ) -> TemplateRead:
     workflow = await session.get(Workflow, workflow_id)
     if workflow is None:
@@ -104,7 +105,7 @@ async def import_template(
     payload: TemplateImport,
     user: ApiUser,
     session: SessionDep,
-    user_group_id: Annotated[int | None, Query(gt=0)] = None,
+    user_group_id: Id | None = None,
 ) -> TemplateRead:
     await check_group_member(session, user, user_group_id)
     assert user.id is not None
@@ -120,12 +121,12 @@ async def import_template(
 
 
 @router.get("/{template_id}/", response_model=TemplateRead)
-async def get_template(template_id: int, user: ApiUser, session: SessionDep) -> TemplateRead:
+async def get_template(template_id: Id, user: ApiUser, session: SessionDep) -> TemplateRead:
     return await _read(session, await template_for_use(session, user, template_id))
 
 
 @router.get("/{template_id}/export/", response_model=TemplateImport)
-async def export_template(template_id: int, user: ApiUser, session: SessionDep) -> dict:
+async def export_template(template_id: Id, user: ApiUser, session: SessionDep) -> dict:
     template = await template_for_use(session, user, template_id)
     return {
         "name": template.name,
@@ -137,7 +138,7 @@ async def export_template(template_id: int, user: ApiUser, session: SessionDep) 
 
 @router.patch("/{template_id}/", response_model=TemplateRead)
 async def update_template(
-    template_id: int, payload: TemplateUpdate, user: ApiUser, session: SessionDep
+    template_id: Id, payload: TemplateUpdate, user: ApiUser, session: SessionDep
 ) -> TemplateRead:
     template = await template_owned(session, user, template_id)
     changes = payload.model_dump(exclude_unset=True)
@@ -150,7 +151,7 @@ async def update_template(
 
 
 @router.delete("/{template_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_template(template_id: int, user: ApiUser, session: SessionDep) -> Response:
+async def delete_template(template_id: Id, user: ApiUser, session: SessionDep) -> Response:
     template = await template_owned(session, user, template_id)
     await session.delete(template)
     await session.commit()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import col, func, select
 
 from ...models import Workflow, WorkflowTask
+from ...schemas._base import Id
 from ...schemas.workflow import (
     ImportFromTemplate,
     WorkflowCreate,
@@ -35,7 +36,7 @@ router = APIRouter(
 
 
 async def _name_free(
-    session: SessionDep, project_id: int, name: str, exclude: int | None = None
+    session: SessionDep, project_id: Id, name: str, exclude: int | None = None
 ) -> None:
     query = (
         select(func.count())
@@ -55,7 +56,7 @@ def _import_failed(error: service.ImportMatchError) -> JSONResponse:
 
 
 @router.get("/", response_model=list[WorkflowRead])
-async def list_workflows(project_id: int, user: ApiUser, session: SessionDep) -> list[WorkflowRead]:
+async def list_workflows(project_id: Id, user: ApiUser, session: SessionDep) -> list[WorkflowRead]:
     project, link = await project_for(session, user, project_id)
     query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
     return [
@@ -66,7 +67,7 @@ async def list_workflows(project_id: int, user: ApiUser, session: SessionDep) ->
 
 @router.post("/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def create_workflow(
-    project_id: int, payload: WorkflowCreate, user: ApiUser, session: SessionDep
+    project_id: Id, payload: WorkflowCreate, user: ApiUser, session: SessionDep
 ) -> WorkflowRead:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     await _name_free(session, project_id, payload.name)
@@ -78,7 +79,7 @@ async def create_workflow(
 
 @router.post("/import/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def import_workflow(
-    request: Request, project_id: int, payload: WorkflowImport, user: ApiUser, session: SessionDep
+    request: Request, project_id: Id, payload: WorkflowImport, user: ApiUser, session: SessionDep
 ) -> WorkflowRead | JSONResponse:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     await _name_free(session, project_id, payload.name)
@@ -98,8 +99,8 @@ async def import_workflow(
 )
 async def import_from_template(
     request: Request,
-    project_id: int,
-    template_id: Annotated[int, Query(gt=0)],
+    project_id: Id,
+    template_id: Id,
     user: ApiUser,
     session: SessionDep,
     payload: Annotated[ImportFromTemplate | None, Body()] = None,
@@ -128,13 +129,13 @@ async def import_from_template(
     return await service.workflow_read(session, workflow, project, link)
 
 
-async def _workflow(session: SessionDep, project_id: int, workflow_id: int) -> Workflow:
+async def _workflow(session: SessionDep, project_id: Id, workflow_id: Id) -> Workflow:
     return await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
 
 
 @router.get("/{workflow_id}/", response_model=WorkflowRead)
 async def get_workflow(
-    project_id: int, workflow_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> WorkflowRead:
     project, link = await project_for(session, user, project_id)
     return await service.workflow_read(
@@ -144,7 +145,7 @@ async def get_workflow(
 
 @router.patch("/{workflow_id}/", response_model=WorkflowRead)
 async def update_workflow(
-    project_id: int, workflow_id: int, payload: WorkflowUpdate, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, payload: WorkflowUpdate, user: ApiUser, session: SessionDep
 ) -> WorkflowRead:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     workflow = await _workflow(session, project_id, workflow_id)
@@ -164,7 +165,7 @@ async def update_workflow(
 
 @router.delete("/{workflow_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workflow(
-    project_id: int, workflow_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
     await project_for(session, user, project_id, Need.WRITE)
     workflow = await _workflow(session, project_id, workflow_id)
@@ -180,7 +181,7 @@ async def delete_workflow(
 
 @router.get("/{workflow_id}/export/", response_model=WorkflowExport)
 async def export_workflow(
-    project_id: int, workflow_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> WorkflowExport:
     await project_for(session, user, project_id)
     return await service.export(session, await _workflow(session, project_id, workflow_id))
@@ -192,8 +193,8 @@ async def export_workflow(
     status_code=status.HTTP_201_CREATED,
 )
 async def add_workflow_tasks(
-    project_id: int,
-    workflow_id: int,
+    project_id: Id,
+    workflow_id: Id,
     payload: Annotated[list[WorkflowTaskCreate], Body(min_length=1, max_length=100)],
     user: ApiUser,
     session: SessionDep,
@@ -205,7 +206,7 @@ async def add_workflow_tasks(
     return [service.wftask_read(wftask, task) for wftask, task in created]
 
 
-async def _wftask(session: SessionDep, workflow_id: int, wftask_id: int) -> WorkflowTask:
+async def _wftask(session: SessionDep, workflow_id: Id, wftask_id: Id) -> WorkflowTask:
     wftask = await session.get(WorkflowTask, wftask_id)
     if wftask is None or wftask.workflow_id != workflow_id:
         raise HTTPException(
@@ -216,9 +217,9 @@ async def _wftask(session: SessionDep, workflow_id: int, wftask_id: int) -> Work
 
 @router.patch("/{workflow_id}/wftask/{wftask_id}/", response_model=WorkflowTaskRead)
 async def update_workflow_task(
-    project_id: int,
-    workflow_id: int,
-    wftask_id: int,
+    project_id: Id,
+    workflow_id: Id,
+    wftask_id: Id,
     payload: WorkflowTaskUpdate,
     user: ApiUser,
     session: SessionDep,
@@ -258,7 +259,7 @@ async def _task_of(session: SessionDep, wftask: WorkflowTask):
 
 @router.delete("/{workflow_id}/wftask/{wftask_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workflow_task(
-    project_id: int, workflow_id: int, wftask_id: int, user: ApiUser, session: SessionDep
+    project_id: Id, workflow_id: Id, wftask_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
     await project_for(session, user, project_id, Need.WRITE)
     await _workflow(session, project_id, workflow_id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from ...slurm_config import SlurmConfig
 from .. import remote, warm
 from ..executors.base import ResultCallback, UnitResult
-from ..taskcall import UnitCall, read_exit_code
+from ..taskcall import UnitCall, read_exit_code, split_command
 from .batching import BatchingError, effective_section, plan_batches, split_into_batches
 from .commands import FINAL_STATES, SlurmCommandError, SlurmCommands, SlurmReader
 from .diagnose import JobLimits, explain, read_tail
@@ -242,7 +241,7 @@ class SlurmExecutor:
     def _batch_document(
         batch: list[UnitCall], parallelism: int, warm_start: bool = True
     ) -> dict[str, Any]:
-        argvs = [shlex.split(call.command) for call in batch]
+        argvs = [split_command(call.command) for call in batch]
         return {
             "format": remote.FORMAT,
             "parallelism": parallelism,
