@@ -18,6 +18,7 @@ from fractal_like.api.app import create_app
 from fractal_like.api.errors import MAX_ERRORS, MAX_INPUT_CHARS, unprocessable_from
 from fractal_like.api.request_body import JSON_IN_THREAD_BYTES, GuardedRoute, decode_json_body
 from fractal_like.api.routers import ROUTERS
+from fractal_like.api.token_precheck import requires_login
 from fractal_like.config import Settings
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient, expect, login
@@ -90,6 +91,19 @@ def test_every_route_is_guarded() -> None:
     assert [route.path for route in routes if not isinstance(route, GuardedRoute)] == []
 
 
+def test_every_route_but_login_is_prechecked_for_a_token() -> None:
+    # The pre-check finds the routes needing a user through their dependencies: a route
+    # (or a renamed user dependency) it cannot see would read anonymous bodies again.
+    open_routes = {
+        (method, route.path)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute) and not requires_login(route.dependant)
+        for method in route.methods
+    }
+    assert open_routes == {("POST", "/auth/token/login/")}
+
+
 # --- the token is checked before the body is read: raw ASGI calls that count reads ---
 
 
@@ -157,7 +171,9 @@ def test_no_valid_token_is_401_before_the_body_is_read(settings: Settings, auth:
 
 
 def test_a_valid_bearer_token_lets_the_body_be_read(settings: Settings) -> None:
-    headers = {**JSON, "Authorization": f"Bearer {_token(settings.jwt_secret())}"}
+    with TestClient(create_app(settings)) as client:
+        token = login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+    headers = {**JSON, "Authorization": f"Bearer {token}"}
     status, _payload, reads = _call(settings, headers, BODY)
     assert reads >= 1
     assert status != 401
