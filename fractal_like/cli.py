@@ -42,7 +42,7 @@ def _prepare_database(settings: Settings) -> None:
     """Create or migrate the database; an unreachable one stops with a plain message."""
     from sqlalchemy.exc import OperationalError
 
-    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     try:
         upgrade(settings.database_url)
     except OperationalError as error:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +13,10 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Secrets that must never protect a real deployment.
-WEAK_SECRETS = {"", "secret", "changeme", "change-me", "jwt-secret", "fractal", "password"}
-MIN_SECRET_LENGTH = 32
+from .secret_strength import secret_weakness
+from .services.passwords import PasswordTooShortError, check_password_length
+
+logger = logging.getLogger("fractal_like")
 
 
 class Environment(StrEnum):
@@ -62,6 +65,15 @@ class Settings(BaseSettings):
     MAX_JSON_BYTES: int = Field(default=4 * 1024 * 1024, gt=0)
     # The larger limit of the routes that take uploads (wheels for task collection).
     MAX_REQUEST_BYTES: int = Field(default=200 * 1024 * 1024, gt=0)
+    # Applied to every password set: registration, updates, the CLI and the first admin.
+    MIN_PASSWORD_LENGTH: int = Field(default=8, ge=1, le=1024)
+    # Failed logins: after this many for one account, or from one client address, within
+    # the window, the login answers 429 (even for the right password) until it passes.
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: int = Field(default=10, gt=0)
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = Field(default=50, gt=0)
+    LOGIN_FAILURE_WINDOW_SECONDS: int = Field(default=900, gt=0)
+    # Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+    LOGIN_TRUST_FORWARDED_FOR: bool = False
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
 
@@ -96,12 +108,26 @@ class Settings(BaseSettings):
         secret = self.JWT_SECRET
         if secret is None or self.ENVIRONMENT == Environment.DEVELOPMENT:
             return self
-        if secret.lower() in WEAK_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+        weakness = secret_weakness(secret)
+        if weakness is not None:
             raise ValueError(
-                f"FRACTAL_LIKE_JWT_SECRET is too weak: use at least {MIN_SECRET_LENGTH} "
-                "random characters (e.g. `openssl rand -hex 32`), or unset it to let "
-                "fractal-like generate and keep one in FRACTAL_LIKE_DATA_DIR"
+                f"FRACTAL_LIKE_JWT_SECRET is too weak ({weakness}): use a random one "
+                "(e.g. `openssl rand -hex 32`), or unset it to let fractal-like generate "
+                "and keep one in FRACTAL_LIKE_DATA_DIR"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _admin_password_long_enough(self) -> Settings:
+        # Checked at start, before the first admin would be made with it.
+        if self.ADMIN_PASSWORD:
+            try:
+                check_password_length(self.ADMIN_PASSWORD, self.MIN_PASSWORD_LENGTH)
+            except PasswordTooShortError as error:
+                raise ValueError(
+                    f"FRACTAL_LIKE_ADMIN_PASSWORD is too short: {error} "
+                    "(FRACTAL_LIKE_MIN_PASSWORD_LENGTH)"
+                ) from None
         return self
 
     @property
@@ -116,13 +142,35 @@ class Settings(BaseSettings):
         path = self.DATA_DIR / "jwt-secret"
         if path.exists():
             return path.read_text().strip()
-        self.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        self.ensure_data_dir()
         value = secrets.token_hex(32)
         # Written with 0600 from the start: the secret signs every token.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(value)
         return value
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data folder 0700 whatever the umask; tighten an existing open one.
+
+        It holds the database and the JWT secret, which are the server's alone. An
+        existing folder readable by others is tightened rather than only warned about:
+        a warning in a log is easy to miss, while the files inside are what an attacker
+        needs to forge an admin's token.
+        """
+        path = self.DATA_DIR
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            try:
+                path.chmod(mode & 0o700)
+            except OSError as error:
+                logger.warning("data folder %s is open to others (%o): %s", path, mode, error)
+            else:
+                logger.warning(
+                    "data folder %s was open to others (%o): now %o", path, mode, mode & 0o700
+                )
+        return path
 
 
 def _explain(error: ValidationError) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite gives its -wal and -shm files the mode of the database file.
+SQLITE_COMPANION_SUFFIXES = ("", "-wal", "-shm")
+
+logger = logging.getLogger("fractal_like")
 
 
 def is_sqlite(url: str) -> bool:
@@ -55,8 +63,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def keep_sqlite_file_private(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite does, and tighten an open one.
+
+    SQLite itself creates files 0644 minus the umask, readable by every account on the
+    host. Every engine is made here, so every path that may create the database (serve,
+    db upgrade, the runner, the CLI, tests) goes through this first. A missing folder is
+    left to SQLite, which reports it.
+    """
+    path = sqlite_file(url)
+    if path is None or not path.parent.is_dir():
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for companion in (path.with_name(path.name + suffix) for suffix in SQLITE_COMPANION_SUFFIXES):
+        try:
+            mode = stat.S_IMODE(companion.stat().st_mode)
+            if mode & 0o077:
+                companion.chmod(mode & 0o600)
+                logger.warning("%s was open to others (%o): now %o", companion, mode, mode & 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # e.g. a file of another owner: say so, SQLite may still work
+            logger.warning("cannot make %s private: %s", companion, error)
+
+
 def make_sync_engine(url: str) -> Engine:
     if is_sqlite(url):
+        keep_sqlite_file_private(url)
         engine = create_engine(sync_url(url), connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -65,6 +99,7 @@ def make_sync_engine(url: str) -> Engine:
 
 def make_async_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
+        keep_sqlite_file_private(url)
         engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -89,7 +89,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(
         DB_URL=db_url,
         DATA_DIR=tmp_path / "data",
-        JWT_SECRET="test-secret-" + "x" * 40,
+        JWT_SECRET="test-secret-5f0c9a7e3b21d84c6e0f9b3a7d2c1e48a6b0d3f7",
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         BOOTSTRAP_LOCAL_RESOURCE=False,  # tests build their own resources

@@ -60,7 +60,7 @@ def start_server(
         "FRACTAL_LIKE_DATA_DIR": str(data_dir),
         "FRACTAL_LIKE_ADMIN_EMAIL": ADMIN_EMAIL,
         "FRACTAL_LIKE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "FRACTAL_LIKE_JWT_SECRET": "live-server-secret-" + "y" * 40,
+        "FRACTAL_LIKE_JWT_SECRET": "live-server-secret-9e41b7c02d6a58f3e1c94b0a7d36f82e5c1a",
         "FRACTAL_LIKE_BOOTSTRAP_LOCAL_RESOURCE": "false",
         "FRACTAL_LIKE_EMBEDDED_RUNNER": "true" if runner else "false",
         **extra_env,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD, ApiClient, expect, login
+from .helpers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    ApiClient,
+    UserClient,
+    expect,
+    login,
+)
 
 
 def test_alive_needs_no_token(app_client: TestClient) -> None:
@@ -49,7 +57,9 @@ def test_register_joins_default_group(api: ApiClient) -> None:
 
 def test_register_is_for_superusers_only(api: ApiClient) -> None:
     user = api.new_user()
-    response = user.post("/auth/register/", json={"email": "x@example.org", "password": "abcd"})
+    response = user.post(
+        "/auth/register/", json={"email": "x@example.org", "password": "abcd-efgh"}
+    )
     expect(response, 403)
     expect(user.get("/auth/users/"), 403)
     expect(user.get(f"/auth/users/{user.id}/"), 403)
@@ -58,20 +68,28 @@ def test_register_is_for_superusers_only(api: ApiClient) -> None:
 
 def test_register_validation(api: ApiClient) -> None:
     admin = api.admin
-    expect(admin.post("/auth/register/", json={"email": "not-an-email", "password": "abcd"}), 422)
+    expect(
+        admin.post("/auth/register/", json={"email": "not-an-email", "password": "abcd-efgh"}), 422
+    )
     expect(admin.post("/auth/register/", json={"email": "a@example.org"}), 422)
-    body = {"email": "a@example.org", "password": "abcd", "unknown": 1}
+    body = {"email": "a@example.org", "password": "abcd-efgh", "unknown": 1}
     expect(admin.post("/auth/register/", json=body), 422)
-    body = {"email": "a@example.org", "password": "abcd", "project_dirs": ["relative/dir"]}
+    body = {"email": "a@example.org", "password": "abcd-efgh", "project_dirs": ["relative/dir"]}
     expect(admin.post("/auth/register/", json=body), 422)
     body = {"email": "a@example.org", "password": "x" * 10_000}
     expect(admin.post("/auth/register/", json=body), 422)
-    body = {"email": "a@example.org", "password": "ab"}
-    expect(admin.post("/auth/register/", json=body), 422)
-    body = {"email": "a@example.org", "password": "abcd", "profile_id": 999}
+    body = {"email": "a@example.org", "password": "abcdefg"}  # one short of the default 8
+    assert (
+        "at least 8 characters" in expect(admin.post("/auth/register/", json=body), 422)["detail"]
+    )
+    body = {"email": "a@example.org", "password": "abcd-efgh", "profile_id": 999}
     expect(admin.post("/auth/register/", json=body), 404)
-    expect(admin.post("/auth/register/", json={"email": "a@example.org", "password": "abcd"}), 201)
-    response = admin.post("/auth/register/", json={"email": "A@example.org", "password": "abcd"})
+    expect(
+        admin.post("/auth/register/", json={"email": "a@example.org", "password": "abcd-efgh"}), 201
+    )
+    response = admin.post(
+        "/auth/register/", json={"email": "A@example.org", "password": "abcd-efgh"}
+    )
     assert expect(response, 400)["detail"] == "REGISTER_USER_ALREADY_EXISTS"
 
 
@@ -104,7 +122,8 @@ def test_admin_patches_user(api: ApiClient) -> None:
 def test_password_change_and_deactivation(api: ApiClient) -> None:
     user = api.new_user()
     expect(user.patch("/auth/current-user/", json={"password": "new-password"}), 200)
-    login(api.client, user.user["email"], "new-password")
+    token = login(api.client, user.user["email"], "new-password")
+    user = UserClient(api.client, token, user.user)
     expect(user.patch("/auth/current-user/", json={"is_superuser": True}), 422)
     expect(api.admin.patch(f"/auth/users/{user.id}/", json={"is_active": False}), 200)
     response = api.client.post(

@@ -45,17 +45,18 @@ def test_db_upgrade_check_and_user_create(env: Path) -> None:
     assert runner.invoke(app, ["db", "check"]).exit_code == 0
 
     result = runner.invoke(
-        app, ["user", "create", "sci@example.org", "--password", "sci-pw", "--project-dir", "/d"]
+        app,
+        ["user", "create", "sci@example.org", "--password", "sci-password", "--project-dir", "/d"],
     )
     assert result.exit_code == 0, result.output
     assert "created user sci@example.org" in result.output
-    again = runner.invoke(app, ["user", "create", "sci@example.org", "--password", "sci-pw"])
+    again = runner.invoke(app, ["user", "create", "sci@example.org", "--password", "sci-password"])
     assert again.exit_code == 1 and "already exists" in again.output
-    bad = runner.invoke(app, ["user", "create", "not-an-email", "--password", "sci-pw"])
+    bad = runner.invoke(app, ["user", "create", "not-an-email", "--password", "sci-password"])
     assert bad.exit_code == 1 and "not a valid e-mail" in bad.output
 
     with TestClient(create_app(load_settings())) as client:
-        token = login(client, "sci@example.org", "sci-pw")
+        token = login(client, "sci@example.org", "sci-password")
         me = client.get("/auth/current-user/", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["project_dirs"] == ["/d"]
         assert [name for _, name in me.json()["group_ids_names"]] == ["All"]
@@ -72,11 +73,11 @@ def test_db_upgrade_check_and_user_create(env: Path) -> None:
         assert created.status_code == 201
 
     changed = runner.invoke(
-        app, ["user", "set-password", "sci@example.org", "--password", "new-pw"]
+        app, ["user", "set-password", "sci@example.org", "--password", "new-password"]
     )
     assert changed.exit_code == 0, changed.output
     with TestClient(create_app(load_settings())) as client:
-        assert login(client, "sci@example.org", "new-pw")
+        assert login(client, "sci@example.org", "new-password")
 
 
 def test_serve_refuses_unmigrated_database(env: Path) -> None:

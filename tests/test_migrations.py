@@ -29,7 +29,7 @@ def test_unmigrated_database_is_refused(tmp_path) -> None:
     with pytest.raises(SchemaMismatchError, match="fractal-like db upgrade"):
         create_app(Settings(DB_URL=url, DATA_DIR=tmp_path))
     upgrade(url)
-    settings = Settings(DB_URL=url, DATA_DIR=tmp_path, ADMIN_PASSWORD="pw-1234")
+    settings = Settings(DB_URL=url, DATA_DIR=tmp_path, ADMIN_PASSWORD="pw-123456")
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/alive/").status_code == 200
 

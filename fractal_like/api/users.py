@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, HTTPException, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, IntegerIDMixin, InvalidPasswordException
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
+from fastapi_users.jwt import decode_jwt, generate_jwt
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import UserOAuth
+from ..services.passwords import PasswordTooShortError, check_password_length
 from .deps import get_session
 
-MIN_PASSWORD_LENGTH = 4
+# The token claim that binds a token to the password its user had when it was issued.
+PASSWORD_CLAIM = "pwd"
 
 
 class UserManager(IntegerIDMixin, BaseUserManager[UserOAuth, int]):
+    def __init__(
+        self, user_db: SQLAlchemyUserDatabase[UserOAuth, int], min_password_length: int
+    ) -> None:
+        super().__init__(user_db)
+        self.min_password_length = min_password_length
+
     async def validate_password(self, password: str, user: Any) -> None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidPasswordException(
-                reason=f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
-            )
+        try:
+            check_password_length(password, self.min_password_length)
+        except PasswordTooShortError as error:
+            raise InvalidPasswordException(reason=str(error)) from None
 
 
 async def get_user_db(
@@ -35,14 +47,56 @@ async def get_user_manager(
     request: Request,
     user_db: Annotated[SQLAlchemyUserDatabase[UserOAuth, int], Depends(get_user_db)],
 ) -> AsyncIterator[UserManager]:
-    manager = UserManager(user_db)
+    manager = UserManager(user_db, request.app.state.settings.MIN_PASSWORD_LENGTH)
     manager.reset_password_token_secret = request.app.state.jwt_secret
     manager.verification_token_secret = request.app.state.jwt_secret
     yield manager
 
 
+def password_fingerprint(secret: str, hashed_password: str) -> str:
+    """A keyed digest of the password hash: changes with the password, reveals nothing of it."""
+    digest = hmac.new(secret.encode(), hashed_password.encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+class PasswordBoundJWTStrategy(JWTStrategy[UserOAuth, int]):
+    """JWTs that stop being valid when their user's password changes.
+
+    A JWT cannot be revoked; binding it to a fingerprint of the password hash makes a
+    password change (by the user, an admin or the CLI) refuse every token issued before.
+    """
+
+    def _fingerprint(self, user: UserOAuth) -> str:
+        return password_fingerprint(str(self.encode_key), user.hashed_password)
+
+    async def write_token(self, user: UserOAuth) -> str:
+        data = {
+            "sub": str(user.id),
+            "aud": self.token_audience,
+            PASSWORD_CLAIM: self._fingerprint(user),
+        }
+        return generate_jwt(data, self.encode_key, self.lifetime_seconds, algorithm=self.algorithm)
+
+    async def read_token(
+        self, token: str | None, user_manager: BaseUserManager[UserOAuth, int]
+    ) -> UserOAuth | None:
+        if token is None:
+            return None
+        try:
+            claims = decode_jwt(
+                token, self.decode_key, self.token_audience, algorithms=[self.algorithm]
+            )
+        except jwt.PyJWTError:
+            return None
+        user = await super().read_token(token, user_manager)
+        claimed = claims.get(PASSWORD_CLAIM)
+        if user is None or not isinstance(claimed, str):
+            return None
+        return user if hmac.compare_digest(claimed, self._fingerprint(user)) else None
+
+
 def get_jwt_strategy(request: Request) -> JWTStrategy[UserOAuth, int]:
-    return JWTStrategy(
+    return PasswordBoundJWTStrategy(
         secret=request.app.state.jwt_secret,
         lifetime_seconds=request.app.state.settings.JWT_EXPIRE_SECONDS,
     )

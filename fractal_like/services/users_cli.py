@@ -9,6 +9,7 @@ from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import UserOAuth
 from .groups import add_member, ensure_default_group
+from .passwords import check_password_length
 
 
 def _validated_email(email: str) -> str:
@@ -25,8 +26,7 @@ async def create_user(
     settings: Settings, email: str, password: str, superuser: bool, project_dirs: list[str]
 ) -> int:
     email = _validated_email(email)
-    if len(password) < 4:
-        raise ValueError("the password must have at least 4 characters")
+    check_password_length(password, settings.MIN_PASSWORD_LENGTH)
     if any(not item.startswith("/") for item in project_dirs):
         raise ValueError("project dirs must be absolute paths")
     engine = make_async_engine(settings.database_url)
@@ -58,8 +58,7 @@ async def create_user(
 
 
 async def set_password(settings: Settings, email: str, password: str) -> None:
-    if len(password) < 4:
-        raise ValueError("the password must have at least 4 characters")
+    check_password_length(password, settings.MIN_PASSWORD_LENGTH)
     engine = make_async_engine(settings.database_url)
     try:
         async with make_session_factory(engine)() as session:

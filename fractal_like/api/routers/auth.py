@@ -22,6 +22,7 @@ from ...schemas.user import (
 from ...services.access import user_or_404
 from ...services.groups import add_member, group_ids_names, set_memberships
 from ..deps import SessionDep
+from ..login_guard import client_address, login_guard
 from ..request_body import GuardedRoute
 from ..users import CurrentUser, Superuser, UserManagerDep, auth_backend
 
@@ -42,9 +43,20 @@ async def login(
     credentials: Annotated[OAuth2PasswordRequestForm, Depends()],
     manager: UserManagerDep,
 ) -> TokenRead:
+    guard = login_guard(request.app)
+    address = client_address(request, request.app.state.settings)
+    wait = guard.retry_after(credentials.username, address)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed logins: try again in {wait} seconds",
+            headers={"Retry-After": str(wait)},
+        )
     user = await manager.authenticate(credentials)
     if user is None or not user.is_active:
+        guard.record_failure(credentials.username, address)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
+    guard.record_success(credentials.username)
     strategy = auth_backend.get_strategy(request)  # type: ignore[call-arg]
     token = await strategy.write_token(user)
     return TokenRead(access_token=token)
