@@ -221,6 +221,10 @@ def test_version(live: Live) -> None:
 def _forge_token(live: Live, user_id: int, expires_in: float) -> str:
     """A token like the server's own (same secret and claims), expiring when we choose."""
     claims = {"sub": str(user_id), "aud": JWT_AUDIENCE, "exp": int(time.time() + expires_in)}
+    # The admin's password fingerprint, as a token the server issued carries it.
+    issued = jwt.decode(_login(live), options={"verify_signature": False})
+    assert issued["sub"] == str(user_id)
+    claims["pwd"] = issued["pwd"]
     return jwt.encode(claims, live.secret, algorithm="HS256")
 
 

@@ -42,7 +42,8 @@ async def ensure_first_admin(
         generated = None
         password = settings.ADMIN_PASSWORD
         if not password:
-            password = generated = secrets.token_urlsafe(12)
+            # token_urlsafe(n) gives about 1.3 n characters: never below the minimum length.
+            password = generated = secrets.token_urlsafe(max(12, settings.MIN_PASSWORD_LENGTH))
         profile_id = await _embedded_local_profile(session, settings)
         admin = UserOAuth(
             email=email,
