@@ -98,8 +98,12 @@ class LoginGuard:
             del self._failures[key]
 
 
+# Longer names cannot be e-mail addresses; cut, they keep each key's memory small.
+MAX_ACCOUNT_KEY_CHARS = 320
+
+
 def _account_key(account: str) -> str:
-    return "account:" + account.strip().lower()
+    return "account:" + account.strip().lower()[:MAX_ACCOUNT_KEY_CHARS]
 
 
 def _address_key(address: str) -> str:
