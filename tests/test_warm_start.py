@@ -65,6 +65,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "bad_output_extra_key.py": {"zarr_url": "{root}/zarr/img1"},
     "use_threads.py": {"zarr_url": "{root}/zarr/img1"},
     "change_cwd_env.py": {"zarr_url": "{root}/zarr/moved"},
+    "dump_env.py": {"zarr_url": "{root}/zarr/img1"},
 }
 # Extra cases: sys.exit(<str>) from the contract (unknown argument) and a second unit of a
 # script whose first unit changed folder and environment (it must not see those changes).

@@ -16,8 +16,12 @@ import pwd
 from collections.abc import Iterable, Mapping
 
 # What a program expects to find; nothing here carries a secret of the server.
+# PYTHONUNBUFFERED keeps a Python unit's stdout and stderr in order in its log.
 UNIT_NAMES = frozenset(
-    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SHELL"}
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR"),
+        *("LANG", "LANGUAGE", "PYTHONUNBUFFERED"),
+    }
 )
 UNIT_PREFIXES = ("LC_",)
 # The server's own settings: refused even when an admin's export names one.

@@ -57,7 +57,7 @@ def dump_env(
     folder = Path(clean_url(zarr_url))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / REPORT).write_text(json.dumps(report))
-    print(json.dumps(report, indent=1))
+    print(f"dump_env: wrote {folder / REPORT}")
     update = {"zarr_url": clean_url(zarr_url), "attributes": {"uid": os.getuid()}}
     return {"image_list_updates": [update]}
 
