@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_private_paths_are_the_server_s_files_not_the_units_folders(tmp_path: Pa
         (data / folder).mkdir(parents=True)
     (data / "jwt-secret").write_text(JWT_CONTENT)
     (data / "server.log").write_text("log")
-    settings = Settings(DATA_DIR=data, JWT_SECRET="x" * 64)
+    settings = Settings(DATA_DIR=data, JWT_SECRET=secrets.token_hex(32))
     paths = private_paths(settings)
     database = str(data / "fractal-like.db")
     assert {database, database + "-wal", database + "-shm", database + "-journal"} <= set(paths)
