@@ -177,6 +177,9 @@ def test_a_local_unit_finds_nothing_of_the_server(
             if pid == str(os.getpid()):
                 break
         assert report["uid"] == os.getuid()  # no username: the server's own account
+        # The data folder lies under the system's temporary folder here, where a confined
+        # unit could create nothing: it gets a temporary folder of the job's own.
+        assert report["temp_file"] == "ok"
 
 
 def test_a_plain_user_on_the_embedded_local_resource_cannot_become_admin(

@@ -168,6 +168,8 @@ class Engine:
                 raise JobStoppedError
             if isinstance(executor, str):
                 raise JobFailedError(executor)  # the resource cannot run jobs; says why
+            if isinstance(executor, LocalExecutor):
+                executor.prepare_job(ctx.zarr_dir)
             task_list = job.workflow_dump.get("task_list", [])
             type_filters = dict(job.type_filters)
             for position in range(job.first_task_index, job.last_task_index + 1):

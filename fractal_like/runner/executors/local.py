@@ -109,6 +109,36 @@ class LocalExecutor:
         # The launcher's interpreter: one `account` can run (ours may lie in a private home).
         self.python = python or sys.executable
         self.environment = unit_environment(account=account)
+        self.confined_tmp = self._confined_tmp()
+        if self.confined_tmp is not None:
+            self.environment["TMPDIR"] = str(self.confined_tmp)
+
+    @property
+    def confined(self) -> bool:
+        """Units run as the runner's account, kept from the server's files by Landlock."""
+        return self.private_paths is not None and self.account is None
+
+    def _confined_tmp(self) -> Path | None:
+        """A temporary folder of the job's own when the usual one lies above the server's
+        files: Landlock then keeps confined units from creating entries in it."""
+        if not self.confined or self.working_dir is None:
+            return None
+        usual = os.path.realpath(self.environment.get("TMPDIR") or tempfile.gettempdir())
+        private = [os.path.realpath(path) for path in self.private_paths or []]
+        if not any(path.startswith(usual.rstrip("/") + "/") for path in private):
+            return None
+        return self.working_dir / "tmp"
+
+    def prepare_job(self, zarr_dir: str) -> None:
+        """Folders confined units cannot create themselves, made before any of them starts:
+        the dataset's folder and the job's temporary folder may lie beside the server's
+        files, where Landlock lets units use what exists but create nothing new."""
+        if not self.confined:
+            return
+        for folder in (zarr_dir, self.confined_tmp):
+            if folder:
+                with contextlib.suppress(OSError):  # the task says why if it needs the folder
+                    Path(folder).mkdir(parents=True, exist_ok=True)
 
     async def prepare_folder(self, folder: Path) -> Path:
         """A task's folder for the units' files, owned by the account they run as."""

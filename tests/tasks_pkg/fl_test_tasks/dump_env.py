@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def _ancestors() -> list[int]:
     return pids
 
 
+def _try_temp_file() -> str:
+    """'ok', or why a temporary file cannot be made (a confined unit still needs them)."""
+    folder = os.environ.get("TMPDIR", "/tmp")  # not gettempdir(): it falls back quietly
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder) as handle:
+            handle.write(b"x")
+    except OSError as error:
+        return f"failed in {folder}: {error}"
+    return "ok"
+
+
 def dump_env(
     zarr_url: str, probe_paths: list[str] | None = None, probe_pids: list[int] | None = None
 ) -> dict[str, Any]:
@@ -51,6 +63,7 @@ def dump_env(
     report = {
         "environ": dict(os.environ),
         "uid": os.getuid(),
+        "temp_file": _try_temp_file(),
         "paths": {path: _try_read(path) for path in probe_paths or []},
         "proc_environ": {str(pid): _try_read(f"/proc/{pid}/environ") for pid in pids},
     }
