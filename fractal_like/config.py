@@ -135,11 +135,16 @@ class Settings(BaseSettings):
         """The configured URL, or the embedded SQLite file in DATA_DIR."""
         return self.DB_URL or f"sqlite:///{self.DATA_DIR / 'fractal-like.db'}"
 
+    @property
+    def jwt_secret_file(self) -> Path:
+        """Where a generated secret is kept."""
+        return self.DATA_DIR / "jwt-secret"
+
     def jwt_secret(self) -> str:
         """The configured secret, or one generated once and kept in DATA_DIR."""
         if self.JWT_SECRET:
             return self.JWT_SECRET
-        path = self.DATA_DIR / "jwt-secret"
+        path = self.jwt_secret_file
         if path.exists():
             return path.read_text().strip()
         self.ensure_data_dir()

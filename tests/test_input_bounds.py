@@ -21,8 +21,9 @@ import pytest
 from fractal_like.schemas._base import MAX_INT, MAX_JSON_BYTES, MAX_JSON_DEPTH, check_json
 from fractal_like.task_command import CommandError, check_command, split_command
 
-from .helpers import ApiClient, UserClient, expect, make_dataset, make_project, make_workflow
+from .helpers import ApiClient, UserClient, expect, make_project
 from .runner_support import collect_body
+from .security_scene import build_scene
 
 BAD_IDS = [0, -1, 2**31, 2**63, 2**64]
 _numbers = itertools.count(1)
@@ -203,7 +204,8 @@ def test_deep_raw_bodies_are_refused(api: ApiClient) -> None:
 
 @dataclass
 class World:
-    """One of everything, owned by alice; bob is another user, guest of alice's project."""
+    """The security suite's scene (one of everything, owned by alice), with alice's project
+    shared with bob and a collected task package; `user_id` is bob, whom admin writes touch."""
 
     api: ApiClient
     alice: UserClient
@@ -214,69 +216,21 @@ class World:
     task_ref: dict[str, Any]
 
 
-def _world(api: ApiClient) -> World:
-    alice, bob = api.new_user(), api.new_user()
-    ids: dict[str, int] = {"profile_id": api.local_profile()}
-    assert api._resource_id is not None
-    ids["resource_id"] = api._resource_id
-    ids["group_id"] = expect(api.admin.post("/auth/group/", json={"name": "worst"}), 201)["id"]
-    ids["user_id"] = bob.id
-    project = make_project(alice)
-    ids["project_id"] = project["id"]
+def _world(api: ApiClient, db_url: str) -> World:
+    scene = build_scene(api, db_url)
+    alice, bob, ids = scene.owner, scene.other, dict(scene.ids)
+    ids["user_id"] = bob.id  # admin writes clear fields of bob, not of alice who reads
+    project_id, dataset_id = ids["project_id"], ids["dataset_id"]
     expect(
-        alice.post(f"/api/v2/project/{project['id']}/access/", json={"email": bob.user["email"]}),
+        alice.post(f"/api/v2/project/{project_id}/access/", json={"email": bob.user["email"]}),
         201,
     )
-    dataset = make_dataset(alice, project["id"])
-    ids["dataset_id"] = dataset["id"]
-    image_url = f"{dataset['zarr_dir']}/image.zarr"
-    expect(
-        alice.post(
-            f"/api/v2/project/{project['id']}/dataset/{dataset['id']}/images/",
-            json={"zarr_url": image_url, "attributes": {"well": "A01"}, "types": {"3D": True}},
-        ),
-        201,
-    )
-    task = expect(
-        alice.post(
-            "/api/v2/task/",
-            json={
-                "name": "worst",
-                "version": "1",
-                "command_non_parallel": "/bin/true",
-                "command_parallel": "/bin/true",
-            },
-        ),
-        201,
-    )
-    ids["task_id"], ids["task_group_id"] = task["id"], task["taskgroupv2_id"]
+    dataset = expect(alice.get(f"/api/v2/project/{project_id}/dataset/{dataset_id}/"), 200)
     collected = expect(alice.post("/api/v2/task/collect/custom/", json=collect_body()), 201)
-    workflow = make_workflow(alice, project["id"], [task["id"]])
-    ids["workflow_id"] = workflow["id"]
-    ids["wftask_id"] = ids["workflowtask_id"] = workflow["task_list"][0]["id"]
-    template = expect(
-        alice.post(
-            f"/api/v2/workflow-template/?workflow_id={workflow['id']}",
-            json={"name": "worst", "version": 1},
-        ),
-        201,
-    )
-    ids["template_id"] = template["id"]
-    job = expect(
-        alice.post(
-            f"/api/v2/project/{project['id']}/job/submit/"
-            f"?workflow_id={workflow['id']}&dataset_id={dataset['id']}",
-            json={},
-        ),
-        202,
-    )
-    ids["job_id"] = job["id"]
-    activities = expect(alice.get("/api/v2/task-group/activity/"), 200)
-    if activities:
-        ids["activity_id"] = activities[0]["id"]
     group = expect(alice.get(f"/api/v2/task-group/{collected[0]['taskgroupv2_id']}/"), 200)
     task_ref = {"pkg_name": group["pkg_name"], "version": group["version"]}
     task_ref["name"] = collected[0]["name"]
+    image_url = scene.values["zarr_url"]
     return World(api, alice, bob, ids, dataset["zarr_dir"], image_url, task_ref)
 
 
@@ -542,8 +496,8 @@ def _read_everything(world: World, spec: dict[str, Any]) -> list[str]:
     return failures
 
 
-def test_worst_case_writes_leave_every_read_working(api: ApiClient) -> None:
-    world = _world(api)
+def test_worst_case_writes_leave_every_read_working(api: ApiClient, db_url: str) -> None:
+    world = _world(api, db_url)
     spec = api.client.get("/openapi.json").json()
     write_failures = _write_worst_cases(world, spec)
     read_failures = _read_everything(world, spec)

@@ -9,7 +9,6 @@ from sqlalchemy.engine import make_url
 
 from ..config import Settings
 
-JWT_SECRET_FILE = "jwt-secret"  # where Settings.jwt_secret keeps a generated secret
 # SQLite writes these beside the database; a unit that created one could corrupt it.
 SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -29,7 +28,7 @@ def private_paths(settings: Settings) -> list[str]:
     the data folder. Its folders (the embedded resource's jobs and tasks, the first admin's
     data) are for units."""
     data = settings.DATA_DIR.absolute()
-    paths = {data / JWT_SECRET_FILE, *_sqlite_files(settings.database_url)}
+    paths = {settings.jwt_secret_file.absolute(), *_sqlite_files(settings.database_url)}
     with contextlib.suppress(OSError):  # no data folder (yet): nothing of ours lies in it
         paths.update(entry for entry in data.iterdir() if not entry.is_dir())
     return sorted(str(path) for path in paths)
