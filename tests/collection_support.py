@@ -22,6 +22,7 @@ from fractal_like.config import Settings
 from fractal_like.db import make_async_engine
 from fractal_like.models import TaskGroupActivity
 from fractal_like.runner.queue import new_runner_id
+from fractal_like.runner.server_files import private_paths
 from fractal_like.services.collection.worker import Collector
 
 from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login
@@ -172,7 +173,14 @@ def run_collector(settings: Settings, activity_ids: list[int], timeout: float = 
 
     async def go() -> None:
         engine = make_async_engine(settings.database_url)
-        collector = Collector(engine, new_runner_id(), poll_seconds=0.05, stale_after=30)
+        # Confined from the server's files, as a runner's collector is.
+        collector = Collector(
+            engine,
+            new_runner_id(),
+            poll_seconds=0.05,
+            stale_after=30,
+            private_paths=lambda: private_paths(settings),
+        )
         task = asyncio.create_task(collector.run_forever())
         try:
             async with asyncio.timeout(timeout):

@@ -6,11 +6,13 @@ database and `/proc/<pid>/environ` of the runner and the server, as an attacker 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from fractal_like.runner.accounts import as_account, server_user
 from fractal_like.runner.server_files import private_paths
 from fractal_like.runner.slurm.commands import SlurmCommands
 from fractal_like.runner.unit_env import pip_environment, unit_environment
+from fractal_like.services.collection.venv import run
 
 from .helpers import (
     ADMIN_EMAIL,
@@ -412,3 +415,36 @@ def test_sbatch_as_the_server_s_own_account_exports_no_server_variable(
     assert argv[:2] == ["env", "-i"] and argv[-2:] == ["sbatch", "x.sh"]
     assert f"SLURM_CONF={slurm_conf}" in argv
     assert not [item for item in argv if any(secret in item for secret in SERVER_SECRETS.values())]
+
+
+# ------------------------------------------------------------------ task collection
+
+
+def test_collection_commands_cannot_reach_the_server_s_files(tmp_path: Path) -> None:
+    """pip runs the build scripts of users' packages: its commands run confined from the
+    server's files, and still get a temporary folder they may use."""
+    if sandbox.landlock_abi() < sandbox.MIN_ABI:
+        pytest.fail("this test needs Landlock (Linux 5.19 or newer)")
+    secret = tmp_path / "data" / "jwt-secret"
+    secret.parent.mkdir()
+    secret.write_text(JWT_CONTENT)
+    work = tmp_path / "tasks"
+    work.mkdir()
+    probe = (
+        "import os, sys, tempfile\n"
+        "try:\n"
+        "    print(open(sys.argv[1]).read())\n"
+        "except OSError as error:\n"
+        "    print('denied:', error.strerror)\n"
+        "with tempfile.NamedTemporaryFile(dir=os.environ.get('TMPDIR', '/tmp')) as handle:\n"
+        "    print('temporary file in', os.path.dirname(handle.name))\n"
+    )
+    argv = [sys.executable, "-c", probe, str(secret)]
+    code, output = asyncio.run(run(argv, cwd=work, timeout=60, confine=[str(secret)]))
+    assert code == 0, output
+    assert JWT_CONTENT not in output and "denied: Permission denied" in output
+    # /tmp lies above the secret here: the command's temporary folder is in its own folder.
+    assert f"temporary file in {work}/tmp-" in output
+    assert not any(work.iterdir())  # that folder is removed afterwards
+    code, output = asyncio.run(run(argv, cwd=work, timeout=60))
+    assert code == 0 and JWT_CONTENT in output  # not confined: the same command reads it

@@ -29,6 +29,7 @@ import ctypes
 import errno
 import os
 import struct
+import sys
 from collections.abc import Iterable
 
 MIN_ABI = 2  # ABI 1 refuses every rename or link across folders (EXDEV): tasks break
@@ -222,3 +223,29 @@ def deny_paths(paths: Iterable[str], abi: int | None = None) -> int:
     finally:
         os.close(ruleset)
     return abi
+
+
+def creation_blocked_in(folder: str, paths: Iterable[str]) -> bool:
+    """Whether a process confined from `paths` can create nothing in `folder`: it lies on
+    the way down to one of them (e.g. /tmp above a data folder in /tmp)."""
+    prefix = os.path.realpath(folder).rstrip("/") + "/"
+    return any(os.path.realpath(path).startswith(prefix) for path in paths)
+
+
+def main(argv: list[str]) -> int:
+    """`python -I -S sandbox.py PRIVATE... -- PROGRAM ARG...`: run PROGRAM confined from the
+    PRIVATE paths (task collection's pip, which runs a package's build scripts)."""
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        sys.stderr.write("usage: sandbox.py PRIVATE_PATH... -- PROGRAM [ARG...]\n")
+        return 2
+    split = argv.index("--")
+    problem = confine(argv[1:split])
+    if problem:
+        sys.stderr.write(f"fractal-like: {problem}\n")
+    command = argv[split + 1 :]
+    os.execvp(command[0], command)
+    return 127  # not reached: execvp replaces this process or raises
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -47,6 +47,7 @@ class Runner:
             self.runner_id,
             poll_seconds=settings.RUNNER_POLL_SECONDS,
             stale_after=settings.RUNNER_STALE_SECONDS,
+            private_paths=lambda: private_paths(settings),
         )
 
     async def run_forever(self) -> None:

@@ -123,9 +123,8 @@ class LocalExecutor:
         files: Landlock then keeps confined units from creating entries in it."""
         if not self.confined or self.working_dir is None:
             return None
-        usual = os.path.realpath(self.environment.get("TMPDIR") or tempfile.gettempdir())
-        private = [os.path.realpath(path) for path in self.private_paths or []]
-        if not any(path.startswith(usual.rstrip("/") + "/") for path in private):
+        usual = self.environment.get("TMPDIR") or tempfile.gettempdir()
+        if not sandbox.creation_blocked_in(usual, self.private_paths or []):
             return None
         return self.working_dir / "tmp"
 

@@ -65,7 +65,7 @@ async def collect(run: ActivityRun) -> None:
     await run.log.add(
         f"collecting {group.pkg_name} {group.version} with Python {python.version} into {folder}"
     )
-    venv = Venv(Path(group.venv_path), pip, run.log.add, cwd=folder)
+    venv = Venv(Path(group.venv_path), pip, run.log.add, cwd=folder, confine=run.private_paths)
     await venv.create(python)
     if group.pinned_package_versions_pre:
         await venv.install(
@@ -123,7 +123,13 @@ async def _resolve_version(run: ActivityRun, view: GroupView, python: PythonChoi
     await asyncio.to_thread(tasks_root.mkdir, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".resolve-", dir=tasks_root))
     try:
-        probe = Venv(staging / "venv", pip_options(resource), run.log.add, cwd=staging)
+        probe = Venv(
+            staging / "venv",
+            pip_options(resource),
+            run.log.add,
+            cwd=staging,
+            confine=run.private_paths,
+        )
         await probe.create(python)
         found = await probe.resolve_version(requirement(group, with_version=False))
     finally:

@@ -56,7 +56,13 @@ async def deactivate(run: ActivityRun) -> None:
     if freeze:
         await run.log.add("the pip freeze recorded at collection is kept for reactivation")
     else:
-        venv = Venv(venv_path, pip_options(view.resource), run.log.add, cwd=Path(group.path))
+        venv = Venv(
+            venv_path,
+            pip_options(view.resource),
+            run.log.add,
+            cwd=Path(group.path),
+            confine=run.private_paths,
+        )
         try:
             freeze = await venv.freeze()
         except StepFailedError as error:
@@ -99,7 +105,13 @@ async def reactivate(run: ActivityRun) -> None:
         await _remove(str(venv_path), resource.tasks_local_dir)
     await asyncio.to_thread(Path(group.path).mkdir, parents=True, exist_ok=True)
     run.touched = True
-    venv = Venv(venv_path, pip_options(resource), run.log.add, cwd=Path(group.path))
+    venv = Venv(
+        venv_path,
+        pip_options(resource),
+        run.log.add,
+        cwd=Path(group.path),
+        confine=run.private_paths,
+    )
     await venv.create(python)
     await venv.install(
         "reinstalling the recorded packages (pip freeze)",

@@ -20,13 +20,16 @@ import re
 import shlex
 import shutil
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ...runner import sandbox
 from ...runner.unit_env import pip_environment
 from .python import PipOptions, PythonChoice
 
@@ -88,15 +91,37 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(kept)
 
 
-async def run(argv: list[str], *, cwd: Path, timeout: float) -> tuple[int, str]:
-    """Run a command; its exit code and its combined output. Killed on timeout or cancel."""
+async def run(
+    argv: list[str], *, cwd: Path, timeout: float, confine: Sequence[str] | None = None
+) -> tuple[int, str]:
+    """Run a command; its exit code and its combined output. Killed on timeout or cancel.
+
+    `confine`: the server's files the command must not reach (see runner/sandbox.py): pip
+    runs the build scripts of the packages it installs, which are the users' code."""
+    env = _child_env()
+    shown_name = argv[0]
+    with contextlib.ExitStack() as cleanup:
+        if confine is not None:
+            argv = [sys.executable, "-I", "-S", sandbox.__file__, *confine, "--", *argv]
+            usual = env.get("TMPDIR") or tempfile.gettempdir()
+            if sandbox.creation_blocked_in(usual, confine):
+                # pip builds in temporary folders: one it may create things in.
+                env["TMPDIR"] = cleanup.enter_context(
+                    tempfile.TemporaryDirectory(prefix="tmp-", dir=cwd)
+                )
+        return await _run_process(argv, cwd, timeout, env, name=shown_name)
+
+
+async def _run_process(
+    argv: list[str], cwd: Path, timeout: float, env: dict[str, str], name: str
+) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=cwd,
-        env=_child_env(),
+        env=env,
         start_new_session=True,  # its own process group, so pip's children die with it
     )
     try:
@@ -107,7 +132,7 @@ async def run(argv: list[str], *, cwd: Path, timeout: float) -> tuple[int, str]:
         await process.wait()
         if isinstance(error, TimeoutError):
             raise StepFailedError(
-                f"{argv[0]} took more than {timeout:.0f} s and was stopped"
+                f"{name} took more than {timeout:.0f} s and was stopped"
             ) from None
         raise
     assert process.returncode is not None
@@ -143,11 +168,14 @@ def _server_pip() -> ServerPip | None:
 class Venv:
     """The venv of one task group, with the resource's pip options and a log to write to."""
 
-    def __init__(self, path: Path, pip: PipOptions, log: Log, cwd: Path) -> None:
+    def __init__(
+        self, path: Path, pip: PipOptions, log: Log, cwd: Path, confine: Sequence[str] | None
+    ) -> None:
         self.path = path
         self.pip = pip
         self.log = log
         self.cwd = cwd
+        self.confine = confine  # the server's files its commands must not reach
 
     @property
     def python(self) -> Path:
@@ -163,7 +191,7 @@ class Venv:
     ) -> str:
         await self.log(f"{what}\n$ {_shown(shown or argv)}")
         try:
-            code, output = await run(argv, cwd=self.cwd, timeout=timeout)
+            code, output = await run(argv, cwd=self.cwd, timeout=timeout, confine=self.confine)
         except OSError as error:
             raise StepFailedError(f"{what}: cannot run {argv[0]}: {error}") from None
         if code != 0:
@@ -210,7 +238,10 @@ class Venv:
         if source is None or not source.requires_python.contains(python_version):
             return None
         code, output = await run(
-            [str(self.python), "-I", "-c", _PURELIB], cwd=self.cwd, timeout=QUICK_TIMEOUT_SECONDS
+            [str(self.python), "-I", "-c", _PURELIB],
+            cwd=self.cwd,
+            timeout=QUICK_TIMEOUT_SECONDS,
+            confine=self.confine,
         )
         site = Path(output.strip())
         real_venv = Path(os.path.realpath(self.path))

@@ -73,9 +73,16 @@ def _owner_alive(runner_id: str) -> bool | None:
 
 class Collector:
     def __init__(
-        self, engine: AsyncEngine, runner_id: str, *, poll_seconds: float, stale_after: float
+        self,
+        engine: AsyncEngine,
+        runner_id: str,
+        *,
+        poll_seconds: float,
+        stale_after: float,
+        private_paths: Callable[[], list[str]] | None = None,
     ) -> None:
         self.engine = engine
+        self.private_paths = private_paths  # the server's files collection commands must not reach
         self.factory = make_session_factory(engine)
         self.runner_id = runner_id
         self.poll_seconds = poll_seconds
@@ -230,6 +237,7 @@ class Collector:
                 user_id=activity.user_id,
                 group_id=activity.taskgroupv2_id,
                 log=ActivityLog(self.engine, activity.id, activity.log),
+                private_paths=self.private_paths() if self.private_paths else None,
             )
         if run.action not in PIPELINES:
             await run.log.add(f"unknown action {run.action!r}")
