@@ -342,6 +342,7 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
             {},
             {"workflow_id": ids["workflow_id"], "dataset_id": ids["dataset_id"]},
         ),
+        ("PATCH", "/admin/v2/job/{job_id}/"): lambda n: ({"status": "failed"}, {}),
         ("POST", "/api/v2/project/{project_id}/status/images/"): lambda n: (
             {},
             {"dataset_id": ids["dataset_id"], "workflowtask_id": ids["workflowtask_id"]},

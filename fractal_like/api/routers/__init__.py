@@ -1,6 +1,7 @@
 """Every router of the API, in the order they are mounted."""
 
 from . import (
+    admin_jobs,
     admin_resources,
     auth,
     datasets,
@@ -26,5 +27,6 @@ ROUTERS = [
     workflows.router,
     templates.router,
     jobs.router,
+    admin_jobs.router,
     history.router,
 ]

@@ -91,7 +91,11 @@ async def get_job(
     show_tmp_logs: bool = False,
 ) -> JobRead:
     await project_for(session, user, project_id)
-    job = await _job(session, project_id, job_id)
+    return await read_job(await _job(session, project_id, job_id), show_tmp_logs)
+
+
+async def read_job(job: Job, show_tmp_logs: bool = False) -> JobRead:
+    """One job as shown to its users and to admins; an active job's log read live if asked."""
     live_log = None
     if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
         live_log = await run_in_threadpool(read_live_log, job.working_dir)
@@ -116,11 +120,15 @@ async def download_job_logs(
     project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
 ) -> StreamingResponse:
     await project_for(session, user, project_id)
-    job = await _job(session, project_id, job_id)
+    return await zip_response(await _job(session, project_id, job_id))
+
+
+async def zip_response(job: Job) -> StreamingResponse:
+    """The job's folders as a zip (users' and admins' download routes)."""
     # Zipped by a thread into a spooled file, sent chunk by chunk from threads: a job
     # folder of any size never stalls the event loop nor sits whole in memory.
     archive = await run_in_threadpool(zip_folders, job.working_dir, job.working_dir_user)
-    name = f"job_{job_id}_logs.zip"
+    name = f"job_{job.id}_logs.zip"
     return StreamingResponse(
         iter_chunks(archive),
         media_type="application/x-zip-compressed",
