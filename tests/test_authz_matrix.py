@@ -68,6 +68,9 @@ RULES = [
         _everyone(OK),
     ),
     Rule("oneself", r"^\w+ /auth/current-user/", {**_everyone(OK), "anonymous": LOGIN}),
+    # A JWT is not revoked by logging out: the call only drops the cookie.
+    Rule("logout", r"^POST /auth/token/logout/$", {**_everyone(OK), "anonymous": LOGIN}),
+    Rule("server settings", r"^GET /api/settings/", ADMINS_ONLY),
     Rule("users and groups", r"^\w+ /auth/(register|users|group)/", ADMINS_ONLY, OWNER_AND_ADMIN),
     Rule("resources, profiles, core tasks", r"^\w+ /admin/", ADMINS_ONLY, OWNER_AND_ADMIN),
     Rule(

@@ -40,7 +40,7 @@ COVERAGE = os.environ.get("FRACTAL_LIKE_SCHEMATHESIS_COVERAGE") == "1"
 
 # Operation groups, first match wins; an operation in none fails the suite.
 GROUPS = {
-    "auth": r"^/(api/alive|auth)/",
+    "auth": r"^/(api/alive|api/settings|auth)/",
     "admin": r"^/admin/",
     "tasks": r"^/api/v2/(task|task-group)/",
     "templates": r"^/api/v2/workflow-template/",

@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, HTTPException, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, IntegerIDMixin, InvalidPasswordException
-from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
+from fastapi_users.authentication import (
+    AuthenticationBackend,
+    BearerTransport,
+    CookieTransport,
+    JWTStrategy,
+)
 from fastapi_users.jwt import decode_jwt, generate_jwt
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -106,7 +111,17 @@ bearer_transport = BearerTransport(tokenUrl="auth/token/login/")
 auth_backend = AuthenticationBackend(
     name="bearer-jwt", transport=bearer_transport, get_strategy=get_jwt_strategy
 )
-fastapi_users = FastAPIUsers[UserOAuth, int](get_user_manager, [auth_backend])
+# The Fractal web page sends the very same JWT in this cookie (it sets the cookie itself
+# from the login's access_token), so every route reads either; the strategy is shared, so
+# a cookie token too dies with a password change.
+AUTH_COOKIE = "fastapiusersauth"
+cookie_transport = CookieTransport(
+    cookie_name=AUTH_COOKIE, cookie_httponly=True, cookie_samesite="lax"
+)
+cookie_backend = AuthenticationBackend(
+    name="cookie-jwt", transport=cookie_transport, get_strategy=get_jwt_strategy
+)
+fastapi_users = FastAPIUsers[UserOAuth, int](get_user_manager, [auth_backend, cookie_backend])
 
 current_active_user = fastapi_users.current_user(active=True)
 current_superuser = fastapi_users.current_user(active=True, superuser=True)

@@ -132,3 +132,12 @@ class GroupRead(ReadModel):
 class TokenRead(ReadModel):
     access_token: str
     token_type: str = "bearer"
+
+
+class UserProfileInfo(ReadModel):
+    """Where the current user's jobs would run: their profile and its resource, if any."""
+
+    has_profile: bool
+    resource_name: str | None = None
+    profile_name: str | None = None
+    username: str | None = None

@@ -9,6 +9,7 @@ from . import (
     history,
     jobs,
     projects,
+    settings,
     task_collection,
     tasks,
     templates,
@@ -29,4 +30,5 @@ ROUTERS = [
     jobs.router,
     admin_jobs.router,
     history.router,
+    settings.router,
 ]

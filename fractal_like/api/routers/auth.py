@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users import exceptions as fu_exceptions
 from sqlmodel import col, select
 
-from ...models import Profile, UserGroup, UserOAuth
+from ...models import Profile, Resource, UserGroup, UserOAuth
 from ...schemas._base import Id
 from ...schemas.user import (
     TokenRead,
     UserCreate,
+    UserProfileInfo,
     UserRead,
     UserSetGroups,
     UserUpdate,
@@ -24,7 +26,7 @@ from ...services.groups import add_member, group_ids_names, set_memberships
 from ..deps import SessionDep
 from ..login_guard import client_address, login_guard
 from ..request_body import GuardedRoute
-from ..users import CurrentUser, Superuser, UserManagerDep, auth_backend
+from ..users import AUTH_COOKIE, CurrentUser, Superuser, UserManagerDep, auth_backend
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=GuardedRoute)
 
@@ -62,6 +64,21 @@ async def login(
     return TokenRead(access_token=token)
 
 
+@router.post("/token/logout/")
+async def logout(request: Request, _user: CurrentUser) -> JSONResponse:
+    # A JWT cannot be revoked (a password change does that): logging out drops the cookie.
+    # 200 with a JSON body, as the reference's OpenAPI documents.
+    response = JSONResponse({})
+    response.delete_cookie(
+        AUTH_COOKIE,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
 @router.get("/current-user/", response_model=UserRead)
 async def current_user(user: CurrentUser, session: SessionDep) -> UserRead:
     return await _read(session, user)
@@ -77,6 +94,20 @@ async def update_current_user(
         except fu_exceptions.InvalidPasswordException as error:
             raise HTTPException(422, detail=str(error.reason))
     return await _read(session, user)
+
+
+@router.get("/current-user/profile-info/", response_model=UserProfileInfo)
+async def current_user_profile_info(user: CurrentUser, session: SessionDep) -> UserProfileInfo:
+    profile = await session.get(Profile, user.profile_id) if user.profile_id is not None else None
+    if profile is None:
+        return UserProfileInfo(has_profile=False)
+    resource = await session.get(Resource, profile.resource_id)
+    return UserProfileInfo(
+        has_profile=True,
+        resource_name=resource.name if resource is not None else None,
+        profile_name=profile.name,
+        username=profile.username,
+    )
 
 
 @router.get("/current-user/allowed-viewer-paths/", response_model=list[str])
