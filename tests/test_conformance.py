@@ -35,7 +35,9 @@ from fractal_like.config import Settings
 
 from .helpers import ApiClient, expect
 
-# fractal-server 2.26.0's own /openapi.json, as published (its info.version says 0.1.0).
+# The structure of fractal-server 2.26.0's own /openapi.json (methods, paths, statuses,
+# parameters, schemas and their bounds): its prose (descriptions, summaries, titles,
+# examples) is left out, since only the API's shape is compared.
 REFERENCE = Path(__file__).with_name("golden") / "fractal-server-openapi-2.26.0.json"
 GAPS = Path(__file__).with_name("conformance_gaps.json")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
