@@ -54,20 +54,23 @@ async def project_for(
     return project, link
 
 
+async def row_or_404(session: AsyncSession, model: type[T], object_id: int, what: str) -> T:
+    """The row of `model` with that id; 404 naming `what` when there is none."""
+    obj = await session.get(model, object_id)
+    if obj is None:
+        raise HTTPException(404, detail=f"{what} {object_id} not found")
+    return obj
+
+
 async def child_of_project(
     session: AsyncSession, model: type[T], object_id: int, project_id: int, what: str
 ) -> T:
     """An object that must belong to the given project; 404 otherwise."""
-    obj = await session.get(model, object_id)
-    if obj is None:
-        raise HTTPException(404, detail=f"{what} {object_id} not found")
+    obj = await row_or_404(session, model, object_id, what)
     if getattr(obj, "project_id", None) != project_id:
         raise HTTPException(422, detail=f"{what} {object_id} is not part of project {project_id}")
     return obj
 
 
 async def user_or_404(session: AsyncSession, user_id: int) -> UserOAuth:
-    user = await session.get(UserOAuth, user_id)
-    if user is None:
-        raise HTTPException(404, detail=f"user {user_id} not found")
-    return user
+    return await row_or_404(session, UserOAuth, user_id, "user")

@@ -100,13 +100,6 @@ async def list_jobs(
     return total, size, list(jobs)
 
 
-async def get_job(session: AsyncSession, job_id: int) -> Job:
-    job = await session.get(Job, job_id)
-    if job is None:
-        raise HTTPException(404, detail=f"job {job_id} not found")
-    return job
-
-
 async def set_status(session: AsyncSession, job: Job, new_status: str) -> None:
     """An admin's way out for a job stuck before its end: mark it failed, nothing else.
 

@@ -20,6 +20,7 @@ from ...schemas.resource import (
     ResourceUpdate,
     check_profile_for_resource,
 )
+from ...services.access import row_or_404
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
@@ -29,17 +30,11 @@ router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 
 
 async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
-    resource = await session.get(Resource, resource_id)
-    if resource is None:
-        raise HTTPException(404, detail=f"resource {resource_id} not found")
-    return resource
+    return await row_or_404(session, Resource, resource_id, "resource")
 
 
 async def _get_profile(session: SessionDep, profile_id: Id) -> Profile:
-    profile = await session.get(Profile, profile_id)
-    if profile is None:
-        raise HTTPException(404, detail=f"profile {profile_id} not found")
-    return profile
+    return await row_or_404(session, Profile, profile_id, "profile")
 
 
 async def _commit_unique(session: SessionDep, what: str, name: str) -> None:
