@@ -16,16 +16,13 @@ from fastapi_users.jwt import decode_jwt
 
 from . import users
 
-# The cookie fastapi-users' CookieTransport uses by default (the Fractal web page sends it).
-AUTH_COOKIE = "fastapiusersauth"
-
 
 def _candidate_tokens(request: Request) -> list[str]:
     tokens = []
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         tokens.append(value.strip())
-    cookie = request.cookies.get(AUTH_COOKIE)
+    cookie = request.cookies.get(users.AUTH_COOKIE)
     if cookie:
         tokens.append(cookie)
     return tokens
