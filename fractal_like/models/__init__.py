@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from .accounting import AccountingRecord, AccountingRecordSlurm
 from .dataset import Dataset, Image
 from .history import HistoryImageCache, HistoryRun, HistoryUnit
 from .job import ACTIVE_JOB_STATUSES, Job, JobStatus
@@ -14,6 +15,8 @@ from .workflow import Workflow, WorkflowTask, WorkflowTemplate
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
+    "AccountingRecord",
+    "AccountingRecordSlurm",
     "Dataset",
     "HistoryImageCache",
     "HistoryRun",

@@ -24,6 +24,7 @@ class Resource(SQLModel, table=True):
     jobs_poll_interval: int = 5
     tasks_local_dir: str = Field(sa_column=Column(String(4096), nullable=False))
     tasks_python_config: dict[str, Any] = json_field(dict)
+    tasks_pixi_config: dict[str, Any] = json_field(dict)
     prevent_new_submissions: bool = False
     timestamp_created: datetime = created_at_field()
 
@@ -43,4 +44,5 @@ class Profile(SQLModel, table=True):
     ssh_key_path: str | None = Field(default=None, max_length=4096)
     jobs_remote_dir: str | None = Field(default=None, max_length=4096)
     tasks_remote_dir: str | None = Field(default=None, max_length=4096)
+    pixi_cache_dir: str | None = Field(default=None, max_length=4096)
     timestamp_created: datetime = created_at_field()

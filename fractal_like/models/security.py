@@ -19,6 +19,8 @@ class UserOAuth(SQLModel, table=True):
     is_active: bool = True
     is_superuser: bool = False
     is_verified: bool = False
+    # A guest reads the projects shared with them and writes nothing (Fractal's is_guest).
+    is_guest: bool = False
     username: str | None = Field(default=None, max_length=255)
     profile_id: int | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from ._types import created_at_field, json_field, nullable_json_field, optional_
 class TaskGroupOrigin(StrEnum):
     PYPI = "pypi"  # installed by name from a package index
     WHEEL_FILE = "wheel-file"  # installed from an uploaded wheel
+    PIXI = "pixi"  # a pixi environment from an uploaded tar.gz
     OTHER = "other"  # registered by hand (task/ or task/collect/custom/): no files of ours
 
 
@@ -30,6 +31,7 @@ class ActivityAction(StrEnum):
     DEACTIVATE = "deactivate"
     REACTIVATE = "reactivate"
     DELETE = "delete"
+    RESET = "reset"
 
 
 class TaskGroup(SQLModel, table=True):
@@ -53,9 +55,13 @@ class TaskGroup(SQLModel, table=True):
     pkg_name: str = Field(sa_column=Column(String(255), nullable=False, index=True))
     version: str | None = Field(default=None, max_length=255)
     python_version: str | None = Field(default=None, max_length=32)
+    pixi_version: str | None = Field(default=None, max_length=32)
     path: str | None = Field(default=None, max_length=4096)
     venv_path: str | None = Field(default=None, max_length=4096)
     wheel_path: str | None = Field(default=None, max_length=4096)
+    # The package's source archive kept for a reset (Fractal's archive_path): a wheel or,
+    # for pixi, the tar.gz of the environment definition.
+    archive_path: str | None = Field(default=None, max_length=4096)
     pip_extras: str | None = Field(default=None, max_length=1024)
     # Installed after the package (Fractal's historical meaning of pinned_package_versions).
     pinned_package_versions: dict[str, str] = json_field(dict)

@@ -71,5 +71,9 @@ class WorkflowTemplate(SQLModel, table=True):
     version: int = 1
     description: str | None = Field(default=None, sa_column=Column(String(4096)))
     data: dict[str, Any] = json_field(dict)
+    # The Fractal server version the template was written for (what its reader can expect).
+    fractal_server_version: str = Field(
+        default="2.26.0", sa_column=Column(String(32), nullable=False, server_default="2.26.0")
+    )
     timestamp_created: datetime = created_at_field()
     timestamp_last_used: datetime = created_at_field()
