@@ -5,10 +5,19 @@ from __future__ import annotations
 import os.path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from ..slurm_config import LocalRunnerConfig, SlurmConfig
-from ._base import JsonDict, NonEmptyStr, ReadModel, StrictModel, UTCTimestamp, omittable
+from ._base import (
+    MAX_INT,
+    JsonDict,
+    NonEmptyStr,
+    ReadModel,
+    RequestModel,
+    StrictModel,
+    UTCTimestamp,
+    omittable,
+)
 
 ResourceType = Literal["local", "slurm_sudo", "slurm_ssh"]
 _POSIX_USER = r"^[a-z_][a-z0-9_-]{0,31}\$?$"
@@ -30,9 +39,33 @@ PosixUser = Annotated[str, StringConstraints(pattern=_POSIX_USER)]
 
 # One argv item of the pip commands of task collection (never passed through a shell).
 PipArg = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00\n\r]+$")]
+# One value or line of a generated script: no line breaks, so it cannot add lines of its own.
+OneLine = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00\n\r]+$")
+]
+# A pixi version names a folder (its binary is <folder>/bin/pixi): a plain name, no path.
+_PIXI_VERSION = r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$"
+_PIXI_MEMORY = r"^[0-9]{1,12}[KMGT]$"
 
 
-class PythonConfig(StrictModel):
+def _not_negative(value: int) -> int:
+    # Not a schema bound: the reference states none, and clients send 0 (poll at once).
+    if value < 0:
+        raise ValueError("jobs_poll_interval cannot be negative")
+    return value
+
+
+# Seconds between two squeue calls; 0 polls as fast as the runner's own floor allows.
+PollInterval = Annotated[int, Field(le=MAX_INT), AfterValidator(_not_negative)]
+
+
+class _OpenModel(RequestModel):
+    """A configuration read as Fractal reads it: unknown keys are ignored, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class PythonConfig(_OpenModel):
     default_version: Annotated[str, StringConstraints(pattern=_PY_VERSION)]
     versions: dict[Annotated[str, StringConstraints(pattern=_PY_VERSION)], AbsolutePath]
     # Added to every `pip install` of task collection, e.g. ["--index-url", URL] for a
@@ -47,7 +80,60 @@ class PythonConfig(StrictModel):
         return self
 
 
-class ResourceCreate(StrictModel):
+class PixiSlurmConfig(_OpenModel):
+    """The SLURM job that runs `pixi install` on a slurm_ssh resource (Fractal's shape)."""
+
+    partition: OneLine
+    cpus: int = Field(ge=1, le=4096)
+    mem: Annotated[str, StringConstraints(pattern=_PIXI_MEMORY)] | None = None
+    mem_per_cpu: Annotated[str, StringConstraints(pattern=_PIXI_MEMORY)] | None = None
+    time: OneLine
+    preamble: Annotated[list[OneLine], Field(max_length=100)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_memory(self) -> PixiSlurmConfig:
+        if (self.mem is None) == (self.mem_per_cpu is None):
+            raise ValueError("SLURM_CONFIG needs exactly one of mem and mem_per_cpu")
+        return self
+
+
+class PixiConfig(_OpenModel):
+    """How task collection runs pixi: `versions` maps a version to its folder, and all
+    those folders are siblings named after their version (Fractal's layout)."""
+
+    versions: dict[Annotated[str, StringConstraints(pattern=_PIXI_VERSION)], AbsolutePath]
+    default_version: Annotated[str, StringConstraints(pattern=_PIXI_VERSION)]
+    PIXI_CONCURRENT_SOLVES: int = Field(default=4, ge=1, le=1024)
+    PIXI_CONCURRENT_DOWNLOADS: int = Field(default=4, ge=1, le=1024)
+    TOKIO_WORKER_THREADS: int = Field(default=2, ge=1, le=1024)
+    DEFAULT_ENVIRONMENT: OneLine = "default"
+    DEFAULT_PLATFORM: OneLine = "linux-64"
+    SLURM_CONFIG: PixiSlurmConfig | None = None
+
+    @model_validator(mode="after")
+    def _layout(self) -> PixiConfig:
+        if self.default_version not in self.versions:
+            raise ValueError(f"default_version {self.default_version} is not among versions")
+        parents = {os.path.dirname(folder) for folder in self.versions.values()}
+        if len(parents) > 1:
+            raise ValueError("the folders of all pixi versions must be in one parent folder")
+        for version, folder in self.versions.items():
+            if os.path.basename(folder) != version:
+                raise ValueError(f"the folder of pixi {version} must be named {version}")
+        return self
+
+
+def _pixi_config(value: dict[str, Any]) -> dict[str, Any]:
+    # `{}` means "no pixi"; anything else must be a whole configuration, stored normalised.
+    return PixiConfig.model_validate(value).model_dump() if value else {}
+
+
+PixiConfigDict = Annotated[JsonDict, AfterValidator(_pixi_config)]
+
+
+class ResourceCreate(_OpenModel):
+    """A resource body (POST, PUT): unknown fields are ignored, as Fractal's are."""
+
     name: NonEmptyStr
     type: ResourceType
     host: Annotated[str, StringConstraints(pattern=_HOST)] | None = None
@@ -55,12 +141,16 @@ class ResourceCreate(StrictModel):
     tasks_local_dir: AbsolutePath
     jobs_runner_config: JsonDict = Field(default_factory=dict)
     jobs_slurm_python_worker: AbsolutePath | None = None
-    jobs_poll_interval: int = Field(default=5, ge=1, le=3600)
+    jobs_poll_interval: PollInterval = 5
     tasks_python_config: PythonConfig | None = None
+    tasks_pixi_config: PixiConfigDict = Field(default_factory=dict)
     prevent_new_submissions: bool = False
 
     @model_validator(mode="after")
     def _valid_for_type(self) -> ResourceCreate:
+        pixi = self.tasks_pixi_config
+        if self.type == "slurm_ssh" and pixi and pixi.get("SLURM_CONFIG") is None:
+            raise ValueError("tasks_pixi_config of a slurm_ssh resource needs SLURM_CONFIG")
         if self.type == "local":
             self.jobs_runner_config = LocalRunnerConfig.model_validate(
                 self.jobs_runner_config
@@ -92,8 +182,9 @@ class ResourceUpdate(StrictModel):
     tasks_local_dir: AbsolutePath = omittable()
     jobs_runner_config: JsonDict = omittable()
     jobs_slurm_python_worker: AbsolutePath | None = None
-    jobs_poll_interval: int = omittable(ge=1, le=3600)
+    jobs_poll_interval: PollInterval = omittable()
     tasks_python_config: PythonConfig | None = None
+    tasks_pixi_config: PixiConfigDict = omittable()
     prevent_new_submissions: bool = omittable()
 
 
@@ -108,17 +199,21 @@ class ResourceRead(ReadModel):
     jobs_slurm_python_worker: str | None
     jobs_poll_interval: int
     tasks_python_config: dict[str, Any]
+    tasks_pixi_config: dict[str, Any]
     prevent_new_submissions: bool
     timestamp_created: UTCTimestamp
 
 
-class ProfileCreate(StrictModel):
+class ProfileCreate(_OpenModel):
+    """A profile body (POST, PUT): unknown fields (the client's `resource_id`) are ignored."""
+
     name: NonEmptyStr
     resource_type: ResourceType | None = None
     username: PosixUser | None = None
     ssh_key_path: AbsolutePath | None = None
     jobs_remote_dir: AbsolutePath | None = None
     tasks_remote_dir: AbsolutePath | None = None
+    pixi_cache_dir: AbsolutePath | None = None
 
 
 class ProfileUpdate(StrictModel):
@@ -129,6 +224,7 @@ class ProfileUpdate(StrictModel):
     ssh_key_path: AbsolutePath | None = None
     jobs_remote_dir: AbsolutePath | None = None
     tasks_remote_dir: AbsolutePath | None = None
+    pixi_cache_dir: AbsolutePath | None = None
 
 
 class ProfileRead(ReadModel):
@@ -140,6 +236,7 @@ class ProfileRead(ReadModel):
     ssh_key_path: str | None
     jobs_remote_dir: str | None
     tasks_remote_dir: str | None
+    pixi_cache_dir: str | None
     timestamp_created: UTCTimestamp
 
 
@@ -158,6 +255,9 @@ def check_profile_for_resource(resource_type: str, profile: dict[str, Any]) -> N
             "a local profile with a username needs jobs_remote_dir, a folder that account "
             "can write, for the files of its jobs"
         )
+    if resource_type != "slurm_ssh" and profile.get("pixi_cache_dir"):
+        # As in Fractal: only a slurm_ssh profile runs pixi on a host of its own.
+        raise ValueError("only a slurm_ssh profile may set pixi_cache_dir")
     if resource_type == "slurm_ssh":
         for key in ("ssh_key_path", "jobs_remote_dir"):
             if not profile.get(key):

@@ -50,14 +50,47 @@ async def list_resources(_admin: Superuser, session: SessionDep) -> list[Resourc
     return list((await session.exec(select(Resource).order_by(col(Resource.id)))).all())
 
 
+def _resource_columns(payload: ResourceCreate) -> dict[str, Any]:
+    data = payload.model_dump()
+    data["tasks_python_config"] = data["tasks_python_config"] or {}
+    return data
+
+
 @router.post("/resource/", response_model=ResourceRead, status_code=status.HTTP_201_CREATED)
 async def create_resource(
     payload: ResourceCreate, _admin: Superuser, session: SessionDep
 ) -> Resource:
-    data = payload.model_dump()
-    data["tasks_python_config"] = data["tasks_python_config"] or {}
-    resource = Resource(**data)
+    resource = Resource(**_resource_columns(payload))
     session.add(resource)
+    await _commit_unique(session, "resource", payload.name)
+    await session.refresh(resource)
+    return resource
+
+
+async def _check_type_kept(session: SessionDep, resource: Resource, new_type: str) -> None:
+    # Profiles are made for their resource's type: a resource in use keeps its type.
+    if new_type == resource.type:
+        return
+    profiles = (
+        await session.exec(select(Profile.id).where(Profile.resource_id == resource.id))
+    ).all()
+    if profiles:
+        raise HTTPException(
+            422,
+            detail=f"resource {resource.id} has profiles {sorted(profiles)} of type "
+            f"{resource.type!r}: its type cannot become {new_type!r}",
+        )
+
+
+@router.put("/resource/{resource_id}/", response_model=ResourceRead)
+async def replace_resource(
+    resource_id: Id, payload: ResourceCreate, _admin: Superuser, session: SessionDep
+) -> Resource:
+    """Overwrite the whole resource: fields left out take their defaults, as on POST."""
+    resource = await _get_resource(session, resource_id)
+    await _check_type_kept(session, resource, payload.type)
+    for key, value in _resource_columns(payload).items():
+        setattr(resource, key, value)
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
     return resource
@@ -82,8 +115,8 @@ async def update_resource(
         merged = ResourceCreate.model_validate(current)
     except ValidationError as error:
         raise unprocessable_from(error)
-    for key, value in merged.model_dump().items():
-        setattr(resource, key, value if key != "tasks_python_config" else (value or {}))
+    for key, value in _resource_columns(merged).items():
+        setattr(resource, key, value)
     await _commit_unique(session, "resource", merged.name)
     await session.refresh(resource)
     return resource
@@ -161,6 +194,23 @@ async def update_profile(
     for key, value in payload.model_dump(exclude_unset=True).items():
         setattr(profile, key, value)
     await _commit_unique(session, "profile", profile.name)
+    await session.refresh(profile)
+    return profile
+
+
+@router.put("/profile/{profile_id}/", response_model=ProfileRead)
+async def replace_profile(
+    profile_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+) -> Profile:
+    """Overwrite the whole profile (its resource stays): fields left out become null."""
+    profile = await _get_profile(session, profile_id)
+    try:
+        check_profile_for_resource(profile.resource_type, payload.model_dump())
+    except ValueError as error:
+        raise HTTPException(422, detail=str(error))
+    for key, value in payload.model_dump(exclude={"resource_type"}).items():
+        setattr(profile, key, value)
+    await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
     return profile
 
