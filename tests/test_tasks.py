@@ -68,10 +68,15 @@ GROUP_KEYS = {
     "pip_extras",
     "pinned_package_versions",
     "pinned_package_versions_pre",
+    "pinned_package_versions_post",
     "pip_freeze",
     "active",
     "timestamp_created",
     "timestamp_last_used",
+    "user_email",
+    "in_use",
+    "archive_path",
+    "pixi_version",
 }
 ACTIVITY_KEYS = {
     "id",
@@ -448,20 +453,22 @@ def test_task_group_list_and_filters(api: ApiClient) -> None:
     new_task(alice, name="private", query="?private=true")
     theirs = new_task(bob, name="theirs")
 
-    groups = expect(alice.get("/api/v2/task-group/"), 200)
-    assert [group["pkg_name"] for group in groups] == ["mine", "private", "theirs"]
+    # Fractal's shape: [pkg_name, [groups of that name, one per version]] pairs, by name.
+    listed = expect(alice.get("/api/v2/task-group/"), 200)
+    assert [name for name, _groups in listed] == ["mine", "private", "theirs"]
+    groups = [group for _name, same in listed for group in same]
     assert all(set(group) == GROUP_KEYS for group in groups)
     assert groups[0]["task_list"][0]["id"] == mine["id"]
-    assert groups[0]["task_list"][0]["args_schema_non_parallel"] == {"type": "object"}
+    assert "args_schema_non_parallel" not in groups[0]["task_list"][0]  # slim tasks
+    assert groups[0]["user_email"] == alice.user["email"] and groups[0]["in_use"] is False
     assert groups[2]["task_list"][0]["id"] == theirs["id"]
+    assert groups[2]["user_email"] == bob.user["email"]
 
     owned = expect(alice.get("/api/v2/task-group/?only_owner=true"), 200)
-    assert [group["pkg_name"] for group in owned] == ["mine", "private"]
-    slim = expect(alice.get("/api/v2/task-group/?args_schema=false"), 200)
-    assert slim[0]["task_list"][0]["args_schema_non_parallel"] is None
+    assert [name for name, _groups in owned] == ["mine", "private"]
     active = expect(alice.get("/api/v2/task-group/?only_active=true"), 200)
     assert len(active) == 3
-    assert [g["pkg_name"] for g in expect(bob.get("/api/v2/task-group/"), 200)] == [
+    assert [name for name, _groups in expect(bob.get("/api/v2/task-group/"), 200)] == [
         "mine",
         "theirs",
     ]
@@ -559,13 +566,19 @@ def test_task_group_activities(api: ApiClient, settings: Settings) -> None:
     assert filtered("pkg_name=PK") == [ids[0]]
     assert filtered(f"taskgroupv2_id={task['taskgroupv2_id']}") == [ids[0]]
     assert filtered("action=reactivate") == []
+    assert filtered(f"task_group_activity_id={ids[1]}") == [ids[1]]
+    assert filtered("timestamp_started_min=2000-01-01T00:00:00Z") == ids[:2]
+    assert filtered("timestamp_started_min=2999-01-01T00:00:00%2B02:00") == []
     expect(alice.get("/api/v2/task-group/activity/?taskgroupv2_id=x"), 422)
+    expect(alice.get("/api/v2/task-group/activity/?action=explode"), 422)
+    expect(alice.get("/api/v2/task-group/activity/?timestamp_started_min=2000-01-01T00:00"), 422)
 
     shown = expect(alice.get(f"/api/v2/task-group/activity/{ids[0]}/"), 200)
     assert shown == listed[0]
     expect(alice.get(f"/api/v2/task-group/activity/{ids[2]}/"), 403)
     expect(bob.get(f"/api/v2/task-group/activity/{ids[0]}/"), 403)
-    expect(boss.get(f"/api/v2/task-group/activity/{ids[0]}/"), 200)
+    # Only one's own, as in Fractal: admins read others' under /admin/v2/task-group/activity/.
+    expect(boss.get(f"/api/v2/task-group/activity/{ids[0]}/"), 403)
     assert [item["id"] for item in expect(bob.get("/api/v2/task-group/activity/"), 200)] == [ids[2]]
 
     # Deleting the task group keeps its activities, unlinked.

@@ -27,6 +27,7 @@ from ._base import (
     omittable,
 )
 
+PythonVersion = Literal["3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"]
 TaskType = Literal[
     "non_parallel", "parallel", "compound", "converter_non_parallel", "converter_compound"
 ]
@@ -206,29 +207,69 @@ class TaskReadSlim(ReadModel):
     docs_link: str | None = None
 
 
-class TaskGroupRead(ReadModel):
+class _TaskGroupFields(ReadModel):
+    """What every read of a task group shows, besides its tasks."""
+
     id: int
-    task_list: list[TaskRead]
     user_id: int
+    user_email: str
     user_group_id: int | None = None
     origin: str
     pkg_name: str
     version: str | None = None
     python_version: str | None = None
+    pixi_version: str | None = None
     path: str | None = None
     venv_path: str | None = None
     wheel_path: str | None = None
+    archive_path: str | None = None
     pip_extras: str | None = None
+    # Our column `pinned_package_versions` holds the pins installed after the package; it
+    # is shown under both names (the second is Fractal's current one).
     pinned_package_versions: dict[str, str] = Field(default_factory=dict)
     pinned_package_versions_pre: dict[str, str] = Field(default_factory=dict)
+    pinned_package_versions_post: dict[str, str] = Field(default_factory=dict)
     pip_freeze: str | None = None
+    in_use: bool  # one of its tasks is in a workflow
     active: bool
     timestamp_created: UTCTimestamp
     timestamp_last_used: UTCTimestamp
 
 
+class TaskGroupRead(_TaskGroupFields):
+    task_list: list[TaskRead]
+
+
+class TaskGroupReadSlim(_TaskGroupFields):
+    """One group of GET /api/v2/task-group/: its tasks without commands or schemas."""
+
+    task_list: list[TaskReadSlim]
+
+
+class TaskGroupReadSuperuser(TaskGroupRead):
+    resource_id: int | None = None
+
+
 class TaskGroupUpdate(StrictModel):
     user_group_id: Id | None = None
+
+
+class TaskGroupOverridesPip(StrictModel):
+    """An admin's changes to a task group before its environment is rebuilt (reset/pip).
+
+    As in Fractal, the pins are JSON text (e.g. '{"numpy": "1.26.4"}') and replace the
+    group's pins; extras and Python version replace the group's only when given. Their
+    content is checked by the same rules as the collection form's.
+    """
+
+    pip_extras: Annotated[str, StringConstraints(max_length=300)] | None = None
+    python_version: PythonVersion | None = None
+    pinned_package_versions_pre: Annotated[str, StringConstraints(max_length=20_000)] = "{}"
+    pinned_package_versions_post: Annotated[str, StringConstraints(max_length=20_000)] = "{}"
+
+
+class TaskGroupOverridesPixi(StrictModel):
+    use_pixi_lockfile: bool = False
 
 
 class TaskGroupActivityRead(ReadModel):
@@ -360,3 +401,41 @@ class TaskCollectCustom(StrictModel):
 
 # The body of the make-core / make-not-core admin routes: a bare JSON list of task ids.
 TaskIdList = Annotated[list[Id], Field(min_length=1, max_length=10_000)]
+
+
+# --- Admin views of tasks (GET /admin/v2/task/) -----------------------------------------------
+
+
+class TaskMinimal(ReadModel):
+    id: int
+    name: str
+    type: str
+    is_core: bool
+    taskgroupv2_id: int
+    command_non_parallel: str | None = None
+    command_parallel: str | None = None
+    version: str | None = None
+    pkg_name: str
+    active: bool
+    owner: str  # the email of the task group's owner
+    user_group: str | None = None  # the name of the user group it is shared with
+
+
+class ProjectUser(ReadModel):
+    id: int
+    email: str
+
+
+class TaskRelationship(ReadModel):
+    """A workflow using the task, its project and the project's owners."""
+
+    workflow_id: int
+    workflow_name: str
+    project_id: int
+    project_name: str
+    project_users: list[ProjectUser] = Field(default_factory=list)
+
+
+class TaskInfo(ReadModel):
+    task: TaskMinimal
+    relationships: list[TaskRelationship]

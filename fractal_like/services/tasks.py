@@ -8,13 +8,17 @@ groups through `task_group_for` / `task_for`, so these rules live here only.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shlex
 import subprocess
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
 
 from fastapi import HTTPException
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import ColumnElement, or_
 from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,7 +37,9 @@ from ..schemas.task import (
     COMMANDS_OF_TYPE,
     Manifest,
     TaskGroupRead,
-    TaskRead,
+    TaskGroupReadSlim,
+    TaskGroupReadSuperuser,
+    TaskGroupUpdate,
 )
 from ..task_command import CommandError, check_command
 
@@ -213,13 +219,140 @@ async def tasks_of_groups(session: AsyncSession, group_ids: list[int]) -> dict[i
     return found
 
 
-def task_group_read(group: TaskGroup, tasks: list[Task], args_schema: bool = True) -> TaskGroupRead:
-    task_list = [TaskRead.model_validate(task) for task in tasks]
-    if not args_schema:
-        for item in task_list:
-            item.args_schema_non_parallel = None
-            item.args_schema_parallel = None
-    return TaskGroupRead.model_validate({**group.model_dump(), "task_list": task_list})
+GroupReadModel = TypeVar("GroupReadModel", TaskGroupRead, TaskGroupReadSlim, TaskGroupReadSuperuser)
+
+
+async def groups_in_use(session: AsyncSession, group_ids: list[int]) -> set[int]:
+    """The groups among these with a task in some workflow."""
+    if not group_ids:
+        return set()
+    rows = await session.exec(
+        select(Task.taskgroupv2_id)
+        .join(WorkflowTask, col(WorkflowTask.task_id) == Task.id)
+        .where(col(Task.taskgroupv2_id).in_(group_ids))
+        .distinct()
+    )
+    return set(rows.all())
+
+
+async def owner_emails(session: AsyncSession, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    rows = await session.exec(
+        select(UserOAuth.id, UserOAuth.email).where(col(UserOAuth.id).in_(user_ids))
+    )
+    return {user_id: email for user_id, email in rows.all() if user_id is not None}
+
+
+async def task_group_reads(
+    session: AsyncSession,
+    groups: list[TaskGroup],
+    model: type[GroupReadModel] = TaskGroupRead,  # type: ignore[assignment]
+    *,
+    args_schema: bool = True,
+) -> list[GroupReadModel]:
+    """The groups as `model`, with their tasks, owner's email and whether they are in use."""
+    ids = [group.id for group in groups if group.id is not None]
+    tasks = await tasks_of_groups(session, ids)
+    used = await groups_in_use(session, ids)
+    emails = await owner_emails(session, {group.user_id for group in groups})
+    reads = []
+    for group in groups:
+        task_list = [task.model_dump() for task in tasks.get(group.id or 0, [])]
+        if not args_schema:
+            for item in task_list:
+                item["args_schema_non_parallel"] = item["args_schema_parallel"] = None
+        fields = group.model_dump()
+        reads.append(
+            model.model_validate(
+                {
+                    **fields,
+                    "task_list": task_list,
+                    "user_email": emails.get(group.user_id, ""),
+                    "in_use": group.id in used,
+                    "pinned_package_versions_post": fields["pinned_package_versions"],
+                }
+            )
+        )
+    return reads
+
+
+async def task_group_read(session: AsyncSession, group: TaskGroup) -> TaskGroupRead:
+    (read,) = await task_group_reads(session, [group])
+    return read
+
+
+def version_sort_key(version: str | None) -> tuple[int, Any]:
+    """Ascending order of versions: none, then unparsable ones by text, then PEP 440 ones."""
+    if version is None:
+        return (0, "")
+    try:
+        return (2, Version(version))
+    except InvalidVersion:
+        return (1, version)
+
+
+async def _pick_one_per_version(
+    session: AsyncSession, user: UserOAuth, groups: list[TaskGroup], default_group_id: int | None
+) -> list[TaskGroup]:
+    """Of the groups sharing a package name and version, the one this user would use.
+
+    Fractal's order: the user's own group, then the default user group's, then that of the
+    user group the user joined first.
+    """
+    assert user.id is not None
+    links = (
+        await session.exec(
+            select(LinkUserGroup.group_id)
+            .where(LinkUserGroup.user_id == user.id)
+            .order_by(col(LinkUserGroup.timestamp_created), col(LinkUserGroup.group_id))
+        )
+    ).all()
+    joined_rank = {group_id: rank for rank, group_id in enumerate(links)}
+
+    def priority(group: TaskGroup) -> tuple[int, int, int]:
+        if group.user_id == user.id:
+            return (0, 0, group.id or 0)
+        if default_group_id is not None and group.user_group_id == default_group_id:
+            return (1, 0, group.id or 0)
+        return (2, joined_rank.get(group.user_group_id or 0, len(links)), group.id or 0)
+
+    chosen = []
+    for _version, same in itertools.groupby(groups, key=lambda group: group.version):
+        chosen.append(min(same, key=priority))
+    return chosen
+
+
+async def task_groups_by_package(
+    session: AsyncSession,
+    user: UserOAuth,
+    *,
+    only_active: bool,
+    only_owner: bool,
+    default_group_name: str,
+) -> list[tuple[str, list[TaskGroupReadSlim]]]:
+    """GET /api/v2/task-group/: [(pkg_name, its groups, newest version first)], one per version."""
+    assert user.id is not None
+    where = col(TaskGroup.user_id) == user.id if only_owner else visible_to(user.id)
+    query = select(TaskGroup).where(where).order_by(col(TaskGroup.pkg_name), col(TaskGroup.id))
+    if only_active:
+        query = query.where(col(TaskGroup.active).is_(True))
+    groups = list((await session.exec(query)).all())
+    default_group_id = (
+        await session.exec(select(UserGroup.id).where(UserGroup.name == default_group_name))
+    ).first()
+    by_package: list[tuple[str, list[TaskGroup]]] = []
+    for pkg_name, same in itertools.groupby(groups, key=lambda group: group.pkg_name):
+        newest_first = sorted(same, key=lambda group: version_sort_key(group.version), reverse=True)
+        picked = await _pick_one_per_version(session, user, newest_first, default_group_id)
+        by_package.append((pkg_name, picked))
+    reads = await task_group_reads(
+        session, [group for _name, picked in by_package for group in picked], TaskGroupReadSlim
+    )
+    read_of = {read.id: read for read in reads}
+    return [
+        (pkg_name, [read_of[group.id or 0] for group in picked]) for pkg_name, picked in by_package
+    ]
 
 
 async def used_in_workflows(session: AsyncSession, task_ids: list[int]) -> int:
@@ -231,6 +364,34 @@ async def used_in_workflows(session: AsyncSession, task_ids: list[int]) -> int:
         .where(col(WorkflowTask.task_id).in_(task_ids))
     )
     return (await session.exec(query)).one()
+
+
+@dataclass
+class ActivityFilters:
+    """Fractal's filters of the activity lists (a user's own, and the admin's); None: any."""
+
+    task_group_activity_id: int | None = None
+    user_id: int | None = None
+    taskgroupv2_id: int | None = None
+    pkg_name: str | None = None
+    status: str | None = None
+    action: str | None = None
+    timestamp_started_min: datetime | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        equal = {
+            col(TaskGroupActivity.id): self.task_group_activity_id,
+            col(TaskGroupActivity.user_id): self.user_id,
+            col(TaskGroupActivity.taskgroupv2_id): self.taskgroupv2_id,
+            col(TaskGroupActivity.status): self.status,
+            col(TaskGroupActivity.action): self.action,
+        }
+        where = [column == value for column, value in equal.items() if value is not None]
+        if self.pkg_name is not None:
+            where.append(col(TaskGroupActivity.pkg_name).icontains(self.pkg_name, autoescape=True))
+        if self.timestamp_started_min is not None:
+            where.append(col(TaskGroupActivity.timestamp_started) >= self.timestamp_started_min)
+        return where
 
 
 # --- Changing ---------------------------------------------------------------------------------
@@ -267,6 +428,20 @@ async def create_task_group(
         session.add(task)
     await session.commit()
     return group, tasks
+
+
+async def update_task_group(
+    session: AsyncSession, user: UserOAuth, group: TaskGroup, payload: TaskGroupUpdate
+) -> None:
+    """Share the group with another user group (or none); committed."""
+    changes = payload.model_dump(exclude_unset=True)
+    if "user_group_id" in changes:
+        new_group_id = changes["user_group_id"]
+        if new_group_id is not None:
+            await check_can_share_with(session, user, new_group_id)
+            await check_unique_in_group(session, group, new_group_id)
+        group.user_group_id = new_group_id
+        await session.commit()
 
 
 NOT_NULL_FIELDS = ("name", "input_types", "output_types", "tags")

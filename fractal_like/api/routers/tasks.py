@@ -5,27 +5,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from pydantic import AwareDatetime
 from sqlmodel import col, func, select
 
 from ...models import Resource, Task, TaskGroup, TaskGroupActivity
+from ...models.task import ActivityAction, ActivityStatus
 from ...schemas._base import Id, Text
 from ...schemas.task import (
     TaskCollectCustom,
     TaskCreate,
     TaskGroupActivityRead,
     TaskGroupRead,
+    TaskGroupReadSlim,
     TaskGroupUpdate,
     TaskIdList,
     TaskRead,
     TaskReadSlim,
     TaskUpdate,
 )
+from ...services import admin_task_groups
 from ...services import tasks as task_service
+from ...services.access import row_or_404
 from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for, visible_to
 from ..deps import SessionDep, SettingsDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser, Superuser
+from .admin_jobs import _utc as utc_bound
 
 router = APIRouter(prefix="/api/v2", tags=["tasks"], route_class=GuardedRoute)
 admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"], route_class=GuardedRoute)
@@ -148,26 +154,22 @@ async def delete_task(task_id: Id, user: ApiUser, session: SessionDep) -> Respon
 # --- Task groups ------------------------------------------------------------------------------
 
 
-@router.get("/task-group/", response_model=list[TaskGroupRead])
+@router.get("/task-group/", response_model=list[tuple[str, list[TaskGroupReadSlim]]])
 async def list_task_groups(
     user: ApiUser,
     session: SessionDep,
+    settings: SettingsDep,
     only_active: bool = False,
     only_owner: bool = False,
-    args_schema: bool = True,
-) -> list[TaskGroupRead]:
-    assert user.id is not None
-    query = select(TaskGroup).where(visible_to(user.id)).order_by(col(TaskGroup.id))
-    if only_active:
-        query = query.where(col(TaskGroup.active).is_(True))
-    if only_owner:
-        query = query.where(TaskGroup.user_id == user.id)
-    groups = list((await session.exec(query)).all())
-    tasks = await task_service.tasks_of_groups(session, [g.id for g in groups if g.id is not None])
-    return [
-        task_service.task_group_read(group, tasks.get(group.id or 0, []), args_schema)
-        for group in groups
-    ]
+) -> list[tuple[str, list[TaskGroupReadSlim]]]:
+    """Fractal's shape: [pkg_name, [its groups, newest version first]] pairs, by name."""
+    return await task_service.task_groups_by_package(
+        session,
+        user,
+        only_active=only_active,
+        only_owner=only_owner,
+        default_group_name=settings.DEFAULT_GROUP_NAME,
+    )
 
 
 # The activity routes come before /task-group/{task_group_id}/, which would otherwise match them.
@@ -175,42 +177,47 @@ async def list_task_groups(
 async def list_activities(
     user: ApiUser,
     session: SessionDep,
+    task_group_activity_id: GroupIdQuery = None,
     taskgroupv2_id: GroupIdQuery = None,
     pkg_name: FilterQuery = None,
-    activity_status: Annotated[Text | None, Query(alias="status", max_length=16)] = None,
-    action: FilterQuery = None,
+    activity_status: Annotated[ActivityStatus | None, Query(alias="status")] = None,
+    action: ActivityAction | None = None,
+    timestamp_started_min: AwareDatetime | None = None,
 ) -> list[TaskGroupActivity]:
-    query = (
-        select(TaskGroupActivity)
-        .where(TaskGroupActivity.user_id == user.id)
-        .order_by(col(TaskGroupActivity.id))
+    assert user.id is not None
+    filters = task_service.ActivityFilters(
+        task_group_activity_id=task_group_activity_id,
+        user_id=user.id,  # a user sees only their own activities
+        taskgroupv2_id=taskgroupv2_id,
+        pkg_name=pkg_name,
+        status=activity_status,
+        action=action,
+        timestamp_started_min=utc_bound(timestamp_started_min, "timestamp_started_min"),
     )
-    if taskgroupv2_id is not None:
-        query = query.where(TaskGroupActivity.taskgroupv2_id == taskgroupv2_id)
-    if pkg_name is not None:
-        query = query.where(col(TaskGroupActivity.pkg_name).icontains(pkg_name, autoescape=True))
-    if activity_status is not None:
-        query = query.where(TaskGroupActivity.status == activity_status)
-    if action is not None:
-        query = query.where(TaskGroupActivity.action == action)
+    query = (
+        select(TaskGroupActivity).where(*filters.conditions()).order_by(col(TaskGroupActivity.id))
+    )
     return list((await session.exec(query)).all())
 
 
-@router.get("/task-group/activity/{activity_id}/", response_model=TaskGroupActivityRead)
-async def get_activity(activity_id: Id, user: ApiUser, session: SessionDep) -> TaskGroupActivity:
-    activity = await session.get(TaskGroupActivity, activity_id)
-    if activity is None:
-        raise HTTPException(404, detail=f"task-group activity {activity_id} not found")
-    if activity.user_id != user.id and not user.is_superuser:
-        raise HTTPException(403, detail=f"task-group activity {activity_id} is not yours")
+@router.get("/task-group/activity/{task_group_activity_id}/", response_model=TaskGroupActivityRead)
+async def get_activity(
+    task_group_activity_id: Id, user: ApiUser, session: SessionDep
+) -> TaskGroupActivity:
+    activity = await row_or_404(
+        session, TaskGroupActivity, task_group_activity_id, "task-group activity"
+    )
+    if activity.user_id != user.id:  # admins read others' through /admin/v2/task-group/activity/
+        raise HTTPException(
+            403, detail=f"task-group activity {task_group_activity_id} is not yours"
+        )
     return activity
 
 
 @router.get("/task-group/{task_group_id}/", response_model=TaskGroupRead)
 async def get_task_group(task_group_id: Id, user: ApiUser, session: SessionDep) -> TaskGroupRead:
     group = await task_group_for(session, user, task_group_id)
-    tasks = await task_service.tasks_of_groups(session, [task_group_id])
-    return task_service.task_group_read(group, tasks.get(task_group_id, []))
+    return await task_service.task_group_read(session, group)
 
 
 @router.patch("/task-group/{task_group_id}/", response_model=TaskGroupRead)
@@ -218,16 +225,8 @@ async def update_task_group(
     task_group_id: Id, payload: TaskGroupUpdate, user: ApiUser, session: SessionDep
 ) -> TaskGroupRead:
     group = await task_group_for(session, user, task_group_id, manage=True)
-    changes = payload.model_dump(exclude_unset=True)
-    if "user_group_id" in changes:
-        new_group_id = changes["user_group_id"]
-        if new_group_id is not None:
-            await task_service.check_can_share_with(session, user, new_group_id)
-            await task_service.check_unique_in_group(session, group, new_group_id)
-        group.user_group_id = new_group_id
-        await session.commit()
-    tasks = await task_service.tasks_of_groups(session, [task_group_id])
-    return task_service.task_group_read(group, tasks.get(task_group_id, []))
+    await task_service.update_task_group(session, user, group, payload)
+    return await task_service.task_group_read(session, group)
 
 
 @router.delete("/task-group/{task_group_id}/", status_code=status.HTTP_204_NO_CONTENT)
@@ -251,9 +250,7 @@ async def _set_core(session: SessionDep, task_ids: list[int], is_core: bool) -> 
     missing = sorted(set(wanted) - {task.id for task in tasks})
     if missing:
         raise HTTPException(404, detail=f"tasks not found: {missing}")
-    for task in tasks:
-        task.is_core = is_core
-    await session.commit()
+    await admin_task_groups.set_core(session, tasks, is_core)
     return tasks
 
 

@@ -53,6 +53,21 @@ def python_of(view: GroupView) -> PythonChoice:
         raise StepFailedError(str(error)) from None
 
 
+async def install_package(venv: Venv, group: TaskGroup) -> None:
+    """Into a new venv: the pins before the package, the package, the pins after it."""
+    if group.pinned_package_versions_pre:
+        await venv.install(
+            "installing the versions pinned before the package",
+            _pins(group.pinned_package_versions_pre),
+        )
+    await venv.install(f"installing {requirement(group)}", [requirement(group)])
+    if group.pinned_package_versions:
+        await venv.install(
+            "installing the versions pinned after the package",
+            _pins(group.pinned_package_versions),
+        )
+
+
 async def collect(run: ActivityRun) -> None:
     view = await load(run)
     group, resource = view.group, view.resource
@@ -67,17 +82,7 @@ async def collect(run: ActivityRun) -> None:
     )
     venv = Venv(Path(group.venv_path), pip, run.log.add, cwd=folder, confine=run.private_paths)
     await venv.create(python)
-    if group.pinned_package_versions_pre:
-        await venv.install(
-            "installing the versions pinned before the package",
-            _pins(group.pinned_package_versions_pre),
-        )
-    await venv.install(f"installing {requirement(group)}", [requirement(group)])
-    if group.pinned_package_versions:
-        await venv.install(
-            "installing the versions pinned after the package",
-            _pins(group.pinned_package_versions),
-        )
+    await install_package(venv, group)
     installed = await venv.find_manifest(group.pkg_name)
     manifest = await asyncio.to_thread(_read_manifest, installed.manifest)
     root = str(installed.manifest.parent)

@@ -1,7 +1,9 @@
-"""Deactivate, reactivate and delete a collected task group (in the background).
+"""Deactivate, reactivate, reset and delete a collected task group (in the background).
 
 Deactivating removes the venv and keeps its `pip freeze` (and, for a wheel, the wheel in
 the group's folder), so reactivating rebuilds the same environment, offline if need be.
+Resetting (an admin's way out when that freeze no longer installs) rebuilds it from the
+package itself instead, as a collection does, with the pins and extras the admin set.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from ...models import TaskGroup
 from ...models.task import TaskGroupOrigin
-from .collect import python_of
+from .collect import install_package, python_of
 from .context import ActivityRun, check_unused, delete_group_rows, load
 from .files import UnsafeRemovalError, remove_folder
 from .python import pip_options
@@ -131,6 +133,38 @@ async def undo_reactivate(run: ActivityRun) -> None:
         await _remove(view.group.venv_path, view.resource.tasks_local_dir)
         await run.log.add(f"removed the unfinished {view.group.venv_path}")
     await run.log.add("the task group stays inactive")
+
+
+# --- Reset (pip) -----------------------------------------------------------------------------
+
+
+async def reset(run: ActivityRun) -> None:
+    view = await load(run)
+    group, resource = view.group, view.resource
+    if group.origin not in COLLECTED or not group.venv_path or not group.path:
+        raise StepFailedError(
+            f"task group {group.id} (origin {group.origin!r}) has no pip environment to reset"
+        )
+    python = python_of(view)
+    venv_path = Path(group.venv_path)
+    if venv_path.exists():
+        await run.log.add(f"removing the leftover {venv_path}")
+        await _remove(str(venv_path), resource.tasks_local_dir)
+    await asyncio.to_thread(Path(group.path).mkdir, parents=True, exist_ok=True)
+    run.touched = True
+    venv = Venv(
+        venv_path,
+        pip_options(resource),
+        run.log.add,
+        cwd=Path(group.path),
+        confine=run.private_paths,
+    )
+    await venv.create(python)
+    await install_package(venv, group)
+    installed = await venv.find_manifest(group.pkg_name)
+    freeze = await venv.freeze()
+    await _set_active(run, True, pip_freeze=freeze)
+    await run.log.add(f"{installed.name} {installed.version} is installed afresh: active")
 
 
 # --- Delete -----------------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ...models import Resource, TaskGroup, TaskGroupActivity, UserOAuth
 from ...models._types import utc_now
 from ...models.task import ActivityAction, ActivityStatus, TaskGroupOrigin
-from ...schemas.task_collection import CollectPipRequest
+from ...schemas.task import TaskGroupOverridesPip
+from ...schemas.task_collection import (
+    CollectPipRequest,
+    CollectRequestError,
+    package_extras,
+    pinned_versions,
+)
 from ..tasks import check_not_duplicate, delete_task_group
 from .collect import group_folder
 from .context import active_jobs_using, check_unused, delete_group_rows
@@ -275,3 +281,56 @@ async def delete_now(session: AsyncSession, group: TaskGroup, resource: Resource
     except (UnsafeRemovalError, OSError) as error:
         # The group is gone already; a leftover folder is only disk space for an admin.
         logger.warning("task group %s deleted but %s was kept: %s", group.id, path, error)
+
+
+# --- Reset (admin) ----------------------------------------------------------------------------
+
+
+def _reset_overrides(group: TaskGroup, resource: Resource, body: TaskGroupOverridesPip) -> None:
+    """Apply an admin's overrides to the group (not yet committed); 422 on a bad value."""
+    try:
+        if body.python_version is not None:
+            group.python_version = choose_python(resource, body.python_version).version
+        if body.pip_extras is not None:
+            # An empty string clears the extras; otherwise the form's rules apply.
+            extras = package_extras(body.pip_extras) if body.pip_extras.strip() else []
+            group.pip_extras = ",".join(extras) or None
+        group.pinned_package_versions_pre = pinned_versions(
+            body.pinned_package_versions_pre, "pinned_package_versions_pre"
+        )
+        group.pinned_package_versions = pinned_versions(
+            body.pinned_package_versions_post, "pinned_package_versions_post"
+        )
+    except (PythonNotAvailableError, CollectRequestError) as error:
+        raise HTTPException(422, detail=str(error)) from None
+
+
+async def start_pip_reset(
+    session: AsyncSession, group: TaskGroup, body: TaskGroupOverridesPip
+) -> TaskGroupActivity:
+    """POST /admin/v2/task-group/{id}/reset/pip/: checks, overrides, a pending activity.
+
+    As in Fractal, only an inactive group of a pip origin is reset (deactivate it first),
+    and the activity is its owner's, so that they see it among their own.
+    """
+    assert group.id is not None
+    if group.origin not in COLLECTED:
+        raise HTTPException(
+            422, detail=f"task group {group.id} has origin {group.origin!r} (expected pip)"
+        )
+    if group.active:
+        raise HTTPException(
+            422,
+            detail=f"task group {group.id} is active: deactivate it before resetting it",
+        )
+    await _check_no_activity(session, group)
+    resource = await session.get(Resource, group.resource_id) if group.resource_id else None
+    if resource is None:
+        raise HTTPException(422, detail=f"task group {group.id} has no compute resource any more")
+    _check_resource(resource)
+    _reset_overrides(group, resource, body)
+    activity = _activity(group, ActivityAction.RESET, status=ActivityStatus.PENDING)
+    session.add(activity)
+    await session.commit()
+    await session.refresh(activity)
+    return activity

@@ -25,9 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...db import make_session_factory
-from ...models import TaskGroupActivity
-from ...models.task import ActivityAction, ActivityStatus
-from . import collect, lifecycle
+from ...models import TaskGroup, TaskGroupActivity
+from ...models.task import ActivityAction, ActivityStatus, TaskGroupOrigin
+from . import collect, lifecycle, pixi
 from .context import ActivityRun
 from .log import ActivityLog
 from .venv import StepFailedError
@@ -40,11 +40,28 @@ STALE_CHECK_SECONDS = 2.0
 MAX_CONCURRENT = 2  # pip is heavy on CPU and disk: a few at a time per runner
 
 Work = Callable[[ActivityRun], Awaitable[None]]
+
+
+def _by_origin(pip_work: Work, pixi_work: Work) -> Work:
+    """Work done by pixi for a pixi task group, by pip (and venv) for the others."""
+
+    async def work(run: ActivityRun) -> None:
+        async with run.factory() as session:
+            group = await session.get(TaskGroup, run.group_id) if run.group_id else None
+            origin = group.origin if group is not None else None
+        await (pixi_work if origin == TaskGroupOrigin.PIXI else pip_work)(run)
+
+    return work
+
+
 PIPELINES: dict[str, tuple[Work, Work]] = {
-    ActivityAction.COLLECT: (collect.collect, collect.undo_collect),
+    # A failed pixi collection is undone as a pip one: its folder and its group removed.
+    ActivityAction.COLLECT: (_by_origin(collect.collect, pixi.collect_pixi), collect.undo_collect),
     ActivityAction.DEACTIVATE: (lifecycle.deactivate, lifecycle.undo_deactivate),
     ActivityAction.REACTIVATE: (lifecycle.reactivate, lifecycle.undo_reactivate),
     ActivityAction.DELETE: (lifecycle.delete, lifecycle.undo_delete),
+    # A reset that fails is undone as a reactivation is: no half-built venv, still inactive.
+    ActivityAction.RESET: (lifecycle.reset, lifecycle.undo_reactivate),
 }
 # Work that is safe to do again from the start after an interruption.
 RESUMABLE = (ActivityAction.DEACTIVATE, ActivityAction.DELETE)
