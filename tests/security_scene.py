@@ -56,6 +56,8 @@ def build_scene(api: ApiClient, db_url: str) -> Scene:
     scene = Scene(api, owner, other, guest)
     ids = scene.ids
     ids["user_id"] = owner.id
+    # Whom owner's project sharing routes (guest/?email=...) name.
+    scene.values["email"] = guest.user["email"]
     ids["profile_id"] = api.local_profile()
     expect(
         api.admin.patch(f"/auth/users/{api.admin.id}/", json={"profile_id": ids["profile_id"]}), 200
@@ -89,7 +91,9 @@ def build_scene(api: ApiClient, db_url: str) -> Scene:
     ids["task_group_id"] = ids["taskgroupv2_id"] = task["taskgroupv2_id"]
     workflow = make_workflow(owner, project["id"], [task["id"]], f"workflow-{MARKER}")
     ids["workflow_id"] = workflow["id"]
-    ids["wftask_id"] = ids["workflowtask_id"] = workflow["task_list"][0]["id"]
+    ids["wftask_id"] = ids["workflowtask_id"] = ids["workflow_task_id"] = workflow["task_list"][0][
+        "id"
+    ]
     template = expect(
         owner.post(
             f"/api/v2/workflow-template/?workflow_id={workflow['id']}",

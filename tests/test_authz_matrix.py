@@ -165,6 +165,8 @@ BODIES: dict[tuple[str, str], Body] = {
         "json": {"email": scene.other.user["email"], "permissions": "r"}
     },
     ("PATCH", "/api/v2/project/{project_id}/access/{user_id}/"): _json({"permissions": "rw"}),
+    ("POST", "/api/v2/project/{project_id}/guest/"): _json({"permissions": "r"}),
+    ("PATCH", "/api/v2/project/{project_id}/guest/"): _json({"permissions": "rw"}),
     ("POST", "/api/v2/project/{project_id}/dataset/"): _named("dataset"),
     ("PATCH", "/api/v2/project/{project_id}/dataset/{dataset_id}/"): _named("renamed"),
     ("POST", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/"): _new_image,
@@ -181,9 +183,11 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/"): lambda scene, _r: {
         "json": [{"task_id": scene.ids["task_id"]}]
     },
-    ("PATCH", "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/{wftask_id}/"): _json(
-        {"description": "changed"}
-    ),
+    (
+        "PATCH",
+        "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/{workflow_task_id}/",
+    ): _json({"description": "changed"}),
+    ("POST", "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/replace-task/"): _json({}),
     ("POST", "/api/v2/workflow-template/"): _named("template", version=2),
     ("PATCH", "/api/v2/workflow-template/{template_id}/"): _json({"description": "changed"}),
     ("POST", "/api/v2/project/{project_id}/job/submit/"): _json({}),

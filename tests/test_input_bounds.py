@@ -280,6 +280,14 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
             {"permissions": "r"},
             {},
         ),
+        ("POST", "/api/v2/project/{project_id}/guest/"): lambda n: (
+            {"permissions": "r"},
+            {"email": world.bob.user["email"]},
+        ),
+        ("PATCH", "/api/v2/project/{project_id}/guest/"): lambda n: (
+            {"permissions": "r"},
+            {"email": world.bob.user["email"]},
+        ),
         ("POST", "/api/v2/project/{project_id}/dataset/"): lambda n: ({"name": f"ds{n}"}, {}),
         ("PATCH", "/api/v2/project/{project_id}/dataset/{dataset_id}/"): lambda n: ({}, {}),
         ("POST", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/"): lambda n: (
@@ -327,8 +335,12 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
         ),
         (
             "PATCH",
-            "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/{wftask_id}/",
+            "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/{workflow_task_id}/",
         ): lambda n: ({}, {}),
+        (
+            "POST",
+            "/api/v2/project/{project_id}/workflow/{workflow_id}/wftask/replace-task/",
+        ): lambda n: ({}, {"workflow_task_id": ids["workflow_task_id"], "task_id": ids["task_id"]}),
         ("POST", "/api/v2/workflow-template/"): lambda n: (
             {"name": f"template{n}", "version": 1},
             {"workflow_id": ids["workflow_id"]},

@@ -167,7 +167,14 @@ def test_templates(api: ApiClient) -> None:
         422,
     )
     page = expect(user.get("/api/v2/workflow-template/"), 200)
-    assert page["total_count"] == 1 and page["items"][0]["id"] == template["id"]
+    assert page["total_count"] == 1 and page["email_list"] == [user.user["email"]]
+    assert page["items"] == [
+        {
+            "user_email": user.user["email"],
+            "template_name": "tpl",
+            "templates": [{"template_id": template["id"], "template_version": 1}],
+        }
+    ]
     expect(other.get(f"/api/v2/workflow-template/{template['id']}/"), 403)
     expect(other.delete(f"/api/v2/workflow-template/{template['id']}/"), 403)
 

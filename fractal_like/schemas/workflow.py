@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from ._base import (
+    MAX_INT,
     Id,
+    Index,
     JsonDict,
     LongStr,
     NonEmptyStr,
     ReadModel,
+    RequestModel,
     StrictModel,
     TypeFilters,
     UTCTimestamp,
+    check_json,
     omittable,
 )
+from .history import Page
 from .project import ProjectRead
 from .task import TaskRead
 
@@ -169,20 +174,25 @@ class WorkflowImport(StrictModel):
     task_list: list[WorkflowTaskImport] = Field(max_length=MAX_WORKFLOW_TASKS)
 
 
-class TemplateCreate(StrictModel):
+# Fractal's template schemas ignore unknown fields (no additionalProperties: false), and a
+# version is any positive integer a PostgreSQL integer column holds.
+TemplateVersion = Annotated[int, Field(gt=0, le=MAX_INT)]
+
+
+class TemplateCreate(RequestModel):
     name: NonEmptyStr
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: TemplateVersion
     description: LongStr | None = None
 
 
-class TemplateImport(StrictModel):
+class TemplateImport(RequestModel):
     name: NonEmptyStr
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: TemplateVersion
     description: LongStr | None = None
     data: WorkflowImport
 
 
-class TemplateUpdate(StrictModel):
+class TemplateUpdate(RequestModel):
     """Null clears the description and the group."""
 
     description: LongStr | None = None
@@ -198,17 +208,55 @@ class TemplateRead(ReadModel):
     version: int
     description: str | None
     data: dict[str, Any]
+    fractal_server_version: str
     timestamp_created: UTCTimestamp
     timestamp_last_used: UTCTimestamp
 
 
-class TemplatePage(ReadModel):
-    total_count: int
-    page_size: int
-    current_page: int
-    items: list[TemplateRead]
+class TemplateGroupMember(ReadModel):
+    template_id: int
+    template_version: int
+
+
+class TemplateGroup(ReadModel):
+    """The versions of one template name of one owner, newest first."""
+
+    user_email: str
+    template_name: str
+    templates: list[TemplateGroupMember]
+
+
+class TemplatePage(Page[TemplateGroup]):
+    # The owners of every template the user can see (for a filter menu), whatever the page.
+    email_list: list[str]
 
 
 class ImportFromTemplate(StrictModel):
+    """`override_versions` maps a task's position in the template to the version to use."""
+
     name: NonEmptyStr | None = None
     description: LongStr | None = None
+    override_versions: dict[Index, NonEmptyStr] = Field(
+        default_factory=dict, max_length=MAX_WORKFLOW_TASKS
+    )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # As RequestModel's check, with the positions of override_versions read as JSON keys.
+        if isinstance(value, dict):
+            check_json({str(key): item for key, item in value.items()})
+            return value
+        return check_json(value)
+
+
+class WorkflowTaskReplace(RequestModel):
+    """New arguments for a workflow task whose task is replaced; null keeps the old ones."""
+
+    args_non_parallel: ArgsNonParallel | None = None
+    args_parallel: ArgsParallel | None = None
+
+
+class TaskVersionRead(ReadModel):
+    task_id: int
+    version: str

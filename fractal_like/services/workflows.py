@@ -98,24 +98,95 @@ def check_type_filters(task: Task, type_filters: dict[str, bool]) -> None:
         )
 
 
+def type_filters_flow(rows: list[tuple[WorkflowTask, Task, TaskGroup]]) -> list[dict[str, Any]]:
+    """Per workflow task: the types earlier tasks set (`current_type_filters`), the filters
+    it selects its images with (task's input types and its own filters), and the types it
+    sets (`output_type_filters`)."""
+    flow = []
+    current: dict[str, bool] = {}
+    for wftask, task, _group in rows:
+        check_type_filters(task, wftask.type_filters)  # a task's types may have changed since
+        flow.append(
+            {
+                "workflowtask_id": wftask.id,
+                "current_type_filters": dict(current),
+                "input_type_filters": {**task.input_types, **wftask.type_filters},
+                "output_type_filters": dict(task.output_types),
+            }
+        )
+        current.update(task.output_types)
+    return flow
+
+
+NON_PARALLEL_KINDS = ("non_parallel", "converter_non_parallel")
+
+
+def check_parts(task_type: str, fields: dict[str, Any]) -> None:
+    """Arguments and meta only for the parts a task type has (a compound task has both)."""
+    if task_type == "parallel":
+        wrong = ("args_non_parallel", "meta_non_parallel")
+    elif task_type in NON_PARALLEL_KINDS:
+        wrong = ("args_parallel", "meta_parallel")
+    else:
+        return
+    given = sorted(key for key in wrong if fields.get(key) is not None)
+    if given:
+        raise HTTPException(422, detail=f"a {task_type} task takes no {' or '.join(given)}")
+
+
+def meta_with_defaults(
+    task_meta: dict[str, Any] | None, given: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A new workflow task's meta: the task's own meta under the one given (None if empty).
+
+    As Fractal does, the task's defaults are copied in when the workflow task is made, so a
+    later change of the task does not change workflows already built with it.
+    """
+    merged = {**(task_meta or {}), **(given or {})}
+    return merged or None
+
+
+def new_wftask(workflow_id: int, task: Task, order: int, fields: dict[str, Any]) -> WorkflowTask:
+    """A workflow task of `task` from the fields of a create or import request."""
+    assert task.id is not None
+    return WorkflowTask(
+        workflow_id=workflow_id,
+        task_id=task.id,
+        order=order,
+        task_type=task.type,
+        **{
+            **fields,
+            "meta_non_parallel": meta_with_defaults(
+                task.meta_non_parallel, fields.get("meta_non_parallel")
+            ),
+            "meta_parallel": meta_with_defaults(task.meta_parallel, fields.get("meta_parallel")),
+        },
+    )
+
+
 async def add_tasks(
-    session: AsyncSession, user: UserOAuth, workflow: Workflow, items: list[WorkflowTaskCreate]
+    session: AsyncSession,
+    user: UserOAuth,
+    workflow: Workflow,
+    items: list[WorkflowTaskCreate],
+    order: int | None = None,
 ) -> list[tuple[WorkflowTask, Task]]:
+    """Insert the tasks at position `order` (default: the end), in the order given."""
     assert workflow.id is not None
-    existing = await workflow_tasks(session, workflow.id)
+    existing = [wftask for wftask, _, _ in await workflow_tasks(session, workflow.id)]
+    start = len(existing) if order is None else min(order, len(existing))
     created = []
-    for offset, item in enumerate(items):
+    for item in items:
         task, _group = await usable_task(session, user, item.task_id)
         check_type_filters(task, item.type_filters)
-        wftask = WorkflowTask(
-            workflow_id=workflow.id,
-            task_id=item.task_id,
-            order=len(existing) + offset,
-            task_type=task.type,
-            **item.model_dump(exclude={"task_id"}),
+        check_parts(task.type, item.model_dump())
+        created.append(
+            (new_wftask(workflow.id, task, 0, item.model_dump(exclude={"task_id"})), task)
         )
+    ordered = existing[:start] + [wftask for wftask, _ in created] + existing[start:]
+    for position, wftask in enumerate(ordered):
+        wftask.order = position
         session.add(wftask)
-        created.append((wftask, task))
     await session.flush()
     return created
 
@@ -302,15 +373,7 @@ async def import_workflow(
         if item.input_filters and not type_filters:
             type_filters = dict(item.input_filters.get("types") or {})
         check_type_filters(task, type_filters)
-        session.add(
-            WorkflowTask(
-                workflow_id=workflow.id,
-                task_id=task.id,  # type: ignore[arg-type]
-                order=order,
-                task_type=task.type,
-                **item.model_dump(exclude={"task", "input_filters", "type_filters"}),
-                type_filters=type_filters,
-            )
-        )
+        fields = item.model_dump(exclude={"task", "input_filters", "type_filters"})
+        session.add(new_wftask(workflow.id, task, order, {**fields, "type_filters": type_filters}))
     await session.flush()
     return workflow

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, func, select
 
 from ...models import UserOAuth, Workflow, WorkflowTemplate
-from ...schemas._base import Id, PageNumber, Text
+from ...schemas._base import MAX_INT, Id, Text
 from ...schemas.workflow import (
     TemplateCreate,
     TemplateImport,
@@ -20,14 +19,16 @@ from ...schemas.workflow import (
 from ...services import workflows as workflow_service
 from ...services.access import project_for
 from ...services.templates import (
+    TemplateFilters,
     check_group_member,
     template_for_use,
+    template_groups,
     template_owned,
-    visible_templates,
 )
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
+from .history import PaginationDep
 
 router = APIRouter(prefix="/api/v2/workflow-template", tags=["templates"], route_class=GuardedRoute)
 
@@ -56,22 +57,32 @@ async def _store(session: SessionDep, template: WorkflowTemplate) -> TemplateRea
 async def list_templates(
     user: ApiUser,
     session: SessionDep,
-    page: PageNumber = 1,
-    page_size: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    pages: PaginationDep,
+    template_id: Id | None = None,
+    is_owner: bool = False,
+    user_email: Annotated[Text | None, Query(max_length=320)] = None,
     name: Annotated[Text | None, Query(max_length=255)] = None,
+    version: Annotated[int | None, Query(ge=-MAX_INT, le=MAX_INT)] = None,
 ) -> TemplatePage:
+    """The templates one can see, grouped by owner and name (see services.templates)."""
     assert user.id is not None
-    query = visible_templates(user.id)
-    if name:
-        query = query.where(WorkflowTemplate.name == name)
-    total = (await session.exec(select(func.count()).select_from(query.subquery()))).one()
-    size = page_size or max(total, 1)
-    current = min(page, max(1, -(-total // size)))
-    rows = await session.exec(
-        query.order_by(col(WorkflowTemplate.id)).offset((current - 1) * size).limit(size)
+    filters = TemplateFilters(template_id, is_owner, user_email, name, version)
+    found = await template_groups(session, user.id, filters, pages.page, pages.page_size)
+    return TemplatePage(
+        total_count=found.total,
+        page_size=found.total if pages.page_size is None else pages.page_size,
+        current_page=pages.page,
+        items=found.groups,
+        email_list=found.emails,
     )
-    items = [await _read(session, template) for template in rows.all()]
-    return TemplatePage(total_count=total, page_size=size, current_page=current, items=items)
+
+
+def _refuse_empty(task_list: list, what: str) -> None:
+    # A template is for making workflows with tasks: an empty one would only be noise.
+    if not task_list:
+        raise HTTPException(
+            422, detail=f"{what} has no tasks: there is nothing to make a template of"
+        )
 
 
 @router.post("/", response_model=TemplateRead, status_code=status.HTTP_201_CREATED)
@@ -88,6 +99,7 @@ async def create_template(
     await project_for(session, user, workflow.project_id)
     await check_group_member(session, user, user_group_id)
     exported = await workflow_service.export(session, workflow)
+    _refuse_empty(exported.task_list, f"workflow {workflow_id}")
     assert user.id is not None
     template = WorkflowTemplate(
         user_id=user.id,
@@ -108,6 +120,7 @@ async def import_template(
     user_group_id: Id | None = None,
 ) -> TemplateRead:
     await check_group_member(session, user, user_group_id)
+    _refuse_empty(payload.data.task_list, "the imported template's data")
     assert user.id is not None
     template = WorkflowTemplate(
         user_id=user.id,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlmodel import col, func, select
 
-from ...models import Workflow, WorkflowTask
+from ...models import Workflow
+from ...models._types import utc_now
 from ...schemas._base import Id
 from ...schemas.workflow import (
     ImportFromTemplate,
@@ -16,9 +18,6 @@ from ...schemas.workflow import (
     WorkflowExport,
     WorkflowImport,
     WorkflowRead,
-    WorkflowTaskCreate,
-    WorkflowTaskRead,
-    WorkflowTaskUpdate,
     WorkflowUpdate,
 )
 from ...services import workflows as service
@@ -107,11 +106,21 @@ async def import_from_template(
 ) -> WorkflowRead | JSONResponse:
     project, link = await project_for(session, user, project_id, Need.WRITE)
     template = await template_for_use(session, user, template_id)
-    data = dict(template.data)
-    if payload is not None and payload.name:
+    payload = payload or ImportFromTemplate()
+    data = copy.deepcopy(template.data)
+    if payload.name:
         data["name"] = payload.name
-    if payload is not None and payload.description is not None:
+    if payload.description is not None:
         data["description"] = payload.description
+    task_list = data.get("task_list") or []
+    for position, version in payload.override_versions.items():
+        if position >= len(task_list):
+            raise HTTPException(
+                422,
+                detail=f"override_versions names task {position}, but the template has "
+                f"{len(task_list)} task(s)",
+            )
+        task_list[position]["task"]["version"] = version
     try:
         to_import = WorkflowImport.model_validate(data)
     except ValueError as error:
@@ -125,6 +134,7 @@ async def import_from_template(
         await session.rollback()
         return _import_failed(error)
     workflow.template_id = template.id
+    template.timestamp_last_used = utc_now()
     await session.commit()
     return await service.workflow_read(session, workflow, project, link)
 
@@ -185,92 +195,3 @@ async def export_workflow(
 ) -> WorkflowExport:
     await project_for(session, user, project_id)
     return await service.export(session, await _workflow(session, project_id, workflow_id))
-
-
-@router.post(
-    "/{workflow_id}/wftask/",
-    response_model=list[WorkflowTaskRead],
-    status_code=status.HTTP_201_CREATED,
-)
-async def add_workflow_tasks(
-    project_id: Id,
-    workflow_id: Id,
-    payload: Annotated[list[WorkflowTaskCreate], Body(min_length=1, max_length=100)],
-    user: ApiUser,
-    session: SessionDep,
-) -> list[WorkflowTaskRead]:
-    await project_for(session, user, project_id, Need.WRITE)
-    workflow = await _workflow(session, project_id, workflow_id)
-    created = await service.add_tasks(session, user, workflow, payload)
-    await session.commit()
-    return [service.wftask_read(wftask, task) for wftask, task in created]
-
-
-async def _wftask(session: SessionDep, workflow_id: Id, wftask_id: Id) -> WorkflowTask:
-    wftask = await session.get(WorkflowTask, wftask_id)
-    if wftask is None or wftask.workflow_id != workflow_id:
-        raise HTTPException(
-            404, detail=f"workflow task {wftask_id} not found in workflow {workflow_id}"
-        )
-    return wftask
-
-
-@router.patch("/{workflow_id}/wftask/{wftask_id}/", response_model=WorkflowTaskRead)
-async def update_workflow_task(
-    project_id: Id,
-    workflow_id: Id,
-    wftask_id: Id,
-    payload: WorkflowTaskUpdate,
-    user: ApiUser,
-    session: SessionDep,
-) -> WorkflowTaskRead:
-    await project_for(session, user, project_id, Need.WRITE)
-    await _workflow(session, project_id, workflow_id)
-    wftask = await _wftask(session, workflow_id, wftask_id)
-    task, group = await _task_of(session, wftask)
-    changes = payload.model_dump(exclude_unset=True)
-    if changes.get("type_filters") is not None:
-        service.check_type_filters(task, changes["type_filters"])
-    # Arguments only make sense for the parts a task type has.
-    if (
-        "args_parallel" in changes
-        and task.type in ("non_parallel", "converter_non_parallel")
-        and changes["args_parallel"]
-    ):
-        raise HTTPException(422, detail=f"a {task.type} task takes no args_parallel")
-    if "args_non_parallel" in changes and task.type == "parallel" and changes["args_non_parallel"]:
-        raise HTTPException(422, detail="a parallel task takes no args_non_parallel")
-    for key, value in changes.items():
-        if key == "type_filters" and value is None:
-            value = {}
-        setattr(wftask, key, value)
-    await session.commit()
-    await session.refresh(wftask)
-    return service.wftask_read(wftask, task, group)
-
-
-async def _task_of(session: SessionDep, wftask: WorkflowTask):
-    from ...models import Task, TaskGroup
-
-    task = await session.get(Task, wftask.task_id)
-    assert task is not None
-    return task, await session.get(TaskGroup, task.taskgroupv2_id)
-
-
-@router.delete("/{workflow_id}/wftask/{wftask_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_workflow_task(
-    project_id: Id, workflow_id: Id, wftask_id: Id, user: ApiUser, session: SessionDep
-) -> Response:
-    await project_for(session, user, project_id, Need.WRITE)
-    await _workflow(session, project_id, workflow_id)
-    running = await active_jobs(session, workflow_id=workflow_id)
-    if running:
-        raise HTTPException(
-            422, detail=f"workflow {workflow_id} is used by {running} active job(s)"
-        )
-    wftask = await _wftask(session, workflow_id, wftask_id)
-    await session.delete(wftask)
-    await session.flush()
-    await service.renumber(session, workflow_id)
-    await session.commit()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
