@@ -124,7 +124,11 @@ class ApiClient:
             expect(self.admin.patch(f"/auth/users/{user['id']}/", json={"is_superuser": True}), 200)
         token = login(self.client, email, USER_PASSWORD)
         me = expect(
-            self.client.get("/auth/current-user/", headers={"Authorization": f"Bearer {token}"}),
+            self.client.get(
+                "/auth/current-user/",
+                params={"group_ids_names": True},
+                headers={"Authorization": f"Bearer {token}"},
+            ),
             200,
         )
         return UserClient(self.client, token, me)

@@ -57,7 +57,10 @@ def test_db_upgrade_check_and_user_create(env: Path) -> None:
 
     with TestClient(create_app(load_settings())) as client:
         token = login(client, "sci@example.org", "sci-password")
-        me = client.get("/auth/current-user/", headers={"Authorization": f"Bearer {token}"})
+        me = client.get(
+            "/auth/current-user/?group_ids_names=true",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert me.json()["project_dirs"] == ["/d"]
         assert [name for _, name in me.json()["group_ids_names"]] == ["All"]
 

@@ -71,7 +71,10 @@ def test_sharing_permissions(api: ApiClient) -> None:
     expect(reader.patch(f"/api/v2/project/{pid}/", json={"name": "r-name"}), 403)
     expect(reader.post(f"/api/v2/project/{pid}/dataset/", json={"name": "d"}), 403)
     expect(writer.patch(f"/api/v2/project/{pid}/", json={"name": "w-name"}), 200)
-    expect(writer.get(access), 403)
+    # Each sees their own access (Fractal's GET access/); only the owner lists guests.
+    mine = expect(writer.get(access), 200)
+    assert mine == {"is_owner": False, "permissions": "rw", "owner_email": owner.user["email"]}
+    expect(writer.get(f"/api/v2/project/{pid}/guest/"), 403)
     expect(writer.delete(f"/api/v2/project/{pid}/"), 403)
 
     # Changing and revoking access.

@@ -126,7 +126,46 @@ fastapi_users = FastAPIUsers[UserOAuth, int](get_user_manager, [auth_backend, co
 current_active_user = fastapi_users.current_user(active=True)
 current_superuser = fastapi_users.current_user(active=True, superuser=True)
 
-CurrentUser = Annotated[UserOAuth, Depends(current_active_user)]
+GUEST_REFUSED = "This feature is not available for guest users."
+# What a guest account (is_guest) may do besides reading: the POSTs that only query
+# (as Fractal's guests may), and logging out. Fractal's stop and squeue are GETs that
+# guests may not call. Route templates, so that no concrete URL can dodge the list.
+GUEST_READ_POSTS = frozenset(
+    {
+        "/auth/token/logout/",
+        "/api/v2/project/{project_id}/dataset/{dataset_id}/images/query/",
+        "/api/v2/project/{project_id}/dataset/{dataset_id}/images/verify-unique-types/",
+        "/api/v2/project/{project_id}/dataset/{dataset_id}/images/non-processed/",
+        "/api/v2/project/{project_id}/status/images/",
+        "/api/v2/project/{project_id}/status/image-log/",
+    }
+)
+GUEST_REFUSED_GETS = frozenset(
+    {"/api/v2/project/{project_id}/job/{job_id}/stop/", "/api/v2/job/squeue/"}
+)
+
+
+def guest_may_call(method: str, route_path: str) -> bool:
+    """Whether a guest account may call this route: reads only."""
+    if method in ("GET", "HEAD"):
+        return route_path not in GUEST_REFUSED_GETS
+    return method == "POST" and route_path in GUEST_READ_POSTS
+
+
+async def current_user_guarded(
+    request: Request, user: Annotated[UserOAuth, Depends(current_active_user)]
+) -> UserOAuth:
+    """The logged-in user; a guest account is refused every write here, in one place, for
+    every route that takes a (non-admin) user."""
+    if user.is_guest:
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        if not guest_may_call(request.method, path):
+            raise HTTPException(403, detail=GUEST_REFUSED)
+    return user
+
+
+CurrentUser = Annotated[UserOAuth, Depends(current_user_guarded)]
 Superuser = Annotated[UserOAuth, Depends(current_superuser)]
 UserManagerDep = Annotated[UserManager, Depends(get_user_manager)]
 

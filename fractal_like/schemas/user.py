@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi_users import schemas
-from pydantic import ConfigDict, EmailStr, Field, ValidationInfo, field_validator
+from pydantic import (
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._base import (
     Id,
@@ -47,12 +55,16 @@ def _accounts(value: list[str] | None) -> list[str] | None:
     return value
 
 
-SlurmAccount = NonEmptyStr
+# Accounts reach sbatch's --account: the characters Fractal allows, nothing a shell reads.
+SlurmAccount = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9_\-\.]+$")
+]
 
 
 class UserRead(schemas.BaseUser[int]):
     # Stored addresses are shown as they are, never re-validated on the way out.
     email: str
+    is_guest: bool = False
     username: str | None = None
     profile_id: int | None = None
     project_dirs: list[str] = []
@@ -61,8 +73,14 @@ class UserRead(schemas.BaseUser[int]):
     oauth_accounts: list[dict[str, object]] = []
 
 
+def _guest_is_no_superuser(is_guest: bool | None, is_superuser: bool | None) -> None:
+    if is_guest and is_superuser:
+        raise ValueError("a superuser cannot be a guest")
+
+
 class UserCreate(RequestModel, schemas.BaseUserCreate):
-    model_config = ConfigDict(extra="forbid")
+    # Fractal's UserCreate ignores unknown fields (its schema does not forbid them).
+    model_config = ConfigDict(extra="ignore")
 
     email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=1, max_length=255)
@@ -70,6 +88,8 @@ class UserCreate(RequestModel, schemas.BaseUserCreate):
     is_active: bool | None = True
     is_superuser: bool | None = False
     is_verified: bool | None = False
+    # A guest reads what is shared with them and changes nothing.
+    is_guest: bool = False
     username: NonEmptyStr | None = None
     profile_id: Id | None = None
     project_dirs: list[PathStr] = Field(default_factory=list, max_length=MAX_DIRS)
@@ -83,6 +103,11 @@ class UserCreate(RequestModel, schemas.BaseUserCreate):
     def _null_is_default(cls, value: bool | None, info: ValidationInfo) -> Any:
         return cls.model_fields[info.field_name or ""].default if value is None else value
 
+    @model_validator(mode="after")
+    def _no_superuser_guest(self) -> UserCreate:
+        _guest_is_no_superuser(self.is_guest, self.is_superuser)
+        return self
+
 
 class UserUpdate(RequestModel, schemas.BaseUserUpdate):
     """What an admin may change on a user: null clears username and profile_id only;
@@ -95,6 +120,7 @@ class UserUpdate(RequestModel, schemas.BaseUserUpdate):
     is_active: bool = omittable()
     is_superuser: bool = omittable()
     is_verified: bool = omittable()
+    is_guest: bool = omittable()
     username: NonEmptyStr | None = None
     profile_id: Id | None = None
     project_dirs: list[PathStr] = omittable(max_length=MAX_DIRS)
@@ -105,9 +131,13 @@ class UserUpdate(RequestModel, schemas.BaseUserUpdate):
 
 
 class UserUpdateOwn(StrictModel):
-    """What users may change on themselves."""
+    """What users may change on themselves: their SLURM accounts (as Fractal's
+    UserUpdateStrict) and, beyond Fractal, their password."""
 
     password: str = omittable(min_length=1, max_length=255)
+    slurm_accounts: list[SlurmAccount] = omittable(max_length=MAX_DIRS)
+
+    _accts = field_validator("slurm_accounts")(_accounts)
 
 
 class UserSetGroups(StrictModel):

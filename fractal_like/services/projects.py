@@ -1,12 +1,21 @@
-"""Projects: reading them as a user sees them, and whether jobs still run in them."""
+"""Projects: reading them as a user sees them, whether jobs still run in them, and who
+shares them (invitations, guests, one's own access)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastapi import HTTPException
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import ACTIVE_JOB_STATUSES, Job, LinkUserProject, Project
-from ..schemas.project import ProjectRead
+from ..models import ACTIVE_JOB_STATUSES, Dataset, Job, LinkUserProject, Project, UserOAuth
+from ..schemas.project import (
+    ProjectAccessRead,
+    ProjectGuestRead,
+    ProjectInvitationRead,
+    ProjectRead,
+)
 
 
 def project_read(project: Project, link: LinkUserProject | None) -> ProjectRead:
@@ -37,3 +46,102 @@ async def name_taken(session: AsyncSession, user_id: int, name: str, exclude: in
     if exclude is not None:
         query = query.where(Project.id != exclude)
     return (await session.exec(query)).first() is not None
+
+
+# --- Sharing: invitations, guests, and one's own access ------------------------------------
+
+
+def _owner_email_of(project_id: Any) -> Any:
+    """A scalar subquery: the e-mail of the owner of `project_id` (a value or a column)."""
+    return (
+        select(UserOAuth.email)
+        .join(LinkUserProject, col(LinkUserProject.user_id) == UserOAuth.id)
+        .where(LinkUserProject.project_id == project_id, col(LinkUserProject.is_owner).is_(True))
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+async def user_id_by_email(session: AsyncSession, email: str) -> int:
+    """The id of the user with that e-mail (compared without case); 404 if there is none."""
+    found = (
+        await session.exec(select(UserOAuth.id).where(func.lower(UserOAuth.email) == email.lower()))
+    ).first()
+    if found is None:
+        raise HTTPException(404, detail=f"no user with e-mail {email}")
+    return found
+
+
+async def link_or_404(session: AsyncSession, project_id: int, user_id: int) -> LinkUserProject:
+    link = await session.get(LinkUserProject, (project_id, user_id))
+    if link is None:
+        raise HTTPException(404, detail=f"user {user_id} is not linked to project {project_id}")
+    return link
+
+
+async def guests_of(session: AsyncSession, project_id: int) -> list[ProjectGuestRead]:
+    """Everyone but the owner, invited or accepted, by e-mail."""
+    rows = await session.exec(
+        select(UserOAuth.email, LinkUserProject.is_verified, LinkUserProject.permissions)
+        .join(LinkUserProject, col(LinkUserProject.user_id) == UserOAuth.id)
+        .where(LinkUserProject.project_id == project_id, col(LinkUserProject.is_owner).is_(False))
+        .order_by(col(UserOAuth.email))
+    )
+    return [
+        ProjectGuestRead(email=email, is_verified=verified, permissions=permissions)
+        for email, verified, permissions in rows.all()
+    ]
+
+
+async def pending_invitations(session: AsyncSession, user_id: int) -> list[ProjectInvitationRead]:
+    rows = await session.exec(
+        select(Project.id, Project.name, LinkUserProject.permissions, _owner_email_of(Project.id))
+        .join(LinkUserProject, col(LinkUserProject.project_id) == Project.id)
+        .where(LinkUserProject.user_id == user_id, col(LinkUserProject.is_verified).is_(False))
+        .order_by(col(Project.name), col(Project.id))
+    )
+    return [
+        ProjectInvitationRead(
+            project_id=project_id,
+            project_name=name,
+            guest_permissions=permissions,
+            owner_email=owner_email or "",
+        )
+        for project_id, name, permissions, owner_email in rows.all()
+    ]
+
+
+async def access_of(session: AsyncSession, user_id: int, project_id: int) -> ProjectAccessRead:
+    """The user's accepted access to the project; 404 without one (a pending invitation
+    gives none)."""
+    row = (
+        await session.exec(
+            select(
+                LinkUserProject.is_owner,
+                LinkUserProject.permissions,
+                _owner_email_of(project_id),
+            ).where(
+                LinkUserProject.project_id == project_id,
+                LinkUserProject.user_id == user_id,
+                col(LinkUserProject.is_verified).is_(True),
+            )
+        )
+    ).first()
+    if row is None:
+        raise HTTPException(404, detail=f"you have no access to project {project_id}")
+    is_owner, permissions, owner_email = row
+    return ProjectAccessRead(
+        is_owner=is_owner, permissions=permissions, owner_email=owner_email or ""
+    )
+
+
+async def zarr_dirs_of_projects(session: AsyncSession, user_id: int) -> list[str]:
+    """The zarr dirs of the datasets of every project the user owns or accepted."""
+    rows = await session.exec(
+        select(Dataset.zarr_dir)
+        .join(LinkUserProject, col(LinkUserProject.project_id) == Dataset.project_id)
+        .where(LinkUserProject.user_id == user_id, col(LinkUserProject.is_verified).is_(True))
+        .distinct()
+        .order_by(col(Dataset.zarr_dir))
+    )
+    return list(rows.all())

@@ -23,6 +23,7 @@ from ...schemas.user import (
 )
 from ...services.access import user_or_404
 from ...services.groups import add_member, group_ids_names, set_memberships
+from ...services.projects import zarr_dirs_of_projects
 from ..deps import SessionDep
 from ..login_guard import client_address, login_guard
 from ..request_body import GuardedRoute
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/auth", tags=["auth"], route_class=GuardedRoute)
 
 
 async def _read(session: SessionDep, user: UserOAuth, with_groups: bool = True) -> UserRead:
+    """A user as shown; `group_ids_names` only when asked (null otherwise, as Fractal)."""
     data = UserRead.model_validate(user, from_attributes=True)
     if with_groups:
         assert user.id is not None
@@ -80,17 +82,21 @@ async def logout(request: Request, _user: CurrentUser) -> JSONResponse:
 
 
 @router.get("/current-user/", response_model=UserRead)
-async def current_user(user: CurrentUser, session: SessionDep) -> UserRead:
-    return await _read(session, user)
+async def current_user(
+    user: CurrentUser, session: SessionDep, group_ids_names: bool = False
+) -> UserRead:
+    return await _read(session, user, with_groups=group_ids_names)
 
 
 @router.patch("/current-user/", response_model=UserRead)
 async def update_current_user(
     update: UserUpdateOwn, user: CurrentUser, session: SessionDep, manager: UserManagerDep
 ) -> UserRead:
-    if update.password is not None:
+    # A guest account gets its 403 from CurrentUser (no write of any kind).
+    changes = update.model_dump(exclude_unset=True)
+    if changes:
         try:
-            user = await manager.update(UserUpdate(password=update.password), user, safe=True)
+            user = await manager.update(UserUpdate(**changes), user, safe=True)
         except fu_exceptions.InvalidPasswordException as error:
             raise HTTPException(422, detail=str(error.reason))
     return await _read(session, user)
@@ -111,8 +117,17 @@ async def current_user_profile_info(user: CurrentUser, session: SessionDep) -> U
 
 
 @router.get("/current-user/allowed-viewer-paths/", response_model=list[str])
-async def allowed_viewer_paths(user: CurrentUser) -> list[str]:
-    return list(user.project_dirs)
+async def allowed_viewer_paths(
+    user: CurrentUser, session: SessionDep, include_shared_projects: bool = True
+) -> list[str]:
+    """The user's project dirs and (by default) the zarr dirs of every dataset of a project
+    they own or accepted: what a data viewer may show them. Fractal's name for the switch
+    is historical: it covers owned projects too."""
+    paths = list(user.project_dirs)
+    if include_shared_projects:
+        assert user.id is not None
+        paths += [path for path in await zarr_dirs_of_projects(session, user.id) if path]
+    return paths
 
 
 async def _check_profile(session: SessionDep, profile_id: int | None) -> None:
@@ -151,14 +166,22 @@ async def _default_group(request: Request, session: SessionDep) -> UserGroup:
 
 
 @router.get("/users/", response_model=list[UserRead])
-async def list_users(_admin: Superuser, session: SessionDep) -> list[UserRead]:
-    users = (await session.exec(select(UserOAuth).order_by(col(UserOAuth.id)))).all()
+async def list_users(
+    _admin: Superuser, session: SessionDep, profile_id: Id | None = None
+) -> list[UserRead]:
+    query = select(UserOAuth).order_by(col(UserOAuth.id))
+    if profile_id is not None:
+        query = query.where(UserOAuth.profile_id == profile_id)
+    users = (await session.exec(query)).all()
     return [await _read(session, user) for user in users]
 
 
 @router.get("/users/{user_id}/", response_model=UserRead)
-async def get_user(user_id: Id, _admin: Superuser, session: SessionDep) -> UserRead:
-    return await _read(session, await user_or_404(session, user_id))
+async def get_user(
+    user_id: Id, _admin: Superuser, session: SessionDep, group_ids_names: bool = True
+) -> UserRead:
+    user = await user_or_404(session, user_id)
+    return await _read(session, user, with_groups=group_ids_names)
 
 
 @router.patch("/users/{user_id}/", response_model=UserRead)
@@ -173,6 +196,10 @@ async def update_user(
     await _check_profile(session, payload.profile_id)
     if user.id == admin.id and payload.is_superuser is False:
         raise HTTPException(422, detail="a superuser cannot remove their own superuser status")
+    will_be_superuser = user.is_superuser if payload.is_superuser is None else payload.is_superuser
+    will_be_guest = user.is_guest if payload.is_guest is None else payload.is_guest
+    if will_be_superuser and will_be_guest:
+        raise HTTPException(422, detail="a superuser cannot be a guest")
     try:
         user = await manager.update(payload, user, safe=False)
     except fu_exceptions.UserAlreadyExists:

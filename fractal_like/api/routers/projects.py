@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
+from pydantic import EmailStr
 from sqlmodel import col, func, select
 
-from ...models import LinkUserProject, Project, UserOAuth
+from ...models import Dataset, Job, LinkUserProject, Project, UserOAuth, Workflow
 from ...schemas._base import Id
+from ...schemas.latest_job import JobWithTaskStatuses
 from ...schemas.project import (
     ProjectAccessCreate,
     ProjectAccessRead,
     ProjectAccessUpdate,
     ProjectCreate,
+    ProjectGuestCreate,
+    ProjectGuestRead,
+    ProjectGuestUpdate,
+    ProjectInvitationRead,
+    ProjectMemberRead,
     ProjectRead,
     ProjectUpdate,
 )
-from ...services.access import Need, project_for, readable_projects
+from ...services import history
+from ...services import projects as projects_service
+from ...services.access import Need, child_of_project, project_for, readable_projects
 from ...services.projects import active_jobs, name_taken, project_read
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
@@ -25,9 +34,13 @@ router = APIRouter(prefix="/api/v2/project", tags=["projects"], route_class=Guar
 
 
 @router.get("/", response_model=list[ProjectRead])
-async def list_projects(user: ApiUser, session: SessionDep) -> list[ProjectRead]:
+async def list_projects(
+    user: ApiUser, session: SessionDep, is_owner: bool = True
+) -> list[ProjectRead]:
+    """The projects the user owns, or (is_owner=false) those shared with them and accepted."""
     assert user.id is not None
-    rows = (await session.exec(readable_projects(user.id).order_by(col(Project.id)))).all()
+    query = readable_projects(user.id).where(col(LinkUserProject.is_owner).is_(is_owner))
+    rows = (await session.exec(query.order_by(col(Project.id)))).all()
     return [project_read(project, link) for project, link in rows]
 
 
@@ -44,6 +57,16 @@ async def create_project(payload: ProjectCreate, user: ApiUser, session: Session
     session.add(link)
     await session.commit()
     return project_read(project, link)
+
+
+# Declared before /{project_id}/, which would otherwise take "invitation" for an id.
+@router.get("/invitation/", response_model=list[ProjectInvitationRead])
+async def list_invitations(user: ApiUser, session: SessionDep) -> list[ProjectInvitationRead]:
+    """The caller's pending invitations (guest accounts cannot accept any: none shown)."""
+    assert user.id is not None
+    if user.is_guest:
+        return []
+    return await projects_service.pending_invitations(session, user.id)
 
 
 @router.get("/{project_id}/", response_model=ProjectRead)
@@ -96,7 +119,147 @@ async def _owned(session: SessionDep, user: UserOAuth, project_id: Id) -> Projec
     return project
 
 
-async def _access_list(session: SessionDep, project_id: Id) -> list[ProjectAccessRead]:
+# --- Stars: personal (on the user's link), so reading rights suffice ---------------------------
+
+
+async def _star(session: SessionDep, user: UserOAuth, project_id: Id, starred: bool) -> Response:
+    _, link = await project_for(session, user, project_id)
+    link.is_starred = starred
+    await session.commit()
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@router.post("/{project_id}/star/", status_code=status.HTTP_200_OK)
+async def star_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
+    return await _star(session, user, project_id, True)
+
+
+@router.post("/{project_id}/unstar/", status_code=status.HTTP_200_OK)
+async def unstar_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
+    return await _star(session, user, project_id, False)
+
+
+# --- The latest job of a workflow on a dataset -------------------------------------------------
+
+
+@router.get("/{project_id}/latest-job/", response_model=JobWithTaskStatuses)
+async def latest_job(
+    project_id: Id, workflow_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+) -> JobWithTaskStatuses:
+    await project_for(session, user, project_id)
+    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
+    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    job = (
+        await session.exec(
+            select(Job)
+            .where(Job.workflow_id == workflow_id, Job.dataset_id == dataset_id)
+            .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
+            .limit(1)
+        )
+    ).first()
+    if job is None:
+        raise HTTPException(404, detail=f"no job of workflow {workflow_id} on dataset {dataset_id}")
+    statuses = await history.workflow_statuses(session, workflow_id, dataset_id)
+    data = JobWithTaskStatuses.model_validate(job)
+    data.task_statuses = statuses
+    return data
+
+
+# --- Fractal's project sharing: the owner invites, the invited user accepts --------------------
+
+
+@router.get("/{project_id}/guest/", response_model=list[ProjectGuestRead])
+async def list_guests(project_id: Id, user: ApiUser, session: SessionDep) -> list[ProjectGuestRead]:
+    await _owned(session, user, project_id)
+    return await projects_service.guests_of(session, project_id)
+
+
+@router.post("/{project_id}/guest/", status_code=status.HTTP_201_CREATED)
+async def invite_guest(
+    project_id: Id, email: EmailStr, payload: ProjectGuestCreate, user: ApiUser, session: SessionDep
+) -> Response:
+    """Invite a user: the link gives no access until they accept it."""
+    await _owned(session, user, project_id)
+    guest_id = await projects_service.user_id_by_email(session, email)
+    if await session.get(LinkUserProject, (project_id, guest_id)) is not None:
+        raise HTTPException(422, detail=f"{email} is already linked to project {project_id}")
+    session.add(
+        LinkUserProject(
+            project_id=project_id,
+            user_id=guest_id,
+            is_owner=False,
+            is_verified=False,
+            permissions=payload.permissions,
+        )
+    )
+    await session.commit()
+    return Response(status_code=status.HTTP_201_CREATED)
+
+
+async def _guest_by_email(
+    session: SessionDep, user: UserOAuth, project_id: Id, email: str
+) -> LinkUserProject:
+    """The link of a guest of the caller's project, named by e-mail (never the owner's)."""
+    await _owned(session, user, project_id)
+    guest_id = await projects_service.user_id_by_email(session, email)
+    if guest_id == user.id:
+        raise HTTPException(422, detail="the owner's own access cannot be changed")
+    return await projects_service.link_or_404(session, project_id, guest_id)
+
+
+@router.patch("/{project_id}/guest/", status_code=status.HTTP_200_OK)
+async def change_guest(
+    project_id: Id, email: EmailStr, payload: ProjectGuestUpdate, user: ApiUser, session: SessionDep
+) -> Response:
+    link = await _guest_by_email(session, user, project_id, email)
+    link.permissions = payload.permissions
+    await session.commit()
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@router.delete("/{project_id}/guest/", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_guest(
+    project_id: Id, email: EmailStr, user: ApiUser, session: SessionDep
+) -> Response:
+    link = await _guest_by_email(session, user, project_id, email)
+    await session.delete(link)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{project_id}/access/", response_model=ProjectAccessRead)
+async def my_access(project_id: Id, user: ApiUser, session: SessionDep) -> ProjectAccessRead:
+    assert user.id is not None
+    return await projects_service.access_of(session, user.id, project_id)
+
+
+@router.post("/{project_id}/access/accept/", status_code=status.HTTP_200_OK)
+async def accept_invitation(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
+    assert user.id is not None
+    link = await projects_service.link_or_404(session, project_id, user.id)
+    if link.is_verified:
+        raise HTTPException(404, detail=f"no pending invitation to project {project_id}")
+    link.is_verified = True
+    await session.commit()
+    return Response(status_code=status.HTTP_200_OK)
+
+
+@router.delete("/{project_id}/access/", status_code=status.HTTP_204_NO_CONTENT)
+async def leave_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
+    """Decline an invitation, or stop using a project shared with you."""
+    assert user.id is not None
+    link = await projects_service.link_or_404(session, project_id, user.id)
+    if link.is_owner:
+        raise HTTPException(422, detail=f"you own project {project_id}: delete it instead")
+    await session.delete(link)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- Our own sharing routes: the owner grants access at once (no invitation) -------------------
+
+
+async def _members(session: SessionDep, project_id: Id) -> list[ProjectMemberRead]:
     rows = await session.exec(
         select(LinkUserProject, UserOAuth.email)
         .join(UserOAuth, col(UserOAuth.id) == LinkUserProject.user_id)
@@ -104,29 +267,21 @@ async def _access_list(session: SessionDep, project_id: Id) -> list[ProjectAcces
         .order_by(col(LinkUserProject.user_id))
     )
     return [
-        ProjectAccessRead(
+        ProjectMemberRead(
             user_id=link.user_id, email=email, is_owner=link.is_owner, permissions=link.permissions
         )
         for link, email in rows.all()
     ]
 
 
-@router.get("/{project_id}/access/", response_model=list[ProjectAccessRead])
-async def list_access(
-    project_id: Id, user: ApiUser, session: SessionDep
-) -> list[ProjectAccessRead]:
-    await _owned(session, user, project_id)
-    return await _access_list(session, project_id)
-
-
 @router.post(
     "/{project_id}/access/",
-    response_model=list[ProjectAccessRead],
+    response_model=list[ProjectMemberRead],
     status_code=status.HTTP_201_CREATED,
 )
 async def share_project(
     project_id: Id, payload: ProjectAccessCreate, user: ApiUser, session: SessionDep
-) -> list[ProjectAccessRead]:
+) -> list[ProjectMemberRead]:
     await _owned(session, user, project_id)
     guest = (
         await session.exec(
@@ -144,27 +299,25 @@ async def share_project(
         )
     )
     await session.commit()
-    return await _access_list(session, project_id)
+    return await _members(session, project_id)
 
 
-async def _guest_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
-    link = await session.get(LinkUserProject, (project_id, user_id))
-    if link is None:
-        raise HTTPException(404, detail=f"user {user_id} has no access to project {project_id}")
+async def _member_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
+    link = await projects_service.link_or_404(session, project_id, user_id)
     if link.is_owner:
         raise HTTPException(422, detail="the owner's access cannot be changed")
     return link
 
 
-@router.patch("/{project_id}/access/{user_id}/", response_model=list[ProjectAccessRead])
+@router.patch("/{project_id}/access/{user_id}/", response_model=list[ProjectMemberRead])
 async def change_access(
     project_id: Id, user_id: Id, payload: ProjectAccessUpdate, user: ApiUser, session: SessionDep
-) -> list[ProjectAccessRead]:
+) -> list[ProjectMemberRead]:
     await _owned(session, user, project_id)
-    link = await _guest_link(session, project_id, user_id)
+    link = await _member_link(session, project_id, user_id)
     link.permissions = payload.permissions
     await session.commit()
-    return await _access_list(session, project_id)
+    return await _members(session, project_id)
 
 
 @router.delete("/{project_id}/access/{user_id}/", status_code=status.HTTP_204_NO_CONTENT)
@@ -176,7 +329,7 @@ async def revoke_access(
         await _owned(session, user, project_id)
     else:
         await project_for(session, user, project_id)
-    link = await _guest_link(session, project_id, user_id)
+    link = await _member_link(session, project_id, user_id)
     await session.delete(link)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
