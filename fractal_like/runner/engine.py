@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Job, Profile, Resource, UserOAuth
+from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
 from . import history
@@ -84,6 +85,8 @@ class JobContext:
     stop: asyncio.Event
     executor: LocalExecutor | SlurmExecutor
     user_dir: Path
+    resource_id: int | None = None
+    new_images: int = 0  # created by this runner's part of the job (accounting)
 
 
 def _slug(name: str) -> str:
@@ -157,6 +160,7 @@ class Engine:
             stop=stop,
             executor=LocalExecutor(1) if isinstance(executor, str) else executor,
             user_dir=user_dir,
+            resource_id=resource.id if resource is not None else None,
         )
         log.write(
             f"{'Resuming' if resumed else 'Starting'} job {job_id} on runner {self.runner_id}"
@@ -176,18 +180,18 @@ class Engine:
                 type_filters = await self._run_task(ctx, task_list[position], type_filters)
         except JobStoppedError:
             log.write(f"Job {STOPPED_BY_USER}.")
-            return await self._finish(job_id, "failed", log, STOPPED_BY_USER)
+            return await self._finish(ctx, "failed", STOPPED_BY_USER)
         except JobFailedError as error:
             log.write(f"Job failed: {error}")
-            return await self._finish(job_id, "failed", log, str(error))
+            return await self._finish(ctx, "failed", str(error))
         except Exception as error:  # a bug of ours: say so plainly, keep the traceback
             logger.exception("job %s failed with an internal error", job_id)
             log.write(f"Job failed: internal error of the runner ({error!r})")
             return await self._finish(
-                job_id, "failed", log, f"internal error: {error!r}\n{traceback.format_exc()}"
+                ctx, "failed", f"internal error: {error!r}\n{traceback.format_exc()}"
             )
         log.write("Job done.")
-        return await self._finish(job_id, "done", log, None)
+        return await self._finish(ctx, "done", None)
 
     def _parallelism(self, resource: Resource | None) -> int | None:
         if self.parallelism:
@@ -196,18 +200,21 @@ class Engine:
             return resource.jobs_runner_config.get("parallel_tasks_per_job")
         return None
 
-    async def _finish(self, job_id: int, status: str, log: JobLog, error: str | None) -> str:
+    async def _finish(self, ctx: JobContext, status: str, error: str | None) -> str:
+        job_id = ctx.job.id or 0
         async with self.engine.begin() as connection:
-            await connection.execute(
+            ended = await connection.execute(
                 update(Job.__table__)
                 .where(Job.__table__.c.id == job_id, Job.__table__.c.runner_id == self.runner_id)
                 .values(
                     status=status,
                     end_timestamp=datetime.now(UTC),
-                    log=log.read(),
+                    log=ctx.log.read(),
                     executor_error_log=error,
                 )
             )
+            if ended.rowcount:  # this runner ended it (not an admin before): bill it once
+                await record_ended_job(connection, job_id, ctx.resource_id, ctx.new_images)
         return status
 
     async def _run_task(
@@ -286,6 +293,7 @@ class Engine:
             )
             await history.finish_run(connection, run_id, "done")
             await session.commit()
+        ctx.new_images += summary.created
         ctx.log.write(
             f"Task {wftask['order']} '{name}' done: {summary.created} image(s) created, "
             f"{summary.updated} updated, {summary.removed} removed."
