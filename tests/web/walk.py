@@ -1,0 +1,460 @@
+"""What a scientist and an admin do in fractal-web, step by step, in headless Chromium.
+
+Each step is recorded (passed or failed, with the error and a screenshot) and a failed
+step does not stop the walk: later steps try again from a fresh page, so one missing
+route does not hide what else works. Selectors are the labels a person reads on the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, Locator, Page, expect
+
+from fractal_like.examples import DEMO_TASKS_ROOT
+
+from .servers import API_DATASET, API_PROJECT, Scientist
+
+STEP_TIMEOUT_MS = 20_000
+JOB_TIMEOUT_S = 180
+CONVERTER = "create_demo_images"
+DEMO_IMAGES = 8  # the converter's default
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    detail: str
+    screenshot: str | None
+    seconds: float
+
+
+@dataclass
+class Walk:
+    """The state shared by the steps: where the page is and what it has made so far."""
+
+    web_url: str
+    run_dir: Path
+    python: str
+    results: list[StepResult] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+    page_errors: list[str] = field(default_factory=list)
+
+    def step(
+        self, page: Page, name: str, action: Callable[[Page], str], needs: tuple[str, ...] = ()
+    ) -> bool:
+        missing = [key for key in needs if key not in self.state]
+        if missing:
+            self.results.append(
+                StepResult(name, False, f"not tried: needs {', '.join(missing)}", None, 0)
+            )
+            return False
+        started = time.monotonic()
+        shot = self.run_dir / "screenshots" / f"{len(self.results) + 1:02d}-{_slug(name)}.png"
+        shot.parent.mkdir(exist_ok=True)
+        try:
+            detail = action(page)
+            ok = True
+        except Exception as error:  # every failure is a finding to report
+            ok = False
+            detail = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+            (self.run_dir / "tracebacks.txt").open("a").write(
+                f"== {name}\n{traceback.format_exc()}\n"
+            )
+        try:
+            page.screenshot(path=str(shot), full_page=True)
+            where = str(shot)
+        except Exception:  # a page that cannot be shot is still a result
+            where = None
+        self.results.append(StepResult(name, ok, detail, where, time.monotonic() - started))
+        return ok
+
+    def goto(self, page: Page, path: str) -> None:
+        page.goto(self.web_url + path)
+        wait_loaded(page)
+        if status := error_page_status(page):
+            body = page.locator("body").inner_text().strip().replace("\n", " ")
+            raise AssertionError(f"{path} shows the error page {status}: {body[:200]}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:50]
+
+
+def wait_loaded(page: Page) -> None:
+    """fractal-web shows `.loading.show` while a page fetches its data."""
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(".loading.show")).to_have_count(0)
+
+
+def error_page_status(page: Page) -> str | None:
+    """The status SvelteKit's error page shows (its heading is the bare number), if shown."""
+    heading = page.locator("h1").first
+    if heading.count() and re.fullmatch(r"\d{3}", text := heading.inner_text().strip()):
+        return text
+    return None
+
+
+def page_error(page: Page) -> str | None:
+    """The text of an error alert, if the page shows one."""
+    for selector in (".alert-danger", ".alert.border-danger"):
+        alert = page.locator(selector)
+        if alert.count() and alert.first.is_visible():
+            return alert.first.inner_text().strip()[:300]
+    return None
+
+
+def button(page: Page, label: str) -> Locator:
+    """A button by its text: Bootstrap's icons put a glyph before it in the accessible name."""
+    return page.get_by_role("button", name=re.compile(rf"(^|\s){re.escape(label)}$"))
+
+
+# --- the scientist -------------------------------------------------------------------
+
+
+def log_in(walk: Walk, page: Page, email: str, password: str) -> str:
+    walk.goto(page, "/auth/login")
+    basic = page.get_by_role("button", name="Log in with username & password")
+    if basic.count():
+        basic.click()
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    page.wait_for_url(re.compile(r"/v2/projects$"))
+    wait_loaded(page)
+    cookies = [cookie["name"] for cookie in page.context.cookies()]
+    if "fastapiusersauth" not in cookies:
+        raise AssertionError(f"no fastapiusersauth cookie after login (cookies: {cookies})")
+    return f"landed on /v2/projects with the fastapiusersauth cookie as {email}"
+
+
+def list_projects(walk: Walk, page: Page, api_project: str) -> str:
+    walk.goto(page, "/v2/projects")
+    expect(page.get_by_role("row", name=re.compile(api_project))).to_be_visible()
+    rows = page.get_by_role("table").first.get_by_role("row").count() - 1
+    return f"{rows} project(s) listed, including {api_project!r} made through the API"
+
+
+def create_project(walk: Walk, page: Page) -> str:
+    walk.goto(page, "/v2/projects")
+    page.get_by_role("button", name="Create new project").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_label("Project name").fill("made-in-the-browser")
+    modal.get_by_role("button", name="Create").click()
+    page.wait_for_url(re.compile(r"/v2/projects/\d+$"))
+    wait_loaded(page)
+    walk.state["project_id"] = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    return f"project {walk.state['project_id']} created, its page shown"
+
+
+def create_dataset(walk: Walk, page: Page) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}")
+    page.get_by_role("button", name="Create new dataset").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_role("textbox", name="Dataset Name").fill("browser-dataset")
+    modal.get_by_role("button", name="Save").click()
+    expect(page.locator(".modal.show")).to_have_count(0)
+    link = page.get_by_role("link", name="browser-dataset")
+    expect(link).to_be_visible()
+    link.click()
+    page.wait_for_url(re.compile(r"/datasets/\d+$"))
+    wait_loaded(page)
+    walk.state["dataset_id"] = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    walk.state["dataset_name"] = "browser-dataset"
+    return f"dataset {walk.state['dataset_id']} created through the modal"
+
+
+def dataset_images(walk: Walk, page: Page, expected: int) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}/datasets/{walk.state['dataset_id']}")
+    if error := page_error(page):
+        raise AssertionError(f"the dataset page shows an error: {error}")
+    zarr_rows = page.get_by_role("row").filter(has_text=".zarr")
+    if expected:
+        expect(zarr_rows.first).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    shown = zarr_rows.count()
+    if shown < min(expected, 10):
+        raise AssertionError(f"{shown} image row(s) shown, expected {expected}")
+    return f"images page shown with {shown} image row(s)"
+
+
+def register_task_in_page(walk: Walk, page: Page) -> str:
+    """Tasks management, `Custom Python env`: the demo task package, as an admin would."""
+    walk.goto(page, "/v2/tasks/management")
+    page.get_by_text("Custom Python env").click()
+    page.get_by_role("textbox", name="Python Interpreter").fill(walk.python)
+    page.get_by_role("textbox", name="Label").fill("demo-tasks")
+    manifest = walk.run_dir / "__FRACTAL_MANIFEST__.json"
+    shutil.copy(DEMO_TASKS_ROOT / "__FRACTAL_MANIFEST__.json", manifest)
+    with page.expect_file_chooser() as chooser:
+        page.get_by_text("Manifest", exact=True).click()
+    chooser.value.set_files(str(manifest))
+    page.get_by_role("textbox", name="Version").fill("1.0.0")
+    page.get_by_role("textbox", name="Package Folder").fill(str(DEMO_TASKS_ROOT))
+    page.get_by_role("button", name="Collect").click()
+    expect(page.get_by_text("Tasks collected successfully")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    walk.state["tasks"] = True
+    return "demo tasks collected through the Custom Python env form"
+
+
+def create_workflow(walk: Walk, page: Page) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}")
+    page.get_by_role("button", name="Create new workflow").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_label("Workflow name").fill("browser-workflow")
+    modal.get_by_role("button", name="Create empty workflow").click()
+    page.wait_for_url(re.compile(r"/workflows/\d+$"))
+    wait_loaded(page)
+    walk.state["workflow_id"] = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    return f"workflow {walk.state['workflow_id']} created, its page shown"
+
+
+def add_task(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("button", name="Add task to workflow").click()
+    modal = page.locator(".modal.show")
+    expect(modal.locator(".spinner-border")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+    modal.get_by_placeholder("Search...").fill(CONVERTER)
+    row = (
+        modal.get_by_role("row")
+        .filter(has=page.get_by_role("checkbox", name=CONVERTER, exact=True))
+        .filter(has=page.get_by_role("button", name="Add task"))
+        .first
+    )
+    row.get_by_role("button", name="Add task").click()
+    expect(page.locator(".modal.show")).to_have_count(0)
+    expect(page.get_by_role("button", name=CONVERTER).first).to_be_visible()
+    walk.state["workflow_task"] = True
+    return f"{CONVERTER} added to the workflow"
+
+
+def run_job(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("combobox", name="Dataset", exact=True).first.select_option(
+        walk.state["dataset_name"]
+    )
+    page.get_by_role("button", name="Run workflow").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_role("button", name="Run", exact=True).click()
+    modal.get_by_role("button", name="Confirm").click()
+    expect(page.locator(".modal.show")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+    walk.state["job_submitted"] = True
+    stop = page.get_by_role("button", name="Stop workflow")
+    expect(stop).to_be_hidden(timeout=JOB_TIMEOUT_S * 1000)
+    failed = page.get_by_text("The last job failed with the following error")
+    if failed.count():
+        raise AssertionError(
+            f"job failed: {page.locator('.alert.border-danger').inner_text()[:300]}"
+        )
+    walk.state["job_done"] = True
+    return "job submitted from the Run workflow modal and ended without error"
+
+
+def job_logs(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk) + "/jobs")
+    row = page.get_by_role("row").filter(has=page.get_by_role("button", name="Logs")).first
+    expect(row).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    status = row.inner_text().replace("\n", " ").replace("\t", " ")
+    if "done" not in status:
+        raise AssertionError(f"the job row does not say done: {status[:200]}")
+    row.get_by_role("button", name="Logs").click()
+    modal = page.locator(".modal.show")
+    expect(modal).to_be_visible()
+    expect(modal.locator(".spinner-border")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+    text = modal.inner_text()
+    if len(text.strip()) < 40:
+        raise AssertionError(f"the logs modal is nearly empty: {text!r}")
+    return f"jobs table says done; logs modal shows {len(text)} characters"
+
+
+def _workflow_path(walk: Walk) -> str:
+    return f"/v2/projects/{walk.state['project_id']}/workflows/{walk.state['workflow_id']}"
+
+
+def visit(walk: Walk, page: Page, path: str, search_button: str | None = None) -> str:
+    """Open a page (and press its search button): it must show no error."""
+    walk.goto(page, path)
+    if search_button:
+        button(page, search_button).first.click()
+        page.wait_for_load_state("networkidle")
+        expect(page.locator(".spinner-border")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+    if error := page_error(page):
+        raise AssertionError(f"the page shows an error: {error}")
+    return f"{path} shown without error" + (f" after '{search_button}'" if search_button else "")
+
+
+def log_out(walk: Walk, page: Page, email: str) -> str:
+    walk.goto(page, "/v2/projects")
+    page.get_by_role("button", name=email).click()
+    page.get_by_role("button", name="Logout").click()
+    wait_loaded(page)
+    expect(page.get_by_role("link", name="Login").first).to_be_visible()
+    if "fastapiusersauth" in [cookie["name"] for cookie in page.context.cookies()]:
+        raise AssertionError("the fastapiusersauth cookie is still set after logout")
+    return "logged out; the cookie is gone"
+
+
+SCIENTIST_PAGES = ("/v2/jobs", "/v2/tasks", "/v2/tasks/activities", "/v2/templates", "/profile")
+# Admin pages, with the button that loads their table when they have one.
+ADMIN_PAGES: tuple[tuple[str, str | None], ...] = (
+    ("/v2/admin", None),
+    ("/v2/admin/users", None),
+    ("/v2/admin/groups", None),
+    ("/v2/admin/resources", None),
+    ("/v2/admin/jobs", "Search jobs"),
+    ("/v2/admin/task-groups", "Search task groups"),
+    ("/v2/admin/task-groups/activities", "Search activities"),
+    ("/v2/admin/tasks", "Search tasks"),
+    ("/v2/admin/projects", "Search projects"),
+    ("/v2/admin/sharing", "Search"),
+    ("/v2/admin/accounting", "Search"),
+    ("/v2/admin/settings", None),
+    ("/v2/admin/impersonate", None),
+    ("/v2/admin/users-info", None),
+)
+
+
+def _new_page(walk: Walk, browser: Browser) -> Page:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    page = context.new_page()
+    page.on("pageerror", lambda error: walk.page_errors.append(f"{page.url}: {error}"))
+    return page
+
+
+def _through_proxy(walk: Walk, page: Page, method: str, path: str, body: Any = None) -> Any:
+    """A call through fractal-web's own /api proxy with the page's cookie, as its tests do."""
+    response = page.request.fetch(walk.web_url + path, method=method, data=body)
+    if not response.ok:
+        raise AssertionError(f"{method} {path}: HTTP {response.status} {response.text()[:200]}")
+    return response.json()
+
+
+def _fall_back(walk: Walk, name: str, action: Callable[[], str]) -> None:
+    """When the page could not make an object, make it another way so the walk goes on."""
+    try:
+        detail = action()
+        walk.results.append(StepResult(f"(fallback) {name}", True, detail, None, 0))
+    except Exception as error:  # the fallback failing is reported like a step
+        walk.results.append(StepResult(f"(fallback) {name}", False, str(error)[:300], None, 0))
+
+
+def _use_api_objects(walk: Walk, scientist: Scientist) -> str:
+    walk.state.update(
+        project_id=scientist.project_id, dataset_id=scientist.dataset_id, dataset_name=API_DATASET
+    )
+    return (
+        f"project {scientist.project_id} and dataset {scientist.dataset_id}, made through the API"
+    )
+
+
+def _register_tasks_through_proxy(walk: Walk, page: Page) -> str:
+    manifest = json.loads((DEMO_TASKS_ROOT / "__FRACTAL_MANIFEST__.json").read_text())
+    body = {
+        "label": "demo-tasks",
+        "python_interpreter": walk.python,
+        "manifest": manifest,
+        "version": "1.0.0",
+        "package_root": str(DEMO_TASKS_ROOT),
+    }
+    tasks = _through_proxy(walk, page, "POST", "/api/v2/task/collect/custom/", body)
+    walk.state["tasks"] = True
+    return f"{len(tasks)} demo tasks registered through POST /api/v2/task/collect/custom/"
+
+
+def _workflow_through_proxy(walk: Walk, page: Page) -> str:
+    path = f"/api/v2/project/{walk.state['project_id']}/workflow/"
+    workflow = _through_proxy(walk, page, "POST", path, {"name": "browser-workflow"})
+    walk.state["workflow_id"] = workflow["id"]
+    return f"workflow {workflow['id']} made through POST {path}"
+
+
+def _workflow_task_through_proxy(walk: Walk, page: Page) -> str:
+    tasks = _through_proxy(walk, page, "GET", "/api/v2/task/")
+    task_id = next(task["id"] for task in tasks if task["name"] == CONVERTER)
+    path = (
+        f"/api/v2/project/{walk.state['project_id']}/workflow/{walk.state['workflow_id']}/wftask/"
+    )
+    _through_proxy(walk, page, "POST", f"{path}?task_id={task_id}", {})
+    walk.state["workflow_task"] = True
+    return f"{CONVERTER} added through POST {path}"
+
+
+def walk_as_scientist(walk: Walk, browser: Browser, scientist: Scientist) -> None:
+    page = _new_page(walk, browser)
+    email, password = scientist.email, scientist.password
+    if not walk.step(
+        page, "log in through the login page", lambda p: log_in(walk, p, email, password)
+    ):
+        return
+    walk.step(page, "list projects", lambda p: list_projects(walk, p, API_PROJECT))
+    made = walk.step(page, "create a project in the page", lambda p: create_project(walk, p))
+    made = made and walk.step(
+        page, "create a dataset in the page", lambda p: create_dataset(walk, p)
+    )
+    if not made:
+        _fall_back(
+            walk, "use the API's project and dataset", lambda: _use_api_objects(walk, scientist)
+        )
+    walk.step(
+        page,
+        "open the dataset's images (empty)",
+        lambda p: dataset_images(walk, p, 0),
+        ("dataset_id",),
+    )
+    if not walk.step(
+        page,
+        "register the demo tasks (Custom Python env)",
+        lambda p: register_task_in_page(walk, p),
+    ):
+        _fall_back(
+            walk, "register the demo tasks", lambda: _register_tasks_through_proxy(walk, page)
+        )
+    if not walk.step(
+        page, "create a workflow in the page", lambda p: create_workflow(walk, p), ("project_id",)
+    ):
+        _fall_back(walk, "make the workflow", lambda: _workflow_through_proxy(walk, page))
+    if not walk.step(
+        page,
+        f"add {CONVERTER} to the workflow",
+        lambda p: add_task(walk, p),
+        ("workflow_id", "tasks"),
+    ):
+        _fall_back(walk, f"add {CONVERTER}", lambda: _workflow_task_through_proxy(walk, page))
+    walk.step(
+        page,
+        "run the workflow and wait for its end",
+        lambda p: run_job(walk, p),
+        ("workflow_id", "workflow_task", "dataset_id"),
+    )
+    walk.step(
+        page, "show the job's status and logs", lambda p: job_logs(walk, p), ("job_submitted",)
+    )
+    walk.step(
+        page,
+        "open the dataset's images (after the job)",
+        lambda p: dataset_images(walk, p, DEMO_IMAGES),
+        ("job_done",),
+    )
+    for path in SCIENTIST_PAGES:
+        walk.step(page, f"open {path}", lambda p, path=path: visit(walk, p, path))
+    walk.step(page, "log out", lambda p: log_out(walk, p, email))
+    page.context.close()
+
+
+def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str) -> None:
+    page = _new_page(walk, browser)
+    if not walk.step(page, "log in as the admin", lambda p: log_in(walk, p, email, password)):
+        return
+    for path, button in ADMIN_PAGES:
+        label = f"open {path}" + (f" and press '{button}'" if button else "")
+        walk.step(page, label, lambda p, path=path, button=button: visit(walk, p, path, button))
+    page.context.close()
