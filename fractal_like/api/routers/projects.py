@@ -142,7 +142,12 @@ async def unstar_project(project_id: Id, user: ApiUser, session: SessionDep) -> 
 # --- The latest job of a workflow on a dataset -------------------------------------------------
 
 
-@router.get("/{project_id}/latest-job/", response_model=JobWithTaskStatuses)
+# Unset counters left out: a task the job has yet to run shows its status only.
+@router.get(
+    "/{project_id}/latest-job/",
+    response_model=JobWithTaskStatuses,
+    response_model_exclude_unset=True,
+)
 async def latest_job(
     project_id: Id, workflow_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
 ) -> JobWithTaskStatuses:
