@@ -734,8 +734,9 @@ def test_templates(live: Live, pkg_tasks: dict[str, str]) -> None:
     )
 
     admin.run("template", "delete", from_file)
-    templates = live.api("GET", "/api/v2/workflow-template/")["items"]
-    assert from_file not in {str(item["id"]) for item in templates}
+    groups = live.api("GET", "/api/v2/workflow-template/")["items"]
+    left = {str(member["template_id"]) for group in groups for member in group["templates"]}
+    assert from_file not in left and tid in left
 
 
 # --- jobs -----------------------------------------------------------------------------------
