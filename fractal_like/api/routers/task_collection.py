@@ -6,7 +6,7 @@ collector does the work. `fractal task check-collection` follows the activity.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 
@@ -16,7 +16,7 @@ from ...schemas._base import Id
 from ...schemas.task import TaskGroupActivityRead
 from ...schemas.task_collection import CollectRequestError, parse_collect_form
 from ...services import tasks as task_service
-from ...services.collection import start
+from ...services.collection import pixi_start, start
 from ...services.jobs import resource_of
 from ..deps import SessionDep, SettingsDep
 from ..request_body import UploadRoute
@@ -79,6 +79,46 @@ async def collect_pip(
         request,
         user_group_id=group_id,
         upload=file,
+        max_bytes=settings.MAX_REQUEST_BYTES,
+    )
+
+
+@router.post(
+    "/task/collect/pixi/",
+    response_model=TaskGroupActivityRead,
+    status_code=status.HTTP_202_ACCEPTED,
+)
+async def collect_pixi(
+    user: ApiUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File()],
+    pixi_version: Annotated[str | None, Form(min_length=1, max_length=64)] = None,
+    use_pixi_lockfile: Annotated[Literal["true", "false"], Form()] = "true",
+    private: bool = False,
+    user_group_id: GroupIdQuery = None,
+) -> TaskGroupActivity:
+    """Collect a pixi task package from its `<name>-<version>.tar.gz` (Fractal's form)."""
+    _profile, resource = await resource_of(session, user)
+    try:
+        pixi_start.pixi_config(resource)  # Fractal answers this before anything else
+    except pixi_start.PixiRequestError as error:
+        raise HTTPException(422, detail=str(error)) from None
+    group_id = await task_service.target_user_group(
+        session,
+        user,
+        private=private,
+        user_group_id=user_group_id,
+        default_group_name=settings.DEFAULT_GROUP_NAME,
+    )
+    return await pixi_start.start_pixi_collection(
+        session,
+        user,
+        resource,
+        file,
+        pixi_version=pixi_version,
+        use_pixi_lockfile=use_pixi_lockfile == "true",
+        user_group_id=group_id,
         max_bytes=settings.MAX_REQUEST_BYTES,
     )
 

@@ -139,6 +139,31 @@ async def _run_process(
     return process.returncode, output.decode(errors="replace")
 
 
+async def logged_step(
+    log: Log,
+    what: str,
+    argv: list[str],
+    *,
+    cwd: Path,
+    confine: Sequence[str] | None,
+    timeout: float = STEP_TIMEOUT_SECONDS,
+    shown: list[str] | None = None,
+) -> str:
+    """One command of a piece of work: logged, run (confined), its output's tail logged;
+    StepFailedError when it fails. Returns its whole output."""
+    await log(f"{what}\n$ {_shown(shown or argv)}")
+    try:
+        code, output = await run(argv, cwd=cwd, timeout=timeout, confine=confine)
+    except OSError as error:
+        raise StepFailedError(f"{what}: cannot run {argv[0]}: {error}") from None
+    if code != 0:
+        await log(f"exit code {code}:\n{_tail(output, TAIL_LINES_FAILED)}")
+        raise StepFailedError(f"{what} failed (exit code {code}): see the lines above")
+    if output.strip():
+        await log(_tail(output, TAIL_LINES_OK))
+    return output
+
+
 @dataclass(frozen=True)
 class ServerPip:
     package: Path  # .../site-packages/pip
@@ -189,17 +214,9 @@ class Venv:
         timeout: float = STEP_TIMEOUT_SECONDS,
         shown: list[str] | None = None,
     ) -> str:
-        await self.log(f"{what}\n$ {_shown(shown or argv)}")
-        try:
-            code, output = await run(argv, cwd=self.cwd, timeout=timeout, confine=self.confine)
-        except OSError as error:
-            raise StepFailedError(f"{what}: cannot run {argv[0]}: {error}") from None
-        if code != 0:
-            await self.log(f"exit code {code}:\n{_tail(output, TAIL_LINES_FAILED)}")
-            raise StepFailedError(f"{what} failed (exit code {code}): see the lines above")
-        if output.strip():
-            await self.log(_tail(output, TAIL_LINES_OK))
-        return output
+        return await logged_step(
+            self.log, what, argv, cwd=self.cwd, confine=self.confine, timeout=timeout, shown=shown
+        )
 
     def _pip(self, *args: str) -> list[str]:
         argv = [str(self.python), "-m", "pip", args[0], *_PIP_GENERAL]
