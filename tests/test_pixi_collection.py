@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from fractal_like.config import Settings
+from fractal_like.models import TaskGroup
+from fractal_like.services.collection.pixi_start import start_pixi_reset
 
 from .collection_support import TASKS_PKG, run_collector
-from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login
+from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login, run_in_session
 from .runner_support import build_workflow, images, run_until_final, submit
 
 COLLECT = "/api/v2/task/collect/pixi/"
@@ -266,7 +268,7 @@ def test_collection_builds_the_environment_and_the_tasks_run(
     assert len(images(user, project["id"], dataset["id"])) == 2
 
 
-def test_lockfile_choice_and_a_failed_install(
+def test_lockfile_choice_a_failed_install_and_a_reset(
     api: ApiClient, settings: Settings, tmp_path: Path
 ) -> None:
     home = make_pixi(tmp_path / "pixi")
@@ -286,3 +288,28 @@ def test_lockfile_choice_and_a_failed_install(
     assert done["status"] == "OK", done["log"]
     install = [call for call in calls(home) if call["argv"][0] == "install"][-1]
     assert "--frozen" not in install["argv"]
+
+    # An admin's reset of the (deactivated) group rebuilds it from its archive: frozen to a
+    # lock the archive lacks it fails and the group stays inactive; solving, it is active.
+    group_id = done["taskgroupv2_id"]
+    expect(user.post(f"/api/v2/task-group/{group_id}/deactivate/"), 202)
+    source = Path(expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["path"]) / "source_dir"
+
+    def reset(use_pixi_lockfile: bool) -> dict[str, Any]:
+        async def start(session: Any) -> int:
+            group = await session.get(TaskGroup, group_id)
+            activity = await start_pixi_reset(session, group, use_pixi_lockfile=use_pixi_lockfile)
+            return activity.id
+
+        activity_id = run_in_session(settings.database_url, start)
+        run_collector(settings, [activity_id])
+        return expect(user.get(f"/api/v2/task-group/activity/{activity_id}/"), 200)
+
+    failed = reset(True)
+    assert failed["status"] == "failed" and failed["action"] == "reset"
+    assert not source.exists()
+    assert expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["active"] is False
+    done = reset(False)
+    assert done["status"] == "OK", done["log"]
+    assert (source / "project_python.sh").is_file()
+    assert expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["active"] is True

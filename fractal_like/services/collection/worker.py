@@ -61,7 +61,10 @@ PIPELINES: dict[str, tuple[Work, Work]] = {
     ActivityAction.REACTIVATE: (lifecycle.reactivate, lifecycle.undo_reactivate),
     ActivityAction.DELETE: (lifecycle.delete, lifecycle.undo_delete),
     # A reset that fails is undone as a reactivation is: no half-built venv, still inactive.
-    ActivityAction.RESET: (lifecycle.reset, lifecycle.undo_reactivate),
+    ActivityAction.RESET: (
+        _by_origin(lifecycle.reset, pixi.reinstall_pixi),
+        _by_origin(lifecycle.undo_reactivate, pixi.undo_reinstall_pixi),
+    ),
 }
 # Work that is safe to do again from the start after an interruption.
 RESUMABLE = (ActivityAction.DEACTIVATE, ActivityAction.DELETE)
