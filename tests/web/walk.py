@@ -285,7 +285,7 @@ def visit(walk: Walk, page: Page, path: str, search_button: str | None = None) -
     if search_button:
         button(page, search_button).first.click()
         page.wait_for_load_state("networkidle")
-        expect(page.locator(".spinner-border")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+        expect(page.locator(".spinner-border:visible")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
     if error := page_error(page):
         raise AssertionError(f"the page shows an error: {error}")
     return f"{path} shown without error" + (f" after '{search_button}'" if search_button else "")
@@ -302,7 +302,15 @@ def log_out(walk: Walk, page: Page, email: str) -> str:
     return "logged out; the cookie is gone"
 
 
-SCIENTIST_PAGES = ("/v2/jobs", "/v2/tasks", "/v2/tasks/activities", "/v2/templates", "/profile")
+SCIENTIST_PAGES = (
+    "/v2/datasets",
+    "/v2/jobs",
+    "/v2/tasks",
+    "/v2/tasks/management",
+    "/v2/tasks/activities",
+    "/v2/templates",
+    "/profile",
+)
 # Admin pages, with the button that loads their table when they have one.
 ADMIN_PAGES: tuple[tuple[str, str | None], ...] = (
     ("/v2/admin", None),
@@ -444,10 +452,31 @@ def walk_as_scientist(walk: Walk, browser: Browser, scientist: Scientist) -> Non
         lambda p: dataset_images(walk, p, DEMO_IMAGES),
         ("job_done",),
     )
+    walk.step(
+        page,
+        "open the project's sharing page",
+        lambda p: visit(walk, p, f"/v2/projects/{walk.state['project_id']}/sharing"),
+        ("project_id",),
+    )
     for path in SCIENTIST_PAGES:
         walk.step(page, f"open {path}", lambda p, path=path: visit(walk, p, path))
     walk.step(page, "log out", lambda p: log_out(walk, p, email))
     page.context.close()
+
+
+def admin_job_logs(walk: Walk, page: Page) -> str:
+    """The admin's jobs table: the scientist's job, and its logs from the admin route."""
+    visit(walk, page, "/v2/admin/jobs", "Search jobs")
+    row = page.get_by_role("row").filter(has_text="scientist@example.org").first
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="Logs").click()
+    modal = page.locator(".modal.show")
+    expect(modal).to_be_visible()
+    expect(modal.locator(".spinner-border:visible")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
+    text = modal.inner_text()
+    if len(text.strip()) < 40:
+        raise AssertionError(f"the logs modal is nearly empty: {text!r}")
+    return f"the scientist's job listed; its logs modal shows {len(text)} characters"
 
 
 def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str) -> None:
@@ -457,4 +486,5 @@ def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str) -> No
     for path, button in ADMIN_PAGES:
         label = f"open {path}" + (f" and press '{button}'" if button else "")
         walk.step(page, label, lambda p, path=path, button=button: visit(walk, p, path, button))
+    walk.step(page, "show the scientist's job logs as the admin", lambda p: admin_job_logs(walk, p))
     page.context.close()
