@@ -27,6 +27,7 @@ STEP_TIMEOUT_MS = 20_000
 JOB_TIMEOUT_S = 180
 CONVERTER = "create_demo_images"
 DEMO_IMAGES = 8  # the converter's default
+FRACTAL_JOB_STATUSES = ("submitted", "done", "failed")
 
 
 @dataclass
@@ -247,15 +248,43 @@ def run_job(walk: Walk, page: Page) -> str:
     modal.get_by_role("button", name="Confirm").click()
     expect(page.locator(".modal.show")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
     walk.state["job_submitted"] = True
-    stop = page.get_by_role("button", name="Stop workflow")
-    expect(stop).to_be_hidden(timeout=JOB_TIMEOUT_S * 1000)
+    status = _wait_for_job_end(walk, page)
+    walk.goto(page, _workflow_path(walk))  # the page as it shows an ended job
+    expect(page.get_by_role("button", name="Stop workflow")).to_be_hidden()
     failed = page.get_by_text("The last job failed with the following error")
-    if failed.count():
-        raise AssertionError(
-            f"job failed: {page.locator('.alert.border-danger').inner_text()[:300]}"
-        )
+    if status != "done" or failed.count():
+        alert = page.locator(".alert.border-danger")
+        raise AssertionError(f"job {status}: {alert.inner_text()[:300] if alert.count() else ''}")
     walk.state["job_done"] = True
-    return "job submitted from the Run workflow modal and ended without error"
+    return "job submitted from the Run workflow modal; it ended done and the page shows no error"
+
+
+def _wait_for_job_end(walk: Walk, page: Page) -> str:
+    """The job's status once it has ended, read as the page reads it (through its proxy)."""
+    path = f"/api/v2/project/{walk.state['project_id']}/workflow/{walk.state['workflow_id']}/job/"
+    seen = walk.state.setdefault("job_statuses", [])
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        jobs = _through_proxy(walk, page, "GET", path)
+        status = jobs[-1]["status"] if jobs else None
+        if status and status not in seen:
+            seen.append(status)
+        if status in ("done", "failed"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"the job did not end within {JOB_TIMEOUT_S} s")
+
+
+def job_statuses_as_fractal(walk: Walk, page: Page) -> str:
+    """fractal-web treats only `submitted` as a live job (Stop button, polling, badges)."""
+    seen = walk.state["job_statuses"]
+    unknown = [status for status in seen if status not in FRACTAL_JOB_STATUSES]
+    if unknown:
+        raise AssertionError(
+            f"the job was read as {seen}: {unknown} not in Fractal's {FRACTAL_JOB_STATUSES}"
+            " (fractal-web shows no Stop button and stops polling for them)"
+        )
+    return f"the job was read as {seen}"
 
 
 def job_logs(walk: Walk, page: Page) -> str:
@@ -442,6 +471,12 @@ def walk_as_scientist(walk: Walk, browser: Browser, scientist: Scientist) -> Non
         "run the workflow and wait for its end",
         lambda p: run_job(walk, p),
         ("workflow_id", "workflow_task", "dataset_id"),
+    )
+    walk.step(
+        page,
+        "job statuses read while it ran are Fractal's",
+        lambda p: job_statuses_as_fractal(walk, p),
+        ("job_statuses",),
     )
     walk.step(
         page, "show the job's status and logs", lambda p: job_logs(walk, p), ("job_submitted",)
