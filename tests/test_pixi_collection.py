@@ -289,11 +289,29 @@ def test_lockfile_choice_a_failed_install_and_a_reset(
     install = [call for call in calls(home) if call["argv"][0] == "install"][-1]
     assert "--frozen" not in install["argv"]
 
-    # An admin's reset of the (deactivated) group rebuilds it from its archive: frozen to a
-    # lock the archive lacks it fails and the group stays inactive; solving, it is active.
+    # Deactivating removes the environment; reactivating installs the recorded pixi.lock
+    # again (--frozen); an admin's reset rebuilds it from the archive (frozen to a lock the
+    # archive lacks it fails and the group stays inactive; solving, it is active again).
     group_id = done["taskgroupv2_id"]
-    expect(user.post(f"/api/v2/task-group/{group_id}/deactivate/"), 202)
-    source = Path(expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["path"]) / "source_dir"
+    folder = Path(expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["path"])
+    source = folder / "source_dir"
+
+    def lifecycle(action: str) -> dict[str, Any]:
+        activity = expect(user.post(f"/api/v2/task-group/{group_id}/{action}/"), 202)
+        run_collector(settings, [activity["id"]])
+        return expect(user.get(f"/api/v2/task-group/activity/{activity['id']}/"), 200)
+
+    def active() -> bool:
+        return expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["active"]
+
+    assert lifecycle("deactivate")["status"] == "OK"
+    assert not source.exists() and not active()
+    reactivated = lifecycle("reactivate")
+    assert reactivated["status"] == "OK", reactivated["log"]
+    assert active() and (source / "project_python.sh").is_file()
+    install = [call for call in calls(home) if call["argv"][0] == "install"][-1]
+    assert "--frozen" in install["argv"]
+    assert lifecycle("deactivate")["status"] == "OK"
 
     def reset(use_pixi_lockfile: bool) -> dict[str, Any]:
         async def start(session: Any) -> int:
@@ -307,9 +325,12 @@ def test_lockfile_choice_a_failed_install_and_a_reset(
 
     failed = reset(True)
     assert failed["status"] == "failed" and failed["action"] == "reset"
-    assert not source.exists()
-    assert expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["active"] is False
+    assert not source.exists() and not active()
     done = reset(False)
     assert done["status"] == "OK", done["log"]
-    assert (source / "project_python.sh").is_file()
-    assert expect(user.get(f"/api/v2/task-group/{group_id}/"), 200)["active"] is True
+    assert (source / "project_python.sh").is_file() and active()
+
+    # Deleting the group removes its folder, archive included.
+    deleted = lifecycle("delete")
+    assert deleted["status"] == "OK", deleted["log"]
+    assert not folder.exists()

@@ -18,6 +18,7 @@ from .collect import install_package, python_of
 from .context import ActivityRun, check_unused, delete_group_rows, load
 from .files import UnsafeRemovalError, remove_folder
 from .python import pip_options
+from .start import WITH_FILES
 from .venv import StepFailedError, Venv, requirements_from_freeze
 
 COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
@@ -176,7 +177,7 @@ async def delete(run: ActivityRun) -> None:
     assert group.id is not None
     async with run.factory() as session:
         await check_unused(session, group.id, run.user_id)
-    if group.origin in COLLECTED and group.path:
+    if group.origin in WITH_FILES and group.path:
         run.touched = True
         if await _remove(group.path, view.resource.tasks_local_dir):
             await run.log.add(f"removed {group.path}")

@@ -149,9 +149,14 @@ def _readable_by_all(folder: Path) -> None:
     folder.chmod(folder.stat().st_mode | 0o055)
 
 
-async def build_environment(run: ActivityRun, view: GroupView) -> Built:
+async def build_environment(
+    run: ActivityRun, view: GroupView, *, recorded_lock: str | None = None
+) -> Built:
     """Unpack the archive, install the environment with the resource's pixi, write the
-    activation script and the Python wrapper. StepFailedError on any failure."""
+    activation script and the Python wrapper. StepFailedError on any failure.
+
+    `recorded_lock`: the pixi.lock of an earlier install, to install exactly that again
+    (--frozen), as a reactivation does."""
     group, resource = view.group, view.resource
     if not group.path or not group.archive_path or not group.pixi_version:
         raise StepFailedError(f"task group {group.id} has no pixi archive to install from")
@@ -168,7 +173,7 @@ async def build_environment(run: ActivityRun, view: GroupView) -> Built:
     if not os.access(pixi, os.X_OK):
         raise StepFailedError(f"{pixi} (pixi {group.pixi_version}) is not an executable file")
     folder, archive = Path(group.path), Path(group.archive_path)
-    frozen = _options(group)
+    frozen = recorded_lock is not None or _options(group)
     top = archive.name.removesuffix(".tar.gz")
     await run.log.add(f"unpacking {top}/ of {archive} as {folder / SOURCE_DIR}")
     try:
@@ -176,6 +181,9 @@ async def build_environment(run: ActivityRun, view: GroupView) -> Built:
     except (tarfile.TarError, OSError, EOFError) as error:
         raise StepFailedError(f"cannot unpack {archive}: {error}") from None
     run.touched = True
+    if recorded_lock is not None:
+        await asyncio.to_thread((source / "pixi.lock").write_text, recorded_lock)
+        await run.log.add("installing the pixi.lock recorded at collection")
     manifest_path = str(source / "pyproject.toml")
     environment = config.DEFAULT_ENVIRONMENT
     settings = [
@@ -282,8 +290,34 @@ async def reinstall_pixi(run: ActivityRun) -> None:
     await run.log.add(f"task group {group.id} is installed afresh: active")
 
 
+async def deactivate_pixi(run: ActivityRun) -> None:
+    """Remove the environment (source_dir); the archive and the recorded pixi.lock stay, so
+    that reactivating installs the same environment again. The group is inactive already."""
+    view = await load(run)
+    run.touched = True
+    await _remove_source(run, view)
+
+
+async def reactivate_pixi(run: ActivityRun) -> None:
+    """Rebuild a deactivated group's environment from its archive and recorded pixi.lock."""
+    view = await load(run)
+    group = view.group
+    if not group.pip_freeze:
+        raise StepFailedError(f"task group {group.id} has no pixi.lock to rebuild it from")
+    await _remove_source(run, view)
+    await build_environment(run, view, recorded_lock=group.pip_freeze)
+    async with run.factory() as session:
+        saved = await session.get(TaskGroup, group.id)
+        if saved is None:
+            raise StepFailedError(f"task group {group.id} was removed during the reactivation")
+        saved.active = True
+        await session.commit()
+    await run.log.add(f"task group {group.id} is installed again: active")
+
+
 async def undo_reinstall_pixi(run: ActivityRun) -> None:
-    """A failed reset leaves no half-built environment; the group stays inactive."""
+    """A failed reset or reactivation leaves no half-built environment; the group stays
+    inactive."""
     view = await load(run)
     await _remove_source(run, view)
     await run.log.add("the task group stays inactive")

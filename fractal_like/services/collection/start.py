@@ -37,6 +37,8 @@ from .venv import StepFailedError
 logger = logging.getLogger("fractal_like.collection")
 UPLOAD_CHUNK = 1024 * 1024
 COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
+# Groups whose folder and environment are ours (their lifecycle is background work).
+WITH_FILES = (*COLLECTED, TaskGroupOrigin.PIXI)
 
 
 def _check_resource(resource: Resource) -> None:
@@ -226,13 +228,17 @@ async def start_lifecycle(
                 422,
                 detail=f"task group {group.id} has no pip freeze to rebuild its environment from",
             )
+        if group.origin == TaskGroupOrigin.PIXI and not group.pip_freeze:
+            raise HTTPException(
+                422, detail=f"task group {group.id} has no pixi.lock to rebuild it from"
+            )
     elif action == ActivityAction.DELETE:
         try:
             await check_unused(session, group.id, user.id)
         except StepFailedError as error:
             raise HTTPException(422, detail=str(error)) from None
         await _check_no_active_job(session, group)
-    if group.origin not in COLLECTED:
+    if group.origin not in WITH_FILES:
         activity = await _change_now(session, group, action)
     else:
         activity = _activity(group, action, status=ActivityStatus.PENDING)
@@ -270,7 +276,7 @@ async def _change_now(
 async def delete_now(session: AsyncSession, group: TaskGroup, resource: Resource | None) -> None:
     """DELETE /task-group/{id}/: the rows at once, then, for a collected group, its folder."""
     await _check_no_activity(session, group)
-    path = group.path if group.origin in COLLECTED else None
+    path = group.path if group.origin in WITH_FILES else None
     await delete_task_group(session, group)  # refuses (422) while workflows use its tasks
     if path is None:
         return

@@ -57,8 +57,14 @@ def _by_origin(pip_work: Work, pixi_work: Work) -> Work:
 PIPELINES: dict[str, tuple[Work, Work]] = {
     # A failed pixi collection is undone as a pip one: its folder and its group removed.
     ActivityAction.COLLECT: (_by_origin(collect.collect, pixi.collect_pixi), collect.undo_collect),
-    ActivityAction.DEACTIVATE: (lifecycle.deactivate, lifecycle.undo_deactivate),
-    ActivityAction.REACTIVATE: (lifecycle.reactivate, lifecycle.undo_reactivate),
+    ActivityAction.DEACTIVATE: (
+        _by_origin(lifecycle.deactivate, pixi.deactivate_pixi),
+        lifecycle.undo_deactivate,
+    ),
+    ActivityAction.REACTIVATE: (
+        _by_origin(lifecycle.reactivate, pixi.reactivate_pixi),
+        _by_origin(lifecycle.undo_reactivate, pixi.undo_reinstall_pixi),
+    ),
     ActivityAction.DELETE: (lifecycle.delete, lifecycle.undo_delete),
     # A reset that fails is undone as a reactivation is: no half-built venv, still inactive.
     ActivityAction.RESET: (
