@@ -214,6 +214,8 @@ def test_put_resource_replaces_it(api: ApiClient) -> None:
     assert replaced["jobs_poll_interval"] == 0
     assert replaced["timestamp_created"] == first["timestamp_created"]
     assert expect(admin.get(url), 200) == replaced
+    # What GET shows can be PUT back as it is (tasks_python_config {} means none).
+    assert expect(admin.request("PUT", url, json=replaced), 200) == replaced
     # The same checks as POST; nothing is changed by a refused body.
     expect(admin.request("PUT", url, json=_slurm_resource(jobs_runner_config={})), 422)
     expect(admin.request("PUT", url, json=_slurm_resource(tasks_local_dir="tasks")), 422)

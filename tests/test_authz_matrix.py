@@ -78,6 +78,12 @@ RULES = [
         r"^\w+ /api/v2/(project/\{project_id\}|workflow-template/\{template_id\})/",
         OWNERS_ONLY,
     ),
+    # As in Fractal, one reads only one's own activities here (admins under /admin/).
+    Rule(
+        "owner's task-group activities",
+        r"^GET /api/v2/task-group/activity/\{task_group_activity_id\}/$",
+        OWNERS_ONLY,
+    ),
     # A superuser manages every task group (services/tasks.py).
     Rule(
         "owner's tasks, task groups and collections",
@@ -157,6 +163,15 @@ BODIES: dict[tuple[str, str], Body] = {
     ("PATCH", "/admin/v2/resource/{resource_id}/"): _json({}),
     ("POST", "/admin/v2/resource/{resource_id}/profile/"): _named("profile", resource_type="local"),
     ("PATCH", "/admin/v2/profile/{profile_id}/"): _json({}),
+    # PUT what GET shows: the scene's resource and profile stay as they are.
+    ("PUT", "/admin/v2/resource/{resource_id}/"): lambda scene, _r: {
+        "json": scene.admin.get(scene.fill("/admin/v2/resource/{resource_id}/")).json()
+    },
+    ("PUT", "/admin/v2/profile/{profile_id}/"): lambda scene, _r: {
+        "json": scene.admin.get(scene.fill("/admin/v2/profile/{profile_id}/")).json()
+    },
+    ("POST", "/admin/v2/accounting/"): _json({}),
+    ("POST", "/admin/v2/accounting/slurm/"): _json({}),
     ("POST", "/admin/v2/task/make-core/"): lambda scene, _r: {"json": [scene.ids["task_id"]]},
     ("POST", "/admin/v2/task/make-not-core/"): lambda scene, _r: {"json": [scene.ids["task_id"]]},
     ("POST", "/api/v2/project/"): _named("project"),
@@ -172,6 +187,17 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/"): _new_image,
     ("PATCH", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/"): _image,
     ("POST", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/query/"): _json({}),
+    ("POST", "/api/v2/project/{project_id}/dataset/{dataset_id}/images/non-processed/"): _json({}),
+    ("POST", "/api/v2/project/{project_id}/dataset/import/"): lambda scene, role: {
+        "json": {"name": f"imported-{role}", "zarr_dir": f"{scene.values['zarr_url']}-{role}"}
+    },
+    ("POST", "/api/v2/project/{project_id}/status/image-log/"): lambda scene, _r: {
+        "json": {
+            "workflowtask_id": scene.ids["workflowtask_id"],
+            "dataset_id": scene.ids["dataset_id"],
+            "zarr_url": scene.values["zarr_url"],
+        }
+    },
     ("POST", "/api/v2/task/"): _named("task", command_parallel="/bin/true"),
     ("PATCH", "/api/v2/task/{task_id}/"): _json({"category": "renamed"}),
     ("PATCH", "/api/v2/task-group/{task_group_id}/"): _json({}),
@@ -226,7 +252,8 @@ def routes_of(api: ApiClient) -> list[Route]:
 
 def _call(scene: Scene, role: str, route: Route) -> Any:
     client = scene.api.client
-    query = {name: {**scene.ids, **scene.values}[name] for name in route.required_query}
+    known = {**scene.ids, **scene.values, "guest_user_id": scene.guest.id}
+    query = {name: known[name] for name in route.required_query}
     body = BODIES.get((route.method, route.path))
     kwargs = body(scene, role) if body else {}
     headers = {} if role == "anonymous" else _client_of(scene, role).headers
@@ -270,7 +297,7 @@ def _changes(route: Route) -> bool:
 
 def _walk_order(route: Route) -> tuple[int, int, str]:
     # Reads first, deletes last and deepest first, so that each call finds owner's objects.
-    rank = {"GET": 0, "POST": 1, "PATCH": 1, "DELETE": 2}[route.method]
+    rank = {"GET": 0, "POST": 1, "PATCH": 1, "PUT": 1, "DELETE": 2}[route.method]
     depth = route.path.count("/")
     return (rank, -depth if rank == 2 else depth, route.operation)
 

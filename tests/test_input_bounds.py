@@ -270,6 +270,18 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
             {},
         ),
         ("PATCH", "/admin/v2/profile/{profile_id}/"): lambda n: ({}, {}),
+        ("PUT", "/admin/v2/resource/{resource_id}/"): lambda n: (
+            {
+                "name": f"resource-put{n}",
+                "type": "local",
+                "jobs_local_dir": str(tmp / "jobs"),
+                "tasks_local_dir": str(tmp / "tasks"),
+            },
+            {},
+        ),
+        ("PUT", "/admin/v2/profile/{profile_id}/"): lambda n: ({"name": f"profile-put{n}"}, {}),
+        ("POST", "/admin/v2/accounting/"): lambda n: ({}, {}),
+        ("POST", "/admin/v2/accounting/slurm/"): lambda n: ({}, {}),
         ("POST", "/api/v2/project/"): lambda n: ({"name": f"project{n}"}, {}),
         ("PATCH", "/api/v2/project/{project_id}/"): lambda n: ({}, {}),
         ("POST", "/api/v2/project/{project_id}/access/"): lambda n: (
@@ -302,6 +314,33 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
             {},
             {},
         ),
+        ("POST", "/api/v2/project/{project_id}/dataset/import/"): lambda n: (
+            {
+                "name": f"imported{n}",
+                "zarr_dir": f"{world.zarr_dir}/imported{n}",
+                "images": [{"zarr_url": f"{world.zarr_dir}/imported{n}/image.zarr"}],
+            },
+            {},
+        ),
+        (
+            "POST",
+            "/api/v2/project/{project_id}/dataset/{dataset_id}/images/verify-unique-types/",
+        ): lambda n: ({}, {"workflowtask_id": ids["workflowtask_id"]}),
+        (
+            "POST",
+            "/api/v2/project/{project_id}/dataset/{dataset_id}/images/non-processed/",
+        ): lambda n: (
+            {},
+            {"workflow_id": ids["workflow_id"], "workflowtask_id": ids["workflowtask_id"]},
+        ),
+        ("POST", "/api/v2/project/{project_id}/status/image-log/"): lambda n: (
+            {
+                "workflowtask_id": ids["workflowtask_id"],
+                "dataset_id": ids["dataset_id"],
+                "zarr_url": world.image_url,
+            },
+            {},
+        ),
         ("POST", "/api/v2/task/"): lambda n: (
             {
                 "name": f"task{n}",
@@ -319,6 +358,9 @@ def _base_bodies(world: World) -> dict[tuple[str, str], Callable[[int], tuple[An
         ("PATCH", "/api/v2/task-group/{task_group_id}/"): lambda n: ({}, {}),
         ("POST", "/admin/v2/task/make-core/"): lambda n: ([ids["task_id"]], {}),
         ("POST", "/admin/v2/task/make-not-core/"): lambda n: ([ids["task_id"]], {}),
+        ("PATCH", "/admin/v2/task-group/{task_group_id}/"): lambda n: ({}, {}),
+        ("POST", "/admin/v2/task-group/{task_group_id}/reset/pip/"): lambda n: ({}, {}),
+        ("POST", "/admin/v2/task-group/{task_group_id}/reset/pixi/"): lambda n: ({}, {}),
         ("POST", "/api/v2/project/{project_id}/workflow/"): lambda n: ({"name": f"wf{n}"}, {}),
         ("POST", "/api/v2/project/{project_id}/workflow/import/"): lambda n: (
             {"name": f"imported{n}", "task_list": [{"task": world.task_ref}]},

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os.path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from ..slurm_config import LocalRunnerConfig, SlurmConfig
 from ._base import (
@@ -145,6 +152,12 @@ class ResourceCreate(_OpenModel):
     tasks_python_config: PythonConfig | None = None
     tasks_pixi_config: PixiConfigDict = Field(default_factory=dict)
     prevent_new_submissions: bool = False
+
+    @field_validator("tasks_python_config", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # A resource read back (GET) shows "none" as {}: a PUT of it means the same.
+        return None if value == {} else value
 
     @model_validator(mode="after")
     def _valid_for_type(self) -> ResourceCreate:
