@@ -422,7 +422,7 @@ def bench_backend(backend: str, url: str, workdir: Path, args: argparse.Namespac
             f"[{backend}] query matches {first['total_count']:,} images ({pages} pages); "
             f"summary has {sum(len(v) for v in first['attributes'].values())} attribute values"
         )
-        assert len(first["images"]) == min(PAGE_SIZE, first["total_count"])
+        assert len(first["items"]) == min(PAGE_SIZE, first["total_count"])
         page_numbers = iter(range(10**9))
 
         def query() -> None:

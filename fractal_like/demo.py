@@ -258,7 +258,7 @@ def _drive(
     zarr_dir = dataset["zarr_dir"]
     console.print(f"\n[green bold]job {jid} done[/green bold] in {took:.1f} s")
     console.print(f"images of dataset '{dataset['name']}' under {escape(zarr_dir)}", soft_wrap=True)
-    console.print(_images_table(page["images"], zarr_dir))
+    console.print(_images_table(page["items"], zarr_dir))
     summary = Path(zarr_dir) / "summary.json"
     with contextlib.suppress(OSError, ValueError):
         content = json.dumps(json.loads(summary.read_text()))

@@ -127,7 +127,7 @@ def images(user: UserClient, project_id: int, dataset_id: int, **query: Any) -> 
         user.post(f"/api/v2/project/{project_id}/dataset/{dataset_id}/images/query/", json=query),
         200,
     )
-    return page["images"]
+    return page["items"]
 
 
 def parse_standalone_stdlib_file(path: Path) -> ast.Module:

@@ -211,7 +211,7 @@ class _Mix:
 
     def urls(self) -> list[str]:
         page = expect(self.user.post(self.route + "query/", json={}), 200)
-        return [image["zarr_url"] for image in page["images"]]
+        return [image["zarr_url"] for image in page["items"]]
 
     def new_url(self) -> str:
         self.serial += 1
@@ -288,9 +288,9 @@ class _Mix:
             ]
             assert answer["total_count"] == len(matching), body
             all_pages = expect(self.user.post(self.route + "query/", json=body), 200)
-            got = [image["zarr_url"] for image in all_pages["images"]]
+            got = [image["zarr_url"] for image in all_pages["items"]]
             assert got == [image[1] for image in matching], body
-            assert [image["zarr_url"] for image in answer["images"]] == got[:7]
+            assert [image["zarr_url"] for image in answer["items"]] == got[:7]
 
 
 def test_random_writers_keep_the_tables_exact(api: ApiClient, db_url: str) -> None:

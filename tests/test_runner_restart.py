@@ -122,7 +122,7 @@ def test_stopped_server_resumes_the_job_running_every_unit_once(
             )
         )
         assert images["total_count"] == 6
-        assert all(image["attributes"]["measured"] for image in images["images"])
+        assert all(image["attributes"]["measured"] for image in images["items"])
     finally:
         restarted.stop()
 

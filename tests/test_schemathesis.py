@@ -46,7 +46,7 @@ GROUPS = {
     "templates": r"^/api/v2/workflow-template/",
     "jobs": r"^/api/v2/(job/|project/\{project_id\}/(job|status)/)",
     "workflows": r"^/api/v2/project/\{project_id\}/workflow/",
-    "projects": r"^/api/v2/project/",
+    "projects": r"^/api/v2/(project|dataset)/",
 }
 
 

@@ -284,7 +284,7 @@ def _run_dump_env_over_http(
         time.sleep(0.3)
     assert state["status"] == "done", state["log"]
     found = expect(user.post(f"{base}/dataset/{dataset['id']}/images/query/", json={}), 200)
-    return [image["zarr_url"] for image in found["images"]]
+    return [image["zarr_url"] for image in found["items"]]
 
 
 def test_a_local_profile_with_a_username_runs_units_as_that_account(

@@ -374,6 +374,18 @@ class Engine:
                     ],
                 )
                 known.update({key: (unit_id, "submitted") for key, unit_id in created.items()})
+                # As Fractal does: a unit is its images' latest as soon as it exists, so a
+                # running or failed unit is what their status and image log show.
+                await history.remember_latest_units(
+                    connection,
+                    ctx.dataset_id,
+                    wftask["id"],
+                    {
+                        url: created[(spec.kind, spec.index)]
+                        for spec in missing
+                        for url in spec.zarr_urls
+                    },
+                )
         by_id: dict[int, UnitSpec] = {}
         calls: list[UnitCall] = []
         codes: dict[int, int | None] = {}

@@ -11,6 +11,7 @@ from ._base import (
     NonEmptyStr,
     PathStr,
     ReadModel,
+    RequestModel,
     StrictModel,
     TypeFilters,
     UTCTimestamp,
@@ -59,14 +60,18 @@ class DatasetRead(ReadModel):
     timestamp_created: UTCTimestamp
 
 
-class ImageCreate(StrictModel):
+# Image bodies ignore unknown fields, as Fractal's image schemas do (they are not
+# `additionalProperties: false`); every field they keep is still checked as a request's.
+
+
+class ImageCreate(RequestModel):
     zarr_url: PathStr
     origin: PathStr | None = None
     attributes: Attributes = Field(default_factory=dict)
     types: TypeFilters = Field(default_factory=dict)
 
 
-class ImageUpdate(StrictModel):
+class ImageUpdate(RequestModel):
     zarr_url: PathStr
     attributes: Attributes | None = None
     types: TypeFilters | None = None
@@ -79,10 +84,17 @@ class ImageRead(ReadModel):
     types: dict[str, bool]
 
 
-class ImageQuery(StrictModel):
-    zarr_url: PathStr | None = None
+class ImageFilters(RequestModel):
+    """Fractal's ImageQuery (status/images/, verify-unique-types/) and NonProcessedImagesPayload."""
+
     type_filters: TypeFilters = Field(default_factory=dict)
     attribute_filters: AttributeFilters = Field(default_factory=dict)
+
+
+class ImageQuery(ImageFilters):
+    """Fractal's ImageQueryWithZarrUrl (images/query/)."""
+
+    zarr_url: PathStr | None = None
 
 
 class ImagePage(ReadModel):
@@ -91,4 +103,25 @@ class ImagePage(ReadModel):
     current_page: int
     attributes: dict[str, list[AttributeValue]]
     types: list[str]
+    items: list[ImageRead]
+
+
+class DatasetReadExpanded(DatasetRead):
+    """A dataset in the list of all the user's datasets (GET /api/v2/dataset/)."""
+
+    owner_email: str
+    image_count: int
+
+
+class DatasetExport(ReadModel):
+    name: str
+    zarr_dir: str
     images: list[ImageRead]
+
+
+class DatasetImport(RequestModel):
+    """An exported dataset, read back; unknown fields (e.g. legacy filters) are ignored."""
+
+    name: NonEmptyStr
+    zarr_dir: PathStr
+    images: list[ImageCreate] = Field(default_factory=list)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from pydantic import Field
-
-from ._base import ReadModel, StrictModel, TypeFilters, UTCTimestamp
-from .dataset import AttributeFilters
+from ._base import Id, PathStr, ReadModel, RequestModel, UTCTimestamp
+from .dataset import ImageFilters
 
 T = TypeVar("T")
 
@@ -88,6 +86,9 @@ class StatusImage(ReadModel):
     origin: str | None = None
     attributes: dict[str, Any]
     types: dict[str, bool]
+    # Only with `include_warnings=true`: whether the log of the unit that last processed
+    # the image for this workflow task mentions a warning.
+    has_warnings: bool | None = None
 
 
 class StatusImagePage(Page[StatusImage]):
@@ -95,11 +96,16 @@ class StatusImagePage(Page[StatusImage]):
     types: list[str]
 
 
-class StatusImageQuery(StrictModel):
+class StatusImageQuery(ImageFilters):
     """Filters of `status/images/`; `attribute_filters` may hold IMAGE_STATUS_KEY."""
 
-    type_filters: TypeFilters = Field(default_factory=dict)
-    attribute_filters: AttributeFilters = Field(default_factory=dict)
+
+class ImageLogRequest(RequestModel):
+    """Fractal's ImageLogsRequest: which image's log, for which workflow task and dataset."""
+
+    workflowtask_id: Id
+    dataset_id: Id
+    zarr_url: PathStr
 
 
 class TaskProgress(ReadModel):

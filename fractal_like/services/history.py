@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import HTTPException
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import ColumnElement, and_, case, true
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,6 +32,7 @@ from ..models import (
     Workflow,
     WorkflowTask,
 )
+from ..schemas.dataset import ImageFilters
 from ..schemas.history import (
     IMAGE_STATUS_KEY,
     HistoryRunReadAggregated,
@@ -40,7 +42,6 @@ from ..schemas.history import (
     Page,
     StatusImage,
     StatusImagePage,
-    StatusImageQuery,
     TaskProgress,
     UnitStatus,
     WorkflowTaskStatus,
@@ -329,7 +330,7 @@ def _unit_read(unit: HistoryUnit) -> HistoryUnitRead:
 # --- POST status/images/ -------------------------------------------------------------------
 
 
-def _image_status() -> Any:
+def image_status_column() -> Any:
     """Each image's status for one workflow task, from the outer-joined latest unit."""
     return case(
         (col(HistoryUnit.status).is_(None), ImageStatus.UNSET.value),
@@ -339,7 +340,8 @@ def _image_status() -> Any:
     )
 
 
-def _with_latest_unit(query: Any, workflowtask_id: int) -> Any:
+def with_latest_unit(query: Any, workflowtask_id: int) -> Any:
+    """`query` (over Image) outer-joined to each image's latest unit for the workflow task."""
     return query.outerjoin(
         HistoryImageCache,
         and_(
@@ -350,43 +352,59 @@ def _with_latest_unit(query: Any, workflowtask_id: int) -> Any:
     ).outerjoin(HistoryUnit, col(HistoryUnit.id) == HistoryImageCache.latest_history_unit_id)
 
 
+def status_filters(
+    session: AsyncSession, dataset_id: int, filters: ImageFilters
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """WHERE clauses selecting a dataset's images that pass `filters`, whose
+    `attribute_filters` may hold IMAGE_STATUS_KEY; and whether they need `with_latest_unit`.
+    """
+    attribute_filters = dict(filters.attribute_filters)
+    wanted = attribute_filters.pop(IMAGE_STATUS_KEY, None)
+    where = [
+        col(Image.dataset_id) == dataset_id,
+        *image_service.filter_clauses(_dialect(session), filters.type_filters, attribute_filters),
+    ]
+    if wanted is not None:
+        statuses = [value for value in wanted if isinstance(value, str)]
+        where.append(image_status_column().in_(statuses))
+    return where, wanted is not None
+
+
 async def images_with_status(
     session: AsyncSession,
     dataset_id: int,
     workflowtask_id: int,
-    query: StatusImageQuery,
+    query: ImageFilters,
     page: int,
     page_size: int | None,
+    include_warnings: bool = False,
 ) -> StatusImagePage:
     """The dataset's images, sorted by zarr_url, each with its status for the workflow task.
 
     The status is the pseudo-attribute IMAGE_STATUS_KEY, which `attribute_filters` may
     select like any other attribute; `attributes` and `types` summarise the images that
-    pass `type_filters`, as Fractal does.
+    pass `type_filters`, as Fractal does. With `include_warnings`, each image says whether
+    its latest unit's log mentions a warning (`has_warnings`).
     """
-    attribute_filters = dict(query.attribute_filters)
-    wanted = attribute_filters.pop(IMAGE_STATUS_KEY, None)
-    status = _image_status()
-    where = [
-        col(Image.dataset_id) == dataset_id,
-        *image_service.filter_clauses(_dialect(session), query.type_filters, attribute_filters),
-    ]
-    if wanted is not None:
-        where.append(status.in_([value for value in wanted if isinstance(value, str)]))
-        counter = _with_latest_unit(select(func.count()).select_from(Image), workflowtask_id)
-    else:
-        counter = select(func.count()).select_from(Image)  # no join needed to count
+    where, needs_status = status_filters(session, dataset_id, query)
+    counter = select(func.count()).select_from(Image)
+    if needs_status:
+        counter = with_latest_unit(counter, workflowtask_id)
     total = (await session.exec(counter.where(*where))).one()
     size = page_size or total
+    status = image_status_column().label("status")
     rows = (
         await session.exec(
-            _with_latest_unit(select(Image, status.label("status")), workflowtask_id)
+            with_latest_unit(select(Image, status, HistoryUnit.id), workflowtask_id)
             .where(*where)
             .order_by(col(Image.zarr_url))
             .offset((page - 1) * size)
             .limit(size)
         )
     ).all()
+    warned: set[int] | None = None
+    if include_warnings:
+        warned = await units_with_warnings(session, {unit for *_, unit in rows if unit})
     attributes, types = await _summary(session, dataset_id, query.type_filters)
     attributes[IMAGE_STATUS_KEY] = [
         ImageStatus.DONE.value,
@@ -404,8 +422,9 @@ async def images_with_status(
                 origin=image.origin,
                 attributes={**image.attributes, IMAGE_STATUS_KEY: image_status},
                 types=image.types,
+                has_warnings=None if warned is None else unit in warned,
             )
-            for image, image_status in rows
+            for image, image_status, unit in rows
         ],
         attributes=attributes,
         types=types,
@@ -491,32 +510,112 @@ async def unit_log_source(
     return unit.logfile, working_dir, label
 
 
+async def image_log_source(
+    session: AsyncSession, zarr_url: str, dataset_id: int, wftask: WorkflowTask
+) -> tuple[str | None, str | None, str]:
+    """Like `unit_log_source`, for the unit that last processed an image for the workflow
+    task on the dataset; 404 when no unit has."""
+    unit = (
+        await session.exec(
+            select(HistoryUnit)
+            .join(
+                HistoryImageCache,
+                col(HistoryImageCache.latest_history_unit_id) == HistoryUnit.id,
+            )
+            .where(
+                HistoryImageCache.zarr_url == zarr_url,
+                HistoryImageCache.dataset_id == dataset_id,
+                HistoryImageCache.workflowtask_id == wftask.id,
+            )
+        )
+    ).first()
+    if unit is None:
+        raise HTTPException(
+            404,
+            detail=f"image {zarr_url!r} has not been processed by workflow task {wftask.id} "
+            f"in dataset {dataset_id}",
+        )
+    assert unit.id is not None
+    return await unit_log_source(session, unit.history_run_id, unit.id, dataset_id, wftask)
+
+
+async def units_with_warnings(session: AsyncSession, unit_ids: set[int]) -> set[int]:
+    """Which of these units have a log that mentions a warning (in any letter case), as
+    Fractal flags them. Read from the logs (off the event loop), as they are now."""
+    if not unit_ids:
+        return set()
+    rows = (
+        await session.exec(
+            select(HistoryUnit.id, HistoryUnit.logfile, Job.working_dir)
+            .join(HistoryRun, col(HistoryRun.id) == HistoryUnit.history_run_id)
+            .join(Job, col(Job.id) == HistoryRun.job_id)
+            .where(col(HistoryUnit.id).in_(sorted(unit_ids)))
+        )
+    ).all()
+
+    def scan() -> set[int]:
+        return {
+            unit_id
+            for unit_id, logfile, working_dir in rows
+            if unit_id is not None and log_mentions_warning(logfile, working_dir)
+        }
+
+    return await run_in_threadpool(scan)
+
+
+def log_mentions_warning(logfile: str | None, working_dir: str | None) -> bool:
+    try:
+        data = _read_log(logfile, working_dir)
+    except _LogUnavailableError:
+        return False
+    return b"warning" in data.lower()
+
+
+class _LogUnavailableError(Exception):
+    """Why a log cannot be shown; the message completes "Logs of <unit> ..."."""
+
+
 def read_unit_log(logfile: str | None, working_dir: str | None, label: str) -> str:
-    """The log's text, or a plain message saying why it is not available.
+    """The log's text, or a plain message saying why it is not available."""
+    if not logfile:
+        return f"No log file was recorded for {label}."
+    try:
+        data = _read_log(logfile, working_dir)
+    except _LogUnavailableError as error:
+        return f"Logs of {label} {error}."
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_log(logfile: str | None, working_dir: str | None) -> bytes:
+    """A unit log's bytes.
 
     Only a regular file inside the job's working folder is ever read (symbolic links
     resolved, and checked again on the opened file); a file gone from the folder is looked
     for in `<working_dir>.zip`. A log bigger than MAX_LOG_BYTES is cut to its end.
     """
     if not logfile:
-        return f"No log file was recorded for {label}."
+        raise _LogUnavailableError("are not available: no log file was recorded")
     if not working_dir or "\x00" in logfile or "\x00" in working_dir:
-        return f"Logs of {label} are not available: the job has no working folder."
+        raise _LogUnavailableError("are not available: the job has no working folder")
     root = os.path.realpath(working_dir)
     path = os.path.realpath(os.path.join(working_dir, logfile))  # an absolute logfile wins
     if not path.startswith(root.rstrip("/") + "/"):
-        return f"Logs of {label} are not available: the log file is outside the job's folder."
+        raise _LogUnavailableError("are not available: the log file is outside the job's folder")
     try:
-        data = _read_regular_file(path, root)
+        return _read_regular_file(path, root)
     except FileNotFoundError:
         data = _read_from_zip(os.path.normpath(working_dir) + ".zip", os.path.relpath(path, root))
         if data is None:
-            return f"Logs of {label} are not available: the log file {logfile} does not exist."
+            raise _LogUnavailableError(
+                f"are not available: the log file {logfile} does not exist"
+            ) from None
+        return data
     except _NotRegularFileError:
-        return f"Logs of {label} are not available: the log file is not a regular file."
+        raise _LogUnavailableError(
+            "are not available: the log file is not a regular file"
+        ) from None
     except OSError as error:
-        return f"Logs of {label} could not be read ({error.strerror or error})."
-    return data.decode("utf-8", errors="replace")
+        raise _LogUnavailableError(f"could not be read ({error.strerror or error})") from None
 
 
 class _NotRegularFileError(Exception):

@@ -37,7 +37,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .images import MAX_NAME_CHARS, MAX_VALUE_TEXT, ImageIndexChanges, lock_images, oversized
+from .images import (
+    MAX_NAME_CHARS,
+    MAX_VALUE_TEXT,
+    ImageIndexChanges,
+    ImageTooLargeError,
+    check_size,
+    lock_images,
+    oversized,
+)
 from .paths import PathRefused, check_under, normalised_absolute
 
 # Rows per statement: one array (PostgreSQL) or one JSON list (SQLite) per chunk.
@@ -431,3 +439,50 @@ async def _apply(
     removed = await writer.delete(to_remove, changes) if to_remove else 0
     await changes.write(dataset_id)
     return ImageChangeSummary(created=len(created), updated=updated, removed=removed)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    zarr_url: str
+    origin: str | None
+    attributes: dict[str, Any]
+    types: dict[str, bool]
+
+
+def check_new_images(images: Sequence[NewImage], zarr_dir: str) -> list[NewImage]:
+    """The images with their zarr_url normalised, each checked as adding one image is:
+    strictly below `zarr_dir`, small enough to store, and named once. Raises
+    ImageChangeError. Plain Python: large lists may be checked off the event loop."""
+    checked: list[NewImage] = []
+    seen: set[str] = set()
+    for image in images:
+        try:
+            zarr_url = check_under(image.zarr_url, zarr_dir)
+            check_size(image.attributes, image.types)
+        except (PathRefused, ImageTooLargeError) as error:
+            raise ImageChangeError(str(error)) from None
+        if zarr_url in seen:
+            raise ImageChangeError(f"zarr_url {zarr_url!r} appears more than once")
+        seen.add(zarr_url)
+        checked.append(NewImage(zarr_url, image.origin, image.attributes, image.types))
+    return checked
+
+
+async def insert_new_images(
+    session: AsyncSession, dataset_id: int, images: Sequence[NewImage]
+) -> None:
+    """Add images, as given (no merge), to a dataset that has none of them (not committed):
+    a few statements whatever their number, the summary kept right. Check them first with
+    `check_new_images`."""
+    with _no_cyclic_gc():
+        await lock_images(session)
+        writer = _Writer(await session.connection(), dataset_id)
+        created = [
+            (image.zarr_url, _Row(None, image.origin, image.attributes, image.types, dirty=True))
+            for image in images
+        ]
+        await writer.insert(created)
+        changes = ImageIndexChanges(writer.connection)
+        for _zarr_url, row in created:
+            changes.added(row.id, row.attributes, row.types)
+        await changes.write(dataset_id)

@@ -1,35 +1,58 @@
-"""Datasets of a project, and their images, under /api/v2/project/{project_id}/dataset/."""
+"""Datasets of a project, and their images, under /api/v2/project/{project_id}/dataset/;
+every dataset the user may read under /api/v2/dataset/."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import col, select
 
-from ...models import Dataset, Image, LinkUserProject, Project
+from ...models import Dataset, Image, LinkUserProject, Project, Workflow
 from ...schemas._base import Id, PageNumber, Text
 from ...schemas.dataset import (
     DatasetCreate,
+    DatasetExport,
+    DatasetImport,
     DatasetRead,
+    DatasetReadExpanded,
     DatasetUpdate,
     ImageCreate,
+    ImageFilters,
     ImagePage,
     ImageQuery,
     ImageRead,
     ImageUpdate,
 )
+from ...schemas.history import Page
+from ...services import image_checks
 from ...services import images as image_service
 from ...services.access import Need, child_of_project, project_for
+from ...services.datasets import DatasetFilters, readable_datasets
+from ...services.history import workflowtask_of_project
+from ...services.image_updates import (
+    ImageChangeError,
+    NewImage,
+    check_new_images,
+    insert_new_images,
+)
 from ...services.paths import PathRefused, check_under, check_user_dir, slugify
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
+from .history import PaginationDep
 
 router = APIRouter(
     prefix="/api/v2/project/{project_id}/dataset", tags=["datasets"], route_class=GuardedRoute
 )
+all_datasets_router = APIRouter(
+    prefix="/api/v2/dataset", tags=["datasets"], route_class=GuardedRoute
+)
+
+# Search terms of GET /api/v2/dataset/: at most a name's length.
+NameSearch = Annotated[Text | None, Query(max_length=255)]
 
 MAX_PAGE_SIZE = 100_000
 
@@ -191,7 +214,7 @@ async def query_images(
         current_page=current,
         attributes=attributes,
         types=types,
-        images=[ImageRead.model_validate(row) for row in rows],
+        items=[ImageRead.model_validate(row) for row in rows],
     )
 
 
@@ -228,3 +251,119 @@ async def delete_image(
         raise HTTPException(404, detail=f"no image {zarr_url!r} in dataset {dataset_id}")
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@all_datasets_router.get("/", response_model=Page[DatasetReadExpanded])
+async def list_all_datasets(
+    user: ApiUser,
+    session: SessionDep,
+    pages: PaginationDep,
+    project_name: NameSearch = None,
+    dataset_name: NameSearch = None,
+    only_owned: bool = False,
+) -> Page[DatasetReadExpanded]:
+    """The datasets of every project the user may read, starred first, then newest first."""
+    assert user.id is not None
+    filters = DatasetFilters(project_name, dataset_name, only_owned)
+    total, size, rows = await readable_datasets(
+        session, user.id, filters, pages.page, pages.page_size
+    )
+    items = [
+        DatasetReadExpanded(
+            **_read(row.dataset, row.project, row.link).model_dump(),
+            owner_email=row.owner_email,
+            image_count=row.image_count,
+        )
+        for row in rows
+    ]
+    return Page[DatasetReadExpanded](
+        current_page=pages.page, page_size=size, total_count=total, items=items
+    )
+
+
+@router.get("/{dataset_id}/export/", response_model=DatasetExport)
+async def export_dataset(
+    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+) -> DatasetExport:
+    await project_for(session, user, project_id)
+    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    images = await image_service.query_images(session, dataset_id)
+    return DatasetExport(
+        name=dataset.name,
+        zarr_dir=dataset.zarr_dir,
+        images=[ImageRead.model_validate(image) for image in images],
+    )
+
+
+@router.post("/import/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
+async def import_dataset(
+    project_id: Id, payload: DatasetImport, user: ApiUser, session: SessionDep
+) -> DatasetRead:
+    """A new dataset with the given zarr_dir and images, checked as creating a dataset with
+    that zarr_dir and adding each image would be; all or nothing, in one transaction."""
+    project, link = await project_for(session, user, project_id, Need.WRITE)
+    try:
+        zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
+    except PathRefused as error:
+        raise _refused(error)
+    given = [
+        NewImage(image.zarr_url, image.origin, image.attributes, image.types)
+        for image in payload.images
+    ]
+    try:
+        # Plain Python over possibly tens of thousands of images: off the event loop.
+        images = await run_in_threadpool(check_new_images, given, zarr_dir)
+    except ImageChangeError as error:
+        raise HTTPException(422, detail=str(error))
+    dataset = Dataset(project_id=project_id, name=payload.name, zarr_dir=zarr_dir)
+    session.add(dataset)
+    await session.flush()
+    assert dataset.id is not None
+    await insert_new_images(session, dataset.id, images)
+    await session.commit()
+    return _read(dataset, project, link)
+
+
+@router.post("/{dataset_id}/images/verify-unique-types/", response_model=list[str])
+async def verify_unique_types(
+    project_id: Id,
+    dataset_id: Id,
+    workflowtask_id: Id,
+    user: ApiUser,
+    session: SessionDep,
+    query: ImageFilters | None = None,
+) -> list[str]:
+    """The type keys whose value differs among the images the query selects."""
+    await project_for(session, user, project_id)
+    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    return await image_checks.non_unique_types(
+        session, dataset_id, workflowtask_id, query or ImageFilters()
+    )
+
+
+@router.post("/{dataset_id}/images/non-processed/", response_model=list[str])
+async def non_processed_images(
+    project_id: Id,
+    dataset_id: Id,
+    workflow_id: Id,
+    workflowtask_id: Id,
+    filters: ImageFilters,
+    user: ApiUser,
+    session: SessionDep,
+) -> list[str]:
+    """The images the workflow task would get that the task before it has not processed
+    successfully; empty when that check does not apply (first task, after a converter or
+    a task that sets types)."""
+    await project_for(session, user, project_id)
+    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
+    wftask = await workflowtask_of_project(session, workflowtask_id, project_id)
+    if wftask.workflow_id != workflow_id:
+        raise HTTPException(
+            422, detail=f"workflow task {workflowtask_id} is not part of workflow {workflow_id}"
+        )
+    previous = await image_checks.previous_task_to_check(session, wftask)
+    if previous is None:
+        return []
+    assert previous.id is not None
+    return await image_checks.unprocessed_images(session, dataset_id, previous.id, filters)

@@ -13,6 +13,7 @@ from ...schemas._base import Id, PageNumber
 from ...schemas.history import (
     HistoryRunReadAggregated,
     HistoryUnitRead,
+    ImageLogRequest,
     JobProgress,
     Page,
     StatusImagePage,
@@ -115,6 +116,7 @@ async def query_images_with_status(
     session: SessionDep,
     pages: PaginationDep,
     payload: StatusImageQuery | None = None,
+    include_warnings: bool = False,
 ) -> StatusImagePage:
     await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
     return await service.images_with_status(
@@ -124,7 +126,22 @@ async def query_images_with_status(
         payload or StatusImageQuery(),
         pages.page,
         pages.page_size,
+        include_warnings,
     )
+
+
+@router.post("/image-log/", response_model=str)
+async def image_log(
+    project_id: Id, payload: ImageLogRequest, user: ApiUser, session: SessionDep
+) -> str:
+    """The log of the unit that last processed an image for a workflow task and dataset."""
+    wftask = await _dataset_and_wftask(
+        session, user, project_id, payload.dataset_id, payload.workflowtask_id
+    )
+    logfile, working_dir, label = await service.image_log_source(
+        session, payload.zarr_url, payload.dataset_id, wftask
+    )
+    return await run_in_threadpool(service.read_unit_log, logfile, working_dir, label)
 
 
 @router.get("/unit-log/", response_model=str)
