@@ -2,8 +2,8 @@
 
 Starts `fractal-like serve` (fresh SQLite data folder, embedded local runner), a
 recording proxy in front of it, and fractal-web built from the source folder named by
-FRACTAL_WEB_DIR; then walks the web client in headless Chromium as a scientist and as
-the admin. It prints each step's outcome and every API call that fractal-like refused
+FRACTAL_WEB_DIR; then walks the web client in headless Chromium as a scientist, a
+colleague the scientist shares a project with, the admin and a guest. It prints each step's outcome and every API call that fractal-like refused
 (4xx/5xx), grouped by route, and writes them with screenshots and logs into the run
 folder. Exit code: 0 every step passed and no call was refused, 1 otherwise, 2 setup.
 
@@ -27,11 +27,11 @@ from ..helpers import ADMIN_EMAIL, ADMIN_PASSWORD
 from .recording_proxy import RecordingProxy, RefusedCall
 from .servers import (
     build_fractal_web,
-    make_scientist,
+    make_cast,
     start_fractal_like,
     start_fractal_web,
 )
-from .walk import Walk, walk_as_admin, walk_as_scientist
+from .walk import Walk, walk_as_admin, walk_as_colleague, walk_as_guest, walk_as_scientist
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Refusals the reference gives too, and that the page expects (it handles them).
@@ -98,16 +98,18 @@ def _run(web_dir: Path, run_dir: Path, chromium: str, admin: bool) -> tuple[Walk
     server = start_fractal_like(run_dir)
     proxy = web = None
     try:
-        scientist = make_scientist(server.url, run_dir)
+        cast = make_cast(server.url, run_dir)
         proxy = RecordingProxy(server.url).start()
         web = start_fractal_web(web_dir, proxy.url, run_dir)
         walk = Walk(web.url, run_dir, sys.executable)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium)
             try:
-                walk_as_scientist(walk, browser, scientist)
+                walk_as_scientist(walk, browser, cast)
+                walk_as_colleague(walk, browser, cast)
                 if admin:
-                    walk_as_admin(walk, browser, ADMIN_EMAIL, ADMIN_PASSWORD)
+                    walk_as_admin(walk, browser, ADMIN_EMAIL, ADMIN_PASSWORD, cast.guest)
+                    walk_as_guest(walk, browser, cast)
             finally:
                 browser.close()
         return walk, proxy

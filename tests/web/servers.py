@@ -1,9 +1,9 @@
 """The three processes of a browser check: fractal-like, the recording proxy, fractal-web.
 
 fractal-like runs as `fractal-like serve` on a fresh SQLite data folder with its embedded
-local runner (tests/live_server.py starts it as the client tests do). The objects a
-scientist needs before opening the page (an account with a profile and a project dir, a
-project with a dataset) are made through the API, as an admin would.
+local runner (tests/live_server.py starts it as the client tests do). The accounts (a
+scientist, a colleague and a guest, each with a profile and a project dir) and the
+scientist's first project with a dataset are made through the API, as an admin would.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from ..helpers import ADMIN_EMAIL, ADMIN_PASSWORD, USER_PASSWORD
 from ..live_server import LiveServer, free_port, start_server
 
 SCIENTIST_EMAIL = "scientist@example.org"
+COLLEAGUE_EMAIL = "colleague@example.org"
+GUEST_EMAIL = "visitor@example.org"
 API_PROJECT = "made-through-the-api"
 API_DATASET = "api-dataset"
 
@@ -28,10 +30,17 @@ API_DATASET = "api-dataset"
 class Scientist:
     email: str
     password: str
-    project_dir: Path
     # Made through the API: the walk falls back on them when the page cannot make its own.
     project_id: int
     dataset_id: int
+
+
+@dataclass
+class Cast:
+    scientist: Scientist
+    colleague: str  # a user the scientist shares a project with (read and write)
+    guest: str  # a guest account (is_guest), shared a project read-only
+    password: str  # the colleague's and the guest's
 
 
 # The server runs the code of the tree this check was loaded from (a `git archive` of a
@@ -63,29 +72,30 @@ def _ok(response: httpx.Response, what: str) -> dict:
     return response.json()
 
 
-def make_scientist(server_url: str, run_dir: Path) -> Scientist:
-    """A verified user with the admin's profile and a project dir, and one project of theirs."""
-    project_dir = run_dir / "scientist-data"
+def _register(admin: httpx.Client, email: str, project_dir: Path, **fields: object) -> None:
+    """A verified user with the admin's profile and one project dir; `fields` PATCHed on."""
     project_dir.mkdir()
+    profile_id = _ok(admin.get("/auth/current-user/"), "read the admin")["profile_id"]
+    body = {
+        "email": email,
+        "password": USER_PASSWORD,
+        "project_dirs": [str(project_dir)],
+        "profile_id": profile_id,
+    }
+    user = _ok(admin.post("/auth/register/", json=body), f"register {email}")
+    _ok(
+        admin.patch(f"/auth/users/{user['id']}/", json={"is_verified": True, **fields}),
+        f"verify {email}",
+    )
+
+
+def make_cast(server_url: str, run_dir: Path) -> Cast:
+    """The scientist (with one project and dataset of theirs), a colleague and a guest."""
     with httpx.Client(base_url=server_url, timeout=30) as admin:
         _login(admin, ADMIN_EMAIL, ADMIN_PASSWORD)
-        profile_id = _ok(admin.get("/auth/current-user/"), "read the admin")["profile_id"]
-        user = _ok(
-            admin.post(
-                "/auth/register/",
-                json={
-                    "email": SCIENTIST_EMAIL,
-                    "password": USER_PASSWORD,
-                    "project_dirs": [str(project_dir)],
-                    "profile_id": profile_id,
-                },
-            ),
-            "register the scientist",
-        )
-        _ok(
-            admin.patch(f"/auth/users/{user['id']}/", json={"is_verified": True}),
-            "verify the scientist",
-        )
+        _register(admin, SCIENTIST_EMAIL, run_dir / "scientist-data")
+        _register(admin, COLLEAGUE_EMAIL, run_dir / "colleague-data")
+        _register(admin, GUEST_EMAIL, run_dir / "guest-data", is_guest=True)
     with httpx.Client(base_url=server_url, timeout=30) as scientist:
         _login(scientist, SCIENTIST_EMAIL, USER_PASSWORD)
         project = _ok(
@@ -95,7 +105,12 @@ def make_scientist(server_url: str, run_dir: Path) -> Scientist:
             scientist.post(f"/api/v2/project/{project['id']}/dataset/", json={"name": API_DATASET}),
             "make a dataset",
         )
-    return Scientist(SCIENTIST_EMAIL, USER_PASSWORD, project_dir, project["id"], dataset["id"])
+    return Cast(
+        Scientist(SCIENTIST_EMAIL, USER_PASSWORD, project["id"], dataset["id"]),
+        COLLEAGUE_EMAIL,
+        GUEST_EMAIL,
+        USER_PASSWORD,
+    )
 
 
 @dataclass

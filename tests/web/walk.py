@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from fractal_like.examples import DEMO_TASKS_ROOT
 
-from .servers import API_DATASET, API_PROJECT, Scientist
+from .servers import API_DATASET, API_PROJECT, Cast, Scientist
 
 STEP_TIMEOUT_MS = 20_000
 JOB_TIMEOUT_S = 180
@@ -154,6 +154,7 @@ def create_project(walk: Walk, page: Page) -> str:
     page.wait_for_url(re.compile(r"/v2/projects/\d+$"))
     wait_loaded(page)
     walk.state["project_id"] = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    walk.state["project_name"] = "made-in-the-browser"
     return f"project {walk.state['project_id']} created, its page shown"
 
 
@@ -359,6 +360,84 @@ ADMIN_PAGES: tuple[tuple[str, str | None], ...] = (
 )
 
 
+# --- sharing: the scientist invites, the colleague accepts and leaves, a guest reads ---------
+
+
+def share_project(walk: Walk, page: Page, email: str, permission: str) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}/sharing")
+    page.get_by_role("textbox", name="User e-mail").fill(email)
+    page.get_by_role("combobox", name="Permission").select_option(permission)
+    page.get_by_role("button", name="Share").click()
+    expect(page.get_by_role("row", name=re.compile(re.escape(email)))).to_be_visible()
+    return f"invited {email} ({permission}) from the sharing page"
+
+
+def _project_name(walk: Walk) -> str:
+    return walk.state.get("project_name", API_PROJECT)
+
+
+def accept_invitation(walk: Walk, page: Page) -> str:
+    walk.goto(page, "/v2/projects")
+    name = _project_name(walk)
+    alert = page.locator(".alert", has=page.get_by_text(name))
+    expect(alert).to_contain_text("wants to share project")
+    alert.get_by_role("button", name="Accept").click()
+    expect(alert).to_have_count(0)
+    page.get_by_role("button", name="Shared with me").click()
+    row = page.get_by_role("row", name=re.compile(re.escape(name)))
+    expect(row).to_be_visible()
+    row.get_by_role("link", name=name).click()
+    page.wait_for_url(re.compile(r"/v2/projects/\d+$"))
+    wait_loaded(page)
+    return f"accepted the invitation to {name!r} from its alert and opened the project"
+
+
+def leave_project(walk: Walk, page: Page) -> str:
+    walk.goto(page, "/v2/projects")
+    page.get_by_role("button", name="Shared with me").click()
+    row = page.get_by_role("row", name=re.compile(re.escape(_project_name(walk))))
+    row.get_by_role("button", name="Leave").click()
+    page.locator(".modal.show").get_by_role("button", name="Confirm").click()
+    expect(row).to_have_count(0)
+    return "left the shared project"
+
+
+def verify_guest(walk: Walk, page: Page, guest: str) -> str:
+    """An admin accepts a guest's read-only invitation for them (admin sharing page)."""
+    visit(walk, page, "/v2/admin/sharing", "Search")
+    row = page.get_by_role("row", name=re.compile(re.escape(guest)))
+    row.get_by_role("button", name="Verify").click()
+    expect(row.get_by_role("button", name="Verify")).to_have_count(0)
+    return f"verified {guest}'s invitation from the admin sharing page"
+
+
+def guest_reads(walk: Walk, page: Page) -> str:
+    walk.goto(page, "/v2/projects")
+    row = page.get_by_role("row", name=re.compile(re.escape(_project_name(walk))))
+    expect(row).to_be_visible()
+    dataset_images(walk, page, DEMO_IMAGES if "job_done" in walk.state else 0)
+    return "the shared project is listed; its dataset's images are shown"
+
+
+def walk_as_colleague(walk: Walk, browser: Browser, cast: Cast) -> None:
+    page = _new_page(walk, browser)
+    login = walk.step(
+        page, "colleague: log in", lambda p: log_in(walk, p, cast.colleague, cast.password)
+    )
+    if login:
+        walk.step(page, "colleague: accept the invitation", lambda p: accept_invitation(walk, p))
+        walk.step(page, "colleague: leave the project", lambda p: leave_project(walk, p))
+    page.context.close()
+
+
+def walk_as_guest(walk: Walk, browser: Browser, cast: Cast) -> None:
+    page = _new_page(walk, browser)
+    if walk.step(page, "guest: log in", lambda p: log_in(walk, p, cast.guest, cast.password)):
+        walk.step(page, "guest: read the shared project", lambda p: guest_reads(walk, p))
+        walk.step(page, "guest: log out", lambda p: log_out(walk, p, cast.guest))
+    page.context.close()
+
+
 def _new_page(walk: Walk, browser: Browser) -> Page:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(STEP_TIMEOUT_MS)
@@ -386,7 +465,10 @@ def _fall_back(walk: Walk, name: str, action: Callable[[], str]) -> None:
 
 def _use_api_objects(walk: Walk, scientist: Scientist) -> str:
     walk.state.update(
-        project_id=scientist.project_id, dataset_id=scientist.dataset_id, dataset_name=API_DATASET
+        project_id=scientist.project_id,
+        project_name=API_PROJECT,
+        dataset_id=scientist.dataset_id,
+        dataset_name=API_DATASET,
     )
     return (
         f"project {scientist.project_id} and dataset {scientist.dataset_id}, made through the API"
@@ -425,7 +507,8 @@ def _workflow_task_through_proxy(walk: Walk, page: Page) -> str:
     return f"{CONVERTER} added through POST {path}"
 
 
-def walk_as_scientist(walk: Walk, browser: Browser, scientist: Scientist) -> None:
+def walk_as_scientist(walk: Walk, browser: Browser, cast: Cast) -> None:
+    scientist = cast.scientist
     page = _new_page(walk, browser)
     email, password = scientist.email, scientist.password
     if not walk.step(
@@ -489,8 +572,14 @@ def walk_as_scientist(walk: Walk, browser: Browser, scientist: Scientist) -> Non
     )
     walk.step(
         page,
-        "open the project's sharing page",
-        lambda p: visit(walk, p, f"/v2/projects/{walk.state['project_id']}/sharing"),
+        "invite the colleague (read, write)",
+        lambda p: share_project(walk, p, cast.colleague, "Read, Write"),
+        ("project_id",),
+    )
+    walk.step(
+        page,
+        "invite the guest (read)",
+        lambda p: share_project(walk, p, cast.guest, "Read"),
         ("project_id",),
     )
     for path in SCIENTIST_PAGES:
@@ -514,7 +603,7 @@ def admin_job_logs(walk: Walk, page: Page) -> str:
     return f"the scientist's job listed; its logs modal shows {len(text)} characters"
 
 
-def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str) -> None:
+def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str, guest: str) -> None:
     page = _new_page(walk, browser)
     if not walk.step(page, "log in as the admin", lambda p: log_in(walk, p, email, password)):
         return
@@ -522,4 +611,5 @@ def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str) -> No
         label = f"open {path}" + (f" and press '{button}'" if button else "")
         walk.step(page, label, lambda p, path=path, button=button: visit(walk, p, path, button))
     walk.step(page, "show the scientist's job logs as the admin", lambda p: admin_job_logs(walk, p))
+    walk.step(page, "verify the guest's invitation", lambda p: verify_guest(walk, p, guest))
     page.context.close()
