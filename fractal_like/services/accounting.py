@@ -36,9 +36,11 @@ async def record_ended_job(
     """Record an ended job (done or failed) in the connection's transaction.
 
     num_tasks counts the job's units, as Fractal counts task calls (a unit that ran
-    before a runner restart counts too); a job on a SLURM resource also gets one record
-    of the SLURM job ids it submitted (possibly none). A failure here is logged and
-    rolled back to a savepoint: the bill must never keep a job from ending.
+    before a runner restart counts too). num_new_images is what the ending runner saw
+    created: no column keeps that count across a restart, so a resumed job's record
+    counts the images of the tasks it ran since. A job on a SLURM resource also gets
+    one record of the SLURM job ids it submitted (possibly none). A failure here is
+    logged and rolled back to a savepoint: the bill must never keep a job from ending.
     """
     try:
         async with connection.begin_nested():

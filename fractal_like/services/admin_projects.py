@@ -85,7 +85,9 @@ async def transfer_ownership(session: AsyncSession, project_id: int, user_id: in
                 LinkUserProject.project_id == project_id, col(LinkUserProject.is_owner).is_(True)
             )
         )
-    ).one()
+    ).first()
+    if owner_link is None:  # not made by our routes: say so rather than guess an owner
+        raise HTTPException(422, detail=f"project {project_id} has no owner to replace")
     if owner_link.user_id == user_id:
         raise HTTPException(422, detail=f"user {user_id} already owns project {project_id}")
     old_owner = await user_or_404(session, owner_link.user_id)
