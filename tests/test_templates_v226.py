@@ -74,7 +74,9 @@ def test_template_list_groups_and_filters(api: ApiClient) -> None:
     assert _ids(second) == [(b, "alpha", [7])]
     assert (second["total_count"], second["page_size"], second["current_page"]) == (3, 2, 2)
     assert second["email_list"] == sorted([a, b])
-    for bad in ({"page": 2}, {"page_size": 0}, {"page": 0}, {"template_id": 0}, {"is_owner": "x"}):
+    assert listed(version=0) == listed()  # 0 filters nothing, as in Fractal
+    bad_queries = ({"page": 2}, {"page_size": 0}, {"page": 0}, {"template_id": 0}, {"version": -1})
+    for bad in (*bad_queries, {"is_owner": "x"}, {"version": 2**31}):
         expect(alice.get(TEMPLATES, params=bad), 422)
     expect(api.client.get(TEMPLATES), 401)
     empty = expect(stranger.get(TEMPLATES), 200)

@@ -60,7 +60,7 @@ async def template_groups(
         where.append(col(UserOAuth.email) == filters.user_email)
     if filters.name:
         where.append(col(WorkflowTemplate.name).icontains(filters.name, autoescape=True))
-    if filters.version is not None:
+    if filters.version:
         where.append(col(WorkflowTemplate.version) == filters.version)
     owner = col(UserOAuth.id) == WorkflowTemplate.user_id
     keys = (

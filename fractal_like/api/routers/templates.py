@@ -62,7 +62,7 @@ async def list_templates(
     is_owner: bool = False,
     user_email: Annotated[Text | None, Query(max_length=320)] = None,
     name: Annotated[Text | None, Query(max_length=255)] = None,
-    version: Annotated[int | None, Query(ge=-MAX_INT, le=MAX_INT)] = None,
+    version: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,  # 0: any, as Fractal
 ) -> TemplatePage:
     """The templates one can see, grouped by owner and name (see services.templates)."""
     assert user.id is not None
