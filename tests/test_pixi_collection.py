@@ -208,6 +208,9 @@ def test_form_checks_and_refusals(api: ApiClient, tmp_path: Path) -> None:
     assert not any(tasks_root.rglob("*.tar.gz"))
     expect(post(user, good, name), 202)
     assert "already provides" in expect(post(user, good, name), 422)["detail"]
+    # A guest account may not collect.
+    expect(api.admin.patch(f"/auth/users/{user.user['id']}/", json={"is_guest": True}), 200)
+    expect(post(user, archive("0.3.0"), f"{PACKAGE}-0.3.0.tar.gz"), 403)
 
 
 def test_collection_builds_the_environment_and_the_tasks_run(
