@@ -3,9 +3,10 @@
 Starts `fractal-like serve` (fresh SQLite data folder, embedded local runner), a
 recording proxy in front of it, and fractal-web built from the source folder named by
 FRACTAL_WEB_DIR; then walks the web client in headless Chromium as a scientist, a
-colleague the scientist shares a project with, the admin and a guest. It prints each step's outcome and every API call that fractal-like refused
-(4xx/5xx), grouped by route, and writes them with screenshots and logs into the run
-folder. Exit code: 0 every step passed and no call was refused, 1 otherwise, 2 setup.
+colleague the scientist shares a project with, the admin and a guest. It prints each
+step's outcome and every API call that fractal-like refused (4xx/5xx), grouped by route,
+and writes them with screenshots and logs into the run folder. Exit code: 0 every step
+passed and no call was refused, 1 otherwise, 2 setup.
 
 Not part of the test suite (fractal-web's source is not on the package registries):
 see tests/web/README.md.

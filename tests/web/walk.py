@@ -305,6 +305,40 @@ def job_logs(walk: Walk, page: Page) -> str:
     return f"jobs table says done; logs modal shows {len(text)} characters"
 
 
+def edit_arguments(walk: Walk, page: Page) -> str:
+    """The task's argument form: change one and save it (PATCH of the workflow task)."""
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("button", name=CONVERTER).first.click()
+    page.get_by_role("textbox", name="Plate").fill("edited")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Arguments changes saved successfully")).to_be_visible()
+    return "argument Plate changed and saved from the task's form"
+
+
+def done_images(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("button", name=f"Done images of {CONVERTER}").click()
+    modal = page.locator(".modal.show")
+    expect(modal.get_by_text(f"Total results: {DEMO_IMAGES}")).to_be_visible()
+    return f"the done-images modal lists the {DEMO_IMAGES} images"
+
+
+def task_runs(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("button", name=f"Show runs for {CONVERTER}").click()
+    expect(page.get_by_role("button", name="Run 1", exact=True)).to_be_visible()
+    return "the task's runs are listed (Run 1)"
+
+
+def star_workflow(walk: Walk, page: Page) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}")
+    star = page.get_by_role("button", name="star workflow").first
+    icon_before = star.locator("i").get_attribute("class")
+    star.click()
+    expect(star.locator("i")).not_to_have_attribute("class", icon_before or "")
+    return "the workflow starred from the project page"
+
+
 def _workflow_path(walk: Walk) -> str:
     return f"/v2/projects/{walk.state['project_id']}/workflows/{walk.state['workflow_id']}"
 
@@ -357,6 +391,20 @@ ADMIN_PAGES: tuple[tuple[str, str | None], ...] = (
     ("/v2/admin/settings", None),
     ("/v2/admin/impersonate", None),
     ("/v2/admin/users-info", None),
+    # Detail pages of the objects the check made (ids on a fresh database: the admin is
+    # user 1, the scientist 2; the bootstrapped resource, profile and group are 1; the demo
+    # tasks are task group 1).
+    ("/v2/admin/users/2", None),
+    ("/v2/admin/users/2/edit", None),
+    ("/v2/admin/users/register", None),
+    ("/v2/admin/groups/1", None),
+    ("/v2/admin/groups/1/edit", None),
+    ("/v2/admin/resources/1", None),
+    ("/v2/admin/resources/1/edit", None),
+    ("/v2/admin/resources/1/profiles", None),
+    ("/v2/admin/resources/1/profiles/1", None),
+    ("/v2/admin/resources/1/profiles/1/edit", None),
+    ("/v2/admin/task-groups/1/reset", None),
 )
 
 
@@ -570,6 +618,13 @@ def walk_as_scientist(walk: Walk, browser: Browser, cast: Cast) -> None:
         lambda p: dataset_images(walk, p, DEMO_IMAGES),
         ("job_done",),
     )
+    for name, action in (
+        ("change and save a task argument", edit_arguments),
+        ("open the done images of the task", done_images),
+        ("open the task's runs", task_runs),
+        ("star the workflow", star_workflow),
+    ):
+        walk.step(page, name, lambda p, action=action: action(walk, p), ("job_done",))
     walk.step(
         page,
         "invite the colleague (read, write)",
