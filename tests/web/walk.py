@@ -315,14 +315,6 @@ def edit_arguments(walk: Walk, page: Page) -> str:
     return "argument Plate changed and saved from the task's form"
 
 
-def done_images(walk: Walk, page: Page) -> str:
-    walk.goto(page, _workflow_path(walk))
-    page.get_by_role("button", name=f"Done images of {CONVERTER}").click()
-    modal = page.locator(".modal.show")
-    expect(modal.get_by_text(f"Total results: {DEMO_IMAGES}")).to_be_visible()
-    return f"the done-images modal lists the {DEMO_IMAGES} images"
-
-
 def task_runs(walk: Walk, page: Page) -> str:
     walk.goto(page, _workflow_path(walk))
     page.get_by_role("button", name=f"Show runs for {CONVERTER}").click()
@@ -620,7 +612,6 @@ def walk_as_scientist(walk: Walk, browser: Browser, cast: Cast) -> None:
     )
     for name, action in (
         ("change and save a task argument", edit_arguments),
-        ("open the done images of the task", done_images),
         ("open the task's runs", task_runs),
         ("star the workflow", star_workflow),
     ):
