@@ -62,10 +62,10 @@ def _owner_email_of(project_id: Any) -> Any:
     )
 
 
-async def user_id_by_email(session: AsyncSession, email: str) -> int:
-    """The id of the user with that e-mail (compared without case); 404 if there is none."""
+async def user_by_email(session: AsyncSession, email: str) -> UserOAuth:
+    """The user with that e-mail (compared without case); 404 if there is none."""
     found = (
-        await session.exec(select(UserOAuth.id).where(func.lower(UserOAuth.email) == email.lower()))
+        await session.exec(select(UserOAuth).where(func.lower(UserOAuth.email) == email.lower()))
     ).first()
     if found is None:
         raise HTTPException(404, detail=f"no user with e-mail {email}")

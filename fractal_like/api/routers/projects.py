@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import EmailStr
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 
 from ...models import Dataset, Job, LinkUserProject, Project, UserOAuth, Workflow
 from ...schemas._base import Id
@@ -185,7 +185,8 @@ async def invite_guest(
 ) -> Response:
     """Invite a user: the link gives no access until they accept it."""
     await _owned(session, user, project_id)
-    guest_id = await projects_service.user_id_by_email(session, email)
+    guest_id = (await projects_service.user_by_email(session, email)).id
+    assert guest_id is not None
     if await session.get(LinkUserProject, (project_id, guest_id)) is not None:
         raise HTTPException(422, detail=f"{email} is already linked to project {project_id}")
     session.add(
@@ -206,7 +207,8 @@ async def _guest_by_email(
 ) -> LinkUserProject:
     """The link of a guest of the caller's project, named by e-mail (never the owner's)."""
     await _owned(session, user, project_id)
-    guest_id = await projects_service.user_id_by_email(session, email)
+    guest_id = (await projects_service.user_by_email(session, email)).id
+    assert guest_id is not None
     if guest_id == user.id:
         raise HTTPException(422, detail="the owner's own access cannot be changed")
     return await projects_service.link_or_404(session, project_id, guest_id)
@@ -288,12 +290,8 @@ async def share_project(
     project_id: Id, payload: ProjectAccessCreate, user: ApiUser, session: SessionDep
 ) -> list[ProjectMemberRead]:
     await _owned(session, user, project_id)
-    guest = (
-        await session.exec(
-            select(UserOAuth).where(func.lower(UserOAuth.email) == payload.email.lower())
-        )
-    ).first()
-    if guest is None or not guest.is_active:
+    guest = await projects_service.user_by_email(session, payload.email)
+    if not guest.is_active:
         raise HTTPException(404, detail=f"no active user with e-mail {payload.email}")
     assert guest.id is not None
     if await session.get(LinkUserProject, (project_id, guest.id)) is not None:
