@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fractal_like.api.users import GUEST_READ_POSTS, GUEST_REFUSED_GETS
+
 from .helpers import (
     ApiClient,
     UserClient,
@@ -123,6 +125,12 @@ def test_guest_reads_what_is_shared_and_writes_nothing(api: ApiClient) -> None:
     assert [p["id"] for p in expect(guest.get("/api/v2/project/?is_owner=false"), 200)] == [pid]
     assert expect(guest.get(f"{project}/access/"), 200)["permissions"] == "r"
     expect(guest.post(f"{dataset}/images/query/", json={}), 200)
+    status_query = {"dataset_id": ids["dataset"], "workflowtask_id": ids["wftask"]}
+    expect(guest.post(f"{project}/status/images/", params=status_query, json={}), 200)
+    for query_post in ("verify-unique-types", "non-processed"):
+        params = {"workflowtask_id": ids["wftask"]} if query_post == "non-processed" else {}
+        response = guest.post(f"{dataset}/images/{query_post}/", params=params, json={})
+        assert response.status_code not in (401, 403, 500), response.text
     download = guest.get(f"{job}/download/")
     assert download.status_code == 200 and download.content.startswith(b"PK")  # a zip
     # Guest accounts have no invitations to accept (Fractal shows them none).
@@ -218,3 +226,13 @@ def test_group_ids_names_and_profile_filter(api: ApiClient) -> None:
     expect(admin.get("/auth/users/", params={"profile_id": 0}), 422)
     expect(user.get("/auth/users/", params={"profile_id": profile_id}), 403)
     expect(api.client.get("/auth/users/"), 401)
+
+
+def test_guest_exceptions_name_real_routes(api: ApiClient) -> None:
+    """The guard's lists of exceptions name routes that exist, with that method (a renamed
+    route would otherwise silently turn a guest's allowed query into a 403, or let a guest
+    stop jobs)."""
+    paths = expect(api.client.get("/openapi.json"), 200)["paths"]
+    missing = [f"POST {path}" for path in GUEST_READ_POSTS if "post" not in paths.get(path, {})]
+    missing += [f"GET {path}" for path in GUEST_REFUSED_GETS if "get" not in paths.get(path, {})]
+    assert missing == []
