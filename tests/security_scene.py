@@ -115,7 +115,7 @@ def build_scene(api: ApiClient, db_url: str) -> Scene:
         owner.post("/api/v2/task/collect/pip/?private=true", data={"package": f"pkg-{MARKER}"}),
         202,
     )
-    ids["activity_id"] = activity["id"]
+    ids["activity_id"] = ids["task_group_activity_id"] = activity["id"]
     ids["history_run_id"], ids["history_unit_id"] = _history_rows(db_url, job, dataset, task, ids)
     return scene
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
 
 from ...models import TaskGroup, TaskGroupActivity
@@ -24,6 +24,7 @@ from ...schemas.task import (
 from ...services import admin_task_groups as service
 from ...services import tasks as task_service
 from ...services.access import row_or_404
+from ...services.collection import pixi_start
 from ...services.collection import start as collection
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
@@ -199,18 +200,11 @@ async def reset_pip(
 async def reset_pixi(
     task_group_id: Id, payload: TaskGroupOverridesPixi, _admin: Superuser, session: SessionDep
 ) -> TaskGroupActivity:
-    group = await _group(session, task_group_id)
-    if group.origin != TaskGroupOrigin.PIXI:
-        raise HTTPException(
-            422, detail=f"task group {group.id} has origin {group.origin!r} (expected pixi)"
-        )
-    if group.active:
-        raise HTTPException(
-            422, detail=f"task group {group.id} is active: deactivate it before resetting it"
-        )
-    # Installing pixi environments is not built yet (no pixi collection either).
-    raise HTTPException(
-        422, detail="resetting a pixi task group is not supported by this server yet"
+    """Rebuild an inactive pixi group's environment from its kept archive."""
+    return await pixi_start.start_pixi_reset(
+        session,
+        await _group(session, task_group_id),
+        use_pixi_lockfile=payload.use_pixi_lockfile,
     )
 
 
