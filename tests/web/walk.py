@@ -331,6 +331,38 @@ def star_workflow(walk: Walk, page: Page) -> str:
     return "the workflow starred from the project page"
 
 
+def export_dataset(walk: Walk, page: Page) -> str:
+    walk.goto(page, f"/v2/projects/{walk.state['project_id']}/datasets/{walk.state['dataset_id']}")
+    with page.expect_download() as download:
+        page.get_by_label("Export dataset").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    if exported.get("name") != walk.state["dataset_name"]:
+        raise AssertionError(f"the exported dataset is not ours: {str(exported)[:200]}")
+    return f"dataset exported as {download.value.suggested_filename}"
+
+
+def export_workflow(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export workflow").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    names = [wftask["task"].get("name") for wftask in exported.get("task_list", [])]
+    if names != [CONVERTER]:
+        raise AssertionError(f"the exported workflow lists {names}")
+    return f"workflow exported as {download.value.suggested_filename}"
+
+
+def create_template(walk: Walk, page: Page) -> str:
+    walk.goto(page, _workflow_path(walk))
+    page.get_by_role("button", name="Create template").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_role("button", name="Create template").click()
+    page.wait_for_url(re.compile(r"/v2/templates\?template_id=\d+"))
+    wait_loaded(page)
+    expect(page.get_by_role("row", name=re.compile("browser-workflow")).first).to_be_visible()
+    return "template made from the workflow and listed on the templates page"
+
+
 def _workflow_path(walk: Walk) -> str:
     return f"/v2/projects/{walk.state['project_id']}/workflows/{walk.state['workflow_id']}"
 
@@ -614,6 +646,9 @@ def walk_as_scientist(walk: Walk, browser: Browser, cast: Cast) -> None:
         ("change and save a task argument", edit_arguments),
         ("open the task's runs", task_runs),
         ("star the workflow", star_workflow),
+        ("export the dataset", export_dataset),
+        ("export the workflow", export_workflow),
+        ("make a template of the workflow", create_template),
     ):
         walk.step(page, name, lambda p, action=action: action(walk, p), ("job_done",))
     walk.step(
