@@ -22,6 +22,7 @@ from typing import Any
 
 from fractal_like.config import Settings
 from fractal_like.models import TaskGroup
+from fractal_like.services.collection import pixi_start
 from fractal_like.services.collection.pixi_start import start_pixi_reset
 
 from .collection_support import TASKS_PKG, run_collector
@@ -337,3 +338,20 @@ def test_lockfile_choice_a_failed_install_and_a_reset(
     deleted = lifecycle("delete")
     assert deleted["status"] == "OK", deleted["log"]
     assert not folder.exists()
+
+
+def test_big_archives_and_packages_found_outside_are_refused(
+    api: ApiClient, settings: Settings, tmp_path: Path, monkeypatch: Any
+) -> None:
+    home = make_pixi(tmp_path / "pixi")
+    user, _ = pixi_user(api, config_for(home))
+    monkeypatch.setattr(pixi_start, "MAX_UNPACKED_BYTES", 1000)
+    big = expect(post(user, archive(), f"{PACKAGE}-0.1.0.tar.gz"), 422)["detail"]
+    assert "add up to more than 1000 bytes" in big
+    monkeypatch.undo()
+
+    # `json-1.0.tar.gz` imports as the standard library's json: outside the workspace, so
+    # its "manifest" is never read.
+    failed = collect(settings, user, post(user, archive(top="json-1.0"), "json-1.0.tar.gz"))
+    assert failed["status"] == "failed"
+    assert "outside" in failed["log"] and "must stay in the workspace" in failed["log"]

@@ -237,6 +237,14 @@ async def build_environment(
     python, root = probe.get("python"), probe.get("root")
     if not isinstance(python, str) or not isinstance(root, str) or not os.path.isabs(root):
         raise StepFailedError(f"unexpected answer of the package probe: {probe}")
+    # The package's code answers the probe: its manifest is read only from inside the
+    # workspace (its environment included), never from another place of the server.
+    real_source = os.path.realpath(source)
+    if os.path.commonpath([os.path.realpath(root), real_source]) != real_source:
+        raise StepFailedError(
+            f"the package {import_name} was found in {root[:300]}, outside {source}: its "
+            "environment must stay in the workspace"
+        )
     wrapper = await asyncio.to_thread(_write_scripts, source, variables, python)
     await asyncio.to_thread(_readable_by_all, source)
     lock = source / "pixi.lock"

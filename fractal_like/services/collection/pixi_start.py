@@ -29,6 +29,9 @@ from .files import make_folder
 from .start import UPLOAD_CHUNK, _activity, _check_no_activity, _check_resource, _forget_folder
 
 ARCHIVE_SUFFIX = ".tar.gz"
+# A workspace's sources are small: a larger archive would only fill the disk when unpacked.
+MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_MEMBERS = 100_000
 # Beside the archive: how the next install runs (what the request asked), read by the worker.
 OPTIONS_FILE = "pixi-install.json"
 # Fractal's own words, which its clients show as they are.
@@ -102,10 +105,16 @@ def archive_problem(path: Path, top: str) -> str | None:
     """Why the archive cannot be a pixi task package, or None."""
     try:
         with tarfile.open(path, "r:gz") as archive:
-            names = archive.getnames()
+            members = []
+            for member in archive:
+                members.append(member)
+                if len(members) > MAX_MEMBERS:
+                    return f"it holds more than {MAX_MEMBERS} files"
     except (tarfile.TarError, OSError, EOFError) as error:
         return f"it is not a gzip-compressed tar archive ({error})"
-    if f"{top}/pyproject.toml" not in {name.removeprefix("./") for name in names}:
+    if sum(member.size for member in members) > MAX_UNPACKED_BYTES:
+        return f"its files add up to more than {MAX_UNPACKED_BYTES} bytes"
+    if f"{top}/pyproject.toml" not in {member.name.removeprefix("./") for member in members}:
         return f"it has no {top}/pyproject.toml"
     return None
 
