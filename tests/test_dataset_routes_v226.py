@@ -176,6 +176,10 @@ def test_export_and_import(api: ApiClient) -> None:
         {"name": "no dir"},
     ):
         expect(alice.post(import_url, json=bad), 422)
+    # A bad image is named by its place in the list, as FastAPI names body errors.
+    second_bad = {"name": "n", "zarr_dir": zarr_dir, "images": [good, {"attributes": {}}]}
+    refused = expect(alice.post(import_url, json=second_bad), 422)
+    assert refused["detail"][0]["loc"] == ["body", "images", 1, "zarr_url"]
     listed = expect(alice.get(f"/api/v2/project/{elsewhere['id']}/dataset/"), 200)
     assert [item["name"] for item in listed] == ["copy"]
     expect(bob.post(import_url, json={"name": "intruder", "zarr_dir": zarr_dir}), 403)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
 from ._base import (
     JsonKey,
@@ -15,6 +22,7 @@ from ._base import (
     StrictModel,
     TypeFilters,
     UTCTimestamp,
+    check_text,
     omittable,
 )
 from .project import ProjectRead
@@ -119,9 +127,20 @@ class DatasetExport(ReadModel):
     images: list[ImageRead]
 
 
-class DatasetImport(RequestModel):
-    """An exported dataset, read back; unknown fields (e.g. legacy filters) are ignored."""
+class DatasetImport(BaseModel):
+    """An exported dataset, read back; unknown fields (e.g. legacy filters) are ignored.
 
-    name: NonEmptyStr
-    zarr_dir: PathStr
-    images: list[ImageCreate] = Field(default_factory=list)
+    `images` are only taken as JSON objects here: tens of thousands of them take seconds
+    to validate, which the route does off the event loop (`NEW_IMAGES.validate_python`),
+    as ImageCreate with every check of a request. The schema shows them as they are read.
+    """
+
+    name: Annotated[NonEmptyStr, AfterValidator(check_text)]
+    zarr_dir: Annotated[PathStr, AfterValidator(check_text)]
+    images: Annotated[
+        list[Any], WithJsonSchema({"type": "array", "items": ImageCreate.model_json_schema()})
+    ] = Field(default_factory=list)
+
+
+# The images of an import, validated as each one added alone is.
+NEW_IMAGES = TypeAdapter(list[ImageCreate])

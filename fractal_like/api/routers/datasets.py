@@ -3,15 +3,18 @@ every dataset the user may read under /api/v2/dataset/."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlmodel import col, select
 
 from ...models import Dataset, Image, LinkUserProject, Project, Workflow
 from ...schemas._base import Id, PageNumber, Text
 from ...schemas.dataset import (
+    NEW_IMAGES,
     DatasetCreate,
     DatasetExport,
     DatasetImport,
@@ -295,6 +298,22 @@ async def export_dataset(
     )
 
 
+def _checked_images(raw: list[Any], zarr_dir: str) -> list[NewImage]:
+    """An import's images validated as ImageCreate bodies, then checked as adding each one
+    to the dataset would be; 422 otherwise."""
+    try:
+        given = NEW_IMAGES.validate_python(raw)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**item, "loc": ("body", "images", *item["loc"])} for item in error.errors()]
+        ) from None
+    images = [NewImage(i.zarr_url, i.origin, i.attributes, i.types) for i in given]
+    try:
+        return check_new_images(images, zarr_dir)
+    except ImageChangeError as error:
+        raise HTTPException(422, detail=str(error)) from None
+
+
 @router.post("/import/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
 async def import_dataset(
     project_id: Id, payload: DatasetImport, user: ApiUser, session: SessionDep
@@ -306,15 +325,8 @@ async def import_dataset(
         zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
     except PathRefused as error:
         raise _refused(error)
-    given = [
-        NewImage(image.zarr_url, image.origin, image.attributes, image.types)
-        for image in payload.images
-    ]
-    try:
-        # Plain Python over possibly tens of thousands of images: off the event loop.
-        images = await run_in_threadpool(check_new_images, given, zarr_dir)
-    except ImageChangeError as error:
-        raise HTTPException(422, detail=str(error))
+    # Possibly tens of thousands of images: validated and checked off the event loop.
+    images = await run_in_threadpool(_checked_images, payload.images, zarr_dir)
     dataset = Dataset(project_id=project_id, name=payload.name, zarr_dir=zarr_dir)
     session.add(dataset)
     await session.flush()
