@@ -75,15 +75,17 @@ def _extract(archive: Path, folder: Path, top: str) -> Path:
     source = folder / SOURCE_DIR
     staging = folder / ".unpacking"
     shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith(f"{top}/")]
-        tar.extractall(staging, members=members, filter="data")
-    unpacked = staging / top
-    if not (unpacked / "pyproject.toml").is_file():
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            inside = f"{top}/"
+            members = [m for m in tar.getmembers() if m.name.removeprefix("./").startswith(inside)]
+            tar.extractall(staging, members=members, filter="data")
+        unpacked = staging / top
+        if not (unpacked / "pyproject.toml").is_file():
+            raise StepFailedError(f"{archive.name} has no {top}/pyproject.toml")
+        unpacked.rename(source)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise StepFailedError(f"{archive.name} has no {top}/pyproject.toml")
-    unpacked.rename(source)
-    shutil.rmtree(staging, ignore_errors=True)
     return source
 
 
