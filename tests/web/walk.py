@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from fractal_like.examples import DEMO_TASKS_ROOT
 
+from ..runner_support import COLLECT_URL, collect_body
 from .servers import API_DATASET, API_PROJECT, Cast, Scientist
 
 STEP_TIMEOUT_MS = 20_000
@@ -28,6 +29,7 @@ JOB_TIMEOUT_S = 180
 CONVERTER = "create_demo_images"
 DEMO_IMAGES = 8  # the converter's default
 FRACTAL_JOB_STATUSES = ("submitted", "done", "failed")
+SLEEP_SECONDS = 20  # each unit of the job that the walk stops
 
 
 @dataclass
@@ -363,6 +365,52 @@ def create_template(walk: Walk, page: Page) -> str:
     return "template made from the workflow and listed on the templates page"
 
 
+def stop_running_job(walk: Walk, page: Page) -> str:
+    """A job of long units (tests/tasks_pkg's `sleep`), stopped with the page's button.
+
+    The workflow is made through the page's proxy; what is checked is the page: its
+    Stop workflow button while the job runs, and the job ending failed after it.
+    """
+    project = walk.state["project_id"]
+    tasks = _through_proxy(walk, page, "POST", COLLECT_URL, collect_body())
+    sleep_id = next(task["id"] for task in tasks if task["name"] == "sleep")
+    workflow = _through_proxy(
+        walk, page, "POST", f"/api/v2/project/{project}/workflow/", {"name": "stop-me"}
+    )
+    wftasks = f"/api/v2/project/{project}/workflow/{workflow['id']}/wftask/"
+    body = {"args_parallel": {"seconds": SLEEP_SECONDS}}
+    _through_proxy(walk, page, "POST", f"{wftasks}?task_id={sleep_id}", body)
+    walk.goto(page, f"/v2/projects/{project}/workflows/{workflow['id']}")
+    page.get_by_role("combobox", name="Dataset", exact=True).first.select_option(
+        walk.state["dataset_name"]
+    )
+    page.get_by_role("button", name="Run workflow").click()
+    modal = page.locator(".modal.show")
+    modal.get_by_role("button", name="Run", exact=True).click()
+    modal.get_by_role("button", name="Confirm").click()
+    jobs = f"/api/v2/project/{project}/workflow/{workflow['id']}/job/"
+    try:
+        stop = page.get_by_role("button", name="Stop workflow")
+        expect(stop).to_be_visible(timeout=STEP_TIMEOUT_MS)
+        stop.click()
+        expect(page.get_by_text("Job cancellation request received")).to_be_visible()
+    except AssertionError:
+        job = _through_proxy(walk, page, "GET", jobs)[-1]
+        if job["status"] not in ("done", "failed"):  # never leave long units behind
+            page.request.get(f"{walk.web_url}/api/v2/project/{project}/job/{job['id']}/stop/")
+        raise AssertionError(
+            f"no Stop workflow button while job {job['id']} is {job['status']!r}"
+        ) from None
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (job := _through_proxy(walk, page, "GET", jobs)[-1])["status"] not in ("done", "failed"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job['id']} did not end after its stop")
+        time.sleep(0.5)
+    if job["status"] != "failed":
+        raise AssertionError(f"the stopped job ended {job['status']!r}")
+    return f"job {job['id']} stopped with the Stop workflow button; it ended failed"
+
+
 def _workflow_path(walk: Walk) -> str:
     return f"/v2/projects/{walk.state['project_id']}/workflows/{walk.state['workflow_id']}"
 
@@ -649,6 +697,7 @@ def walk_as_scientist(walk: Walk, browser: Browser, cast: Cast) -> None:
         ("export the dataset", export_dataset),
         ("export the workflow", export_workflow),
         ("make a template of the workflow", create_template),
+        ("stop a running job from the page", stop_running_job),
     ):
         walk.step(page, name, lambda p, action=action: action(walk, p), ("job_done",))
     walk.step(
