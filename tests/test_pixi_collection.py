@@ -204,6 +204,8 @@ def test_form_checks_and_refusals(api: ApiClient, tmp_path: Path) -> None:
     other_top = archive(top="elsewhere-0.1.0")
     assert "pyproject.toml" in expect(post(user, other_top, name), 422)["detail"]
     expect(post(user, good, name, "?user_group_id=2147483647"), 404)
+    others = expect(api.admin.post("/auth/group/", json={"name": "pixi-others"}), 201)
+    expect(post(user, good, name, f"?user_group_id={others['id']}"), 403)  # not a member
     # Nothing was left behind by the refusals: the same package is accepted afterwards.
     tasks_root = Path(resource["tasks_local_dir"])
     assert not any(tasks_root.rglob("*.tar.gz"))
