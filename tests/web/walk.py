@@ -378,8 +378,8 @@ def stop_running_job(walk: Walk, page: Page) -> str:
         walk, page, "POST", f"/api/v2/project/{project}/workflow/", {"name": "stop-me"}
     )
     wftasks = f"/api/v2/project/{project}/workflow/{workflow['id']}/wftask/"
-    body = {"args_parallel": {"seconds": SLEEP_SECONDS}}
-    _through_proxy(walk, page, "POST", f"{wftasks}?task_id={sleep_id}", body)
+    body = [{"task_id": sleep_id, "args_parallel": {"seconds": SLEEP_SECONDS}}]
+    _through_proxy(walk, page, "POST", wftasks, body)
     walk.goto(page, f"/v2/projects/{project}/workflows/{workflow['id']}")
     page.get_by_role("combobox", name="Dataset", exact=True).first.select_option(
         walk.state["dataset_name"]
@@ -622,7 +622,7 @@ def _workflow_task_through_proxy(walk: Walk, page: Page) -> str:
     path = (
         f"/api/v2/project/{walk.state['project_id']}/workflow/{walk.state['workflow_id']}/wftask/"
     )
-    _through_proxy(walk, page, "POST", f"{path}?task_id={task_id}", {})
+    _through_proxy(walk, page, "POST", path, [{"task_id": task_id}])
     walk.state["workflow_task"] = True
     return f"{CONVERTER} added through POST {path}"
 
