@@ -368,8 +368,8 @@ def create_template(walk: Walk, page: Page) -> str:
 def stop_running_job(walk: Walk, page: Page) -> str:
     """A job of long units (tests/tasks_pkg's `sleep`), stopped with the page's button.
 
-    The workflow is made through the page's proxy; what is checked is the page: its
-    Stop workflow button while the job runs, and the job ending failed after it.
+    The workflow is made through the page's proxy; what is checked is the page, opened
+    once a runner has the job: its Stop workflow button, and the job ending failed.
     """
     project = walk.state["project_id"]
     tasks = _through_proxy(walk, page, "POST", COLLECT_URL, collect_body())
@@ -389,6 +389,13 @@ def stop_running_job(walk: Walk, page: Page) -> str:
     modal.get_by_role("button", name="Run", exact=True).click()
     modal.get_by_role("button", name="Confirm").click()
     jobs = f"/api/v2/project/{project}/workflow/{workflow['id']}/job/"
+    # Once a runner has the job, open its page afresh, as a user coming back to it would.
+    deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
+    while _through_proxy(walk, page, "GET", jobs)[-1]["status"] == "submitted":
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    walk.goto(page, f"/v2/projects/{project}/workflows/{workflow['id']}")
     try:
         stop = page.get_by_role("button", name="Stop workflow")
         expect(stop).to_be_visible(timeout=STEP_TIMEOUT_MS)
