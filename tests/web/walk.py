@@ -390,10 +390,13 @@ def stop_running_job(walk: Walk, page: Page) -> str:
     modal.get_by_role("button", name="Confirm").click()
     jobs = f"/api/v2/project/{project}/workflow/{workflow['id']}/job/"
     # Once a runner has the job, open its page afresh, as a user coming back to it would.
+    expect(page.locator(".modal.show")).to_have_count(0)
     deadline = time.monotonic() + STEP_TIMEOUT_MS / 1000
-    while _through_proxy(walk, page, "GET", jobs)[-1]["status"] == "submitted":
+    while not (listed := _through_proxy(walk, page, "GET", jobs)) or (
+        listed[-1]["status"] == "submitted" and time.monotonic() < deadline
+    ):
         if time.monotonic() > deadline:
-            break
+            raise AssertionError("no job listed after the Run workflow modal closed")
         time.sleep(0.2)
     walk.goto(page, f"/v2/projects/{project}/workflows/{workflow['id']}")
     try:
