@@ -180,14 +180,19 @@ def test_collect_pip_records_a_pending_collection(api: ApiClient, wheels: Wheels
         assert f"activity {activity['id']} (collect) is pending" in busy["detail"]
     expect(user.delete(group_url), 422)
 
-    # Only its owner (or a superuser) sees the activity and acts on the group.
+    # Only its owner (or a superuser) acts on the group; only its owner reads the activity
+    # here, as in Fractal (a superuser reads it under /admin/v2/task-group/activity/).
     other = api.new_user()
     expect(other.get(f"/api/v2/task-group/activity/{activity['id']}/"), 403)
     expect(other.post(f"{group_url}deactivate/"), 403)
     expect(other.post("/api/v2/task-group/999999/deactivate/"), 404)
     expect(api.client.post(f"{group_url}deactivate/"), 401)
     boss = api.new_user(superuser=True)
-    expect(boss.get(f"/api/v2/task-group/activity/{activity['id']}/"), 200)
+    expect(boss.get(f"/api/v2/task-group/activity/{activity['id']}/"), 403)
+    listed = expect(
+        boss.get(f"/admin/v2/task-group/activity/?task_group_activity_id={activity['id']}"), 200
+    )
+    assert [item["id"] for item in listed["items"]] == [activity["id"]]
 
     # A wheel: its name and version come from its file name, and it is kept in the folder.
     wheel = expect(upload(user, wheels.no_manifest, "?private=true"), 202)
