@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from fractal_like.config import Settings
@@ -29,6 +30,9 @@ from .helpers import (
     make_workflow,
     run_in_session,
 )
+from .test_pixi_collection import archive, config_for, make_pixi, pixi_user, post
+from .test_pixi_collection import calls as pixi_calls
+from .test_pixi_collection import collect as collect_pixi
 
 BASE = "/admin/v2/task-group/"
 SUPERUSER_KEYS = {"user_email", "in_use", "archive_path", "pixi_version", "resource_id"}
@@ -344,3 +348,34 @@ def test_reset_pixi_checks(api: ApiClient, db_url: str) -> None:
     expect(api.admin.post(url, json={"use_pixi_lockfile": "sometimes"}), 422)
     expect(api.admin.post(url, json={"pip_extras": "x"}), 422)  # a pip override
     expect(api.admin.post(f"{BASE}999999/reset/pixi/", json={}), 404)
+
+
+def test_reset_pixi_rebuilds_from_the_archive(
+    api: ApiClient, settings: Settings, tmp_path: Path
+) -> None:
+    # The pixi collection's stand-in pixi (no real pixi can be installed here).
+    home = make_pixi(tmp_path / "pixi")
+    user, _resource = pixi_user(api, config_for(home))
+    done = collect_pixi(settings, user, post(user, archive(), "fl_test_tasks-0.1.0.tar.gz"))
+    assert done["status"] == "OK", done["log"]
+    group_id = done["taskgroupv2_id"]
+    url = f"{BASE}{group_id}/reset/pixi/"
+    assert "deactivate it" in expect(api.admin.post(url, json={}), 422)["detail"]
+    assert (
+        "expected pip"
+        in expect(api.admin.post(f"{BASE}{group_id}/reset/pip/", json={}), 422)["detail"]
+    )
+    deactivated = expect(api.admin.post(f"{BASE}{group_id}/deactivate/"), 202)
+    run_collector(settings, [deactivated["id"]])
+    assert expect(api.admin.get(f"{BASE}{group_id}/"), 200)["active"] is False
+    installs = len([call for call in pixi_calls(home) if call["argv"][0] == "install"])
+
+    reset = expect(api.admin.post(url, json={"use_pixi_lockfile": False}), 202)
+    assert reset["action"] == "reset" and reset["user_id"] == user.id
+    run_collector(settings, [reset["id"]])
+    ended = expect(user.get(f"/api/v2/task-group/activity/{reset['id']}/"), 200)
+    assert ended["status"] == "OK", ended["log"]
+    again = [call for call in pixi_calls(home) if call["argv"][0] == "install"]
+    assert len(again) == installs + 1 and "--frozen" not in again[-1]["argv"]
+    group = expect(api.admin.get(f"{BASE}{group_id}/"), 200)
+    assert group["active"] is True and group["origin"] == "pixi"
