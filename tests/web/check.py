@@ -23,6 +23,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..helpers import ADMIN_EMAIL, ADMIN_PASSWORD
 from .recording_proxy import RecordingProxy, RefusedCall
@@ -32,7 +33,9 @@ from .servers import (
     start_fractal_like,
     start_fractal_web,
 )
-from .walk import Walk, walk_as_admin, walk_as_colleague, walk_as_guest, walk_as_scientist
+
+if TYPE_CHECKING:
+    from .walk import Walk
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Refusals the reference gives too, and that the page expects (it handles them).
@@ -94,7 +97,13 @@ def _setup_problem(web_dir: str | None, chromium: str) -> str | None:
 
 
 def _run(web_dir: Path, run_dir: Path, chromium: str, admin: bool) -> tuple[Walk, RecordingProxy]:
+    # Imported here, so that a missing playwright gets the message of _setup_problem.
     from playwright.sync_api import sync_playwright
+
+    from .admin import walk_as_admin
+    from .scientist import walk_as_scientist
+    from .sharing import walk_as_colleague, walk_as_guest
+    from .walk import Walk
 
     server = start_fractal_like(run_dir)
     proxy = web = None
