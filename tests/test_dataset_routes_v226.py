@@ -112,7 +112,7 @@ def test_every_dataset_of_a_user(api: ApiClient, db_url: str) -> None:
 # --- export and import -----------------------------------------------------------------------
 
 
-def test_export_and_import(api: ApiClient) -> None:
+def test_export_and_import(api: ApiClient, db_url: str) -> None:
     alice, bob = api.new_user(), api.new_user()
     project = make_project(alice)
     pid = project["id"]
@@ -183,6 +183,15 @@ def test_export_and_import(api: ApiClient) -> None:
     listed = expect(alice.get(f"/api/v2/project/{elsewhere['id']}/dataset/"), 200)
     assert [item["name"] for item in listed] == ["copy"]
     expect(bob.post(import_url, json={"name": "intruder", "zarr_dir": zarr_dir}), 403)
+    # A guest account reads what is shared with it, and imports nothing.
+    guest = api.new_user()
+    expect(api.admin.patch(f"/auth/users/{guest.id}/", json={"is_guest": True}), 200)
+    _share(db_url, elsewhere["id"], guest)
+    assert expect(guest.get(copy_export), 200)["images"] == exported["images"]
+    assert [item["name"] for item in expect(guest.get("/api/v2/dataset/"), 200)["items"]] == [
+        "copy"
+    ]
+    expect(guest.post(import_url, json={"name": "guest", "zarr_dir": zarr_dir}), 403)
     expect(api.client.post(import_url, json={"name": "anonymous", "zarr_dir": zarr_dir}), 401)
     expect(alice.post("/api/v2/project/999999/dataset/import/", json=body), 404)
 
