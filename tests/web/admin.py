@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from .walk import STEP_TIMEOUT_MS, Walk, log_in, new_page, visit
+from .servers import SCIENTIST_EMAIL
+from .walk import STEP_TIMEOUT_MS, Walk, log_in, new_page, visit, wait_loaded
 
 ADMIN_PAGES: tuple[tuple[str, str | None], ...] = (
     ("/v2/admin", None),
@@ -52,7 +54,7 @@ def verify_guest(walk: Walk, page: Page, guest: str) -> str:
 def admin_job_logs(walk: Walk, page: Page) -> str:
     """The admin's jobs table: the scientist's job, and its logs from the admin route."""
     visit(walk, page, "/v2/admin/jobs", "Search jobs")
-    row = page.get_by_role("row").filter(has_text="scientist@example.org").first
+    row = page.get_by_role("row").filter(has_text=SCIENTIST_EMAIL).first
     expect(row).to_be_visible()
     row.get_by_role("button", name="Logs").click()
     modal = page.locator(".modal.show")
@@ -64,6 +66,27 @@ def admin_job_logs(walk: Walk, page: Page) -> str:
     return f"the scientist's job listed; its logs modal shows {len(text)} characters"
 
 
+def users_csv(walk: Walk, page: Page) -> str:
+    walk.goto(page, "/v2/admin/users-info")
+    with page.expect_download() as download:
+        page.get_by_label("Download CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    if len(lines) < 2 or SCIENTIST_EMAIL not in "\n".join(lines):
+        raise AssertionError(f"the users CSV lacks the scientist: {lines[:3]}")
+    return f"users CSV downloaded: {len(lines) - 1} user(s), columns {lines[0][:80]}"
+
+
+def impersonate(walk: Walk, page: Page) -> str:
+    """The admin becomes the scientist (the page's cookie changes: do it last)."""
+    walk.goto(page, "/v2/admin/impersonate")
+    page.get_by_label("User").select_option(label=SCIENTIST_EMAIL)
+    page.get_by_role("button", name="Impersonate").click()
+    page.wait_for_url(re.compile(r"/v2/projects$"))
+    wait_loaded(page)
+    expect(page.get_by_role("button", name=SCIENTIST_EMAIL)).to_be_visible()
+    return "impersonated the scientist: the page now shows their projects under their name"
+
+
 def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str, guest: str) -> None:
     page = new_page(walk, browser)
     if not walk.step(page, "log in as the admin", lambda p: log_in(walk, p, email, password)):
@@ -73,4 +96,6 @@ def walk_as_admin(walk: Walk, browser: Browser, email: str, password: str, guest
         walk.step(page, label, lambda p, path=path, button=button: visit(walk, p, path, button))
     walk.step(page, "show the scientist's job logs as the admin", lambda p: admin_job_logs(walk, p))
     walk.step(page, "verify the guest's invitation", lambda p: verify_guest(walk, p, guest))
+    walk.step(page, "download the users CSV", lambda p: users_csv(walk, p))
+    walk.step(page, "impersonate the scientist", lambda p: impersonate(walk, p))
     page.context.close()
