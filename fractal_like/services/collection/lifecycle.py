@@ -15,7 +15,7 @@ from pathlib import Path
 from ...models import TaskGroup
 from ...models.task import TaskGroupOrigin
 from .collect import install_package, python_of
-from .context import ActivityRun, check_unused, delete_group_rows, load
+from .context import ActivityRun, GroupView, check_unused, delete_group_rows, load
 from .files import UnsafeRemovalError, remove_folder
 from .python import pip_options
 from .start import WITH_FILES
@@ -90,18 +90,10 @@ async def undo_deactivate(run: ActivityRun) -> None:
 # --- Reactivate -------------------------------------------------------------------------------
 
 
-async def reactivate(run: ActivityRun) -> None:
-    view = await load(run)
+async def _fresh_venv(run: ActivityRun, view: GroupView) -> Venv:
+    """An empty venv at the group's venv_path (a leftover one removed first), for a rebuild."""
     group, resource = view.group, view.resource
-    if group.origin not in COLLECTED or not group.venv_path or not group.path:
-        await _set_active(run, True)
-        await run.log.add(f"task group {group.id} has no environment of ours: set active")
-        return
-    if not group.pip_freeze:
-        raise StepFailedError(
-            f"task group {group.id} has no pip freeze to rebuild its environment from"
-        )
-    python = python_of(view)
+    assert group.venv_path and group.path  # callers checked: a collected group has both
     venv_path = Path(group.venv_path)
     if venv_path.exists():
         await run.log.add(f"removing the leftover {venv_path}")
@@ -115,7 +107,22 @@ async def reactivate(run: ActivityRun) -> None:
         cwd=Path(group.path),
         confine=run.private_paths,
     )
-    await venv.create(python)
+    await venv.create(python_of(view))
+    return venv
+
+
+async def reactivate(run: ActivityRun) -> None:
+    view = await load(run)
+    group = view.group
+    if group.origin not in COLLECTED or not group.venv_path or not group.path:
+        await _set_active(run, True)
+        await run.log.add(f"task group {group.id} has no environment of ours: set active")
+        return
+    if not group.pip_freeze:
+        raise StepFailedError(
+            f"task group {group.id} has no pip freeze to rebuild its environment from"
+        )
+    venv = await _fresh_venv(run, view)
     await venv.install(
         "reinstalling the recorded packages (pip freeze)",
         requirements_from_freeze(group.pip_freeze),
@@ -141,26 +148,12 @@ async def undo_reactivate(run: ActivityRun) -> None:
 
 async def reset(run: ActivityRun) -> None:
     view = await load(run)
-    group, resource = view.group, view.resource
+    group = view.group
     if group.origin not in COLLECTED or not group.venv_path or not group.path:
         raise StepFailedError(
             f"task group {group.id} (origin {group.origin!r}) has no pip environment to reset"
         )
-    python = python_of(view)
-    venv_path = Path(group.venv_path)
-    if venv_path.exists():
-        await run.log.add(f"removing the leftover {venv_path}")
-        await _remove(str(venv_path), resource.tasks_local_dir)
-    await asyncio.to_thread(Path(group.path).mkdir, parents=True, exist_ok=True)
-    run.touched = True
-    venv = Venv(
-        venv_path,
-        pip_options(resource),
-        run.log.add,
-        cwd=Path(group.path),
-        confine=run.private_paths,
-    )
-    await venv.create(python)
+    venv = await _fresh_venv(run, view)
     await install_package(venv, group)
     installed = await venv.find_manifest(group.pkg_name)
     freeze = await venv.freeze()
