@@ -25,7 +25,7 @@ from ..models import (
     SlurmJob,
 )
 from ..schemas.accounting import AccountingQuery, AccountingQuerySLURM
-from .admin_task_groups import page_of
+from .pages import page_of
 
 logger = logging.getLogger("fractal_like.accounting")
 

@@ -20,6 +20,7 @@ from ..models import (
     Profile,
     UserOAuth,
 )
+from .pages import page_of
 
 # Statuses of runs and units that have ended; the others fail with their job.
 _FINAL = ("done", "failed")
@@ -85,19 +86,12 @@ async def list_jobs(
     session: AsyncSession, filters: JobFilters, page: int, page_size: int | None
 ) -> tuple[int, int, list[Job]]:
     """(total count, page size, the page's jobs), newest first."""
-    where = _conditions(filters)
-    total = (await session.exec(select(func.count()).select_from(Job).where(*where))).one()
-    size = page_size or total
-    jobs = (
-        await session.exec(
-            select(Job)
-            .where(*where)
-            .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
-            .offset((page - 1) * size)
-            .limit(size)
-        )
-    ).all()
-    return total, size, list(jobs)
+    query = (
+        select(Job)
+        .where(*_conditions(filters))
+        .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
+    )
+    return await page_of(session, query, page, page_size)
 
 
 async def set_status(session: AsyncSession, job: Job, new_status: str) -> None:

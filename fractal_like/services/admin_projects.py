@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..models import Dataset, LinkUserProject, Profile, Project, UserOAuth
 from ..schemas.admin import LinkUserProjectRead, ProjectReadSuperuser
 from .access import row_or_404, user_or_404
-from .admin_task_groups import page_of
+from .pages import page_of
 from .paths import PathRefused, check_user_dir
 from .projects import name_taken
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from fastapi import HTTPException
-from sqlalchemy import ColumnElement, Select, exists, func, not_, update
+from sqlalchemy import ColumnElement, exists, func, not_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -29,19 +28,8 @@ from ..models import (
     WorkflowTask,
 )
 from ..schemas.task import ProjectUser, TaskInfo, TaskMinimal, TaskRelationship
+from .pages import page_of
 from .tasks import ActivityFilters
-
-
-async def page_of(
-    session: AsyncSession, query: Select[Any], page: int, page_size: int | None
-) -> tuple[int, int, list[Any]]:
-    """(total count, page size, the page's rows) of a query; no page_size means all rows."""
-    total = (
-        await session.exec(select(func.count()).select_from(query.order_by(None).subquery()))  # type: ignore[call-overload]
-    ).one()
-    size = page_size or total
-    rows = (await session.exec(query.offset((page - 1) * size).limit(size))).all()  # type: ignore[call-overload]
-    return total, size, list(rows)
 
 
 def _in_use() -> ColumnElement[bool]:

@@ -10,10 +10,9 @@ from ...schemas.accounting import AccountingQuery, AccountingQuerySLURM, Account
 from ...schemas.history import Page
 from ...services import accounting as service
 from ..deps import SessionDep
+from ..query_params import PaginationDep, utc_bound
 from ..request_body import GuardedRoute
 from ..users import Superuser
-from .admin_jobs import _utc as utc_bound
-from .history import PaginationDep
 
 router = APIRouter(prefix="/admin/v2/accounting", tags=["admin"], route_class=GuardedRoute)
 Query = TypeVar("Query", bound=AccountingQuery)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi import status as http_status
 from fastapi.responses import StreamingResponse
 from pydantic import EmailStr
@@ -18,9 +18,9 @@ from ...services import admin_jobs as service
 from ...services.access import row_or_404
 from ...services.jobs import stop_now_or_later
 from ..deps import SessionDep
+from ..query_params import PaginationDep, utc_bound
 from ..request_body import GuardedRoute
 from ..users import Superuser
-from .history import PaginationDep
 from .jobs import read_job, zip_response
 
 router = APIRouter(prefix="/admin/v2/job", tags=["admin"], route_class=GuardedRoute)
@@ -30,16 +30,6 @@ class JobUpdate(StrictModel):
     """Fractal's body: the new status (only `failed` is accepted, see the service)."""
 
     status: JobStatus
-
-
-def _utc(value: datetime | None, name: str) -> datetime | None:
-    # A bound without an offset is read as UTC, as every stored timestamp is.
-    if value is None:
-        return None
-    try:
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    except OverflowError:
-        raise HTTPException(422, detail=f"{name} is out of range") from None
 
 
 @router.get("/", response_model=Page[JobRead])
@@ -70,10 +60,10 @@ async def view_job(
         dataset_id=dataset_id,
         workflow_id=workflow_id,
         status=status,
-        start_timestamp_min=_utc(start_timestamp_min, "start_timestamp_min"),
-        start_timestamp_max=_utc(start_timestamp_max, "start_timestamp_max"),
-        end_timestamp_min=_utc(end_timestamp_min, "end_timestamp_min"),
-        end_timestamp_max=_utc(end_timestamp_max, "end_timestamp_max"),
+        start_timestamp_min=utc_bound(start_timestamp_min, "start_timestamp_min"),
+        start_timestamp_max=utc_bound(start_timestamp_max, "start_timestamp_max"),
+        end_timestamp_min=utc_bound(end_timestamp_min, "end_timestamp_min"),
+        end_timestamp_max=utc_bound(end_timestamp_max, "end_timestamp_max"),
     )
     total, size, jobs = await service.list_jobs(session, filters, pages.page, pages.page_size)
     items = [await read_job(job) for job in jobs]

@@ -11,9 +11,9 @@ from ...schemas.admin import LinkUserProjectRead, ProjectReadSuperuser
 from ...schemas.history import Page
 from ...services import admin_projects as service
 from ..deps import SessionDep
+from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
 from ..users import Superuser
-from .history import PaginationDep
 
 router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 

@@ -27,10 +27,9 @@ from ...services.access import row_or_404
 from ...services.collection import pixi_start
 from ...services.collection import start as collection
 from ..deps import SessionDep
+from ..query_params import PaginationDep, utc_bound
 from ..request_body import GuardedRoute
 from ..users import Superuser
-from .admin_jobs import _utc as utc_bound
-from .history import PaginationDep
 
 router = APIRouter(prefix="/admin/v2/task-group", tags=["admin"], route_class=GuardedRoute)
 task_router = APIRouter(prefix="/admin/v2/task", tags=["admin"], route_class=GuardedRoute)

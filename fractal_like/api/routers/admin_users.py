@@ -10,9 +10,9 @@ from ...schemas._base import Id
 from ...services.access import user_or_404
 from ...services.users_csv import users_csv
 from ..deps import SessionDep
+from ..query_params import utc_bound
 from ..request_body import GuardedRoute
 from ..users import PasswordBoundJWTStrategy, Superuser
-from .admin_jobs import _utc as utc_bound
 
 router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 

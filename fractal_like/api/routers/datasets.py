@@ -43,9 +43,9 @@ from ...services.image_updates import (
 from ...services.paths import PathRefused, check_under, check_user_dir, slugify
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
+from ..query_params import MAX_PAGE_SIZE, PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
-from .history import PaginationDep
 
 router = APIRouter(
     prefix="/api/v2/project/{project_id}/dataset", tags=["datasets"], route_class=GuardedRoute
@@ -56,8 +56,6 @@ all_datasets_router = APIRouter(
 
 # Search terms of GET /api/v2/dataset/: at most a name's length.
 NameSearch = Annotated[Text | None, Query(max_length=255)]
-
-MAX_PAGE_SIZE = 100_000
 
 
 def _read(dataset: Dataset, project: Project, link: LinkUserProject) -> DatasetRead:

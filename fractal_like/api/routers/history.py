@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
 
 from ...models import Dataset, Job, Workflow, WorkflowTask
-from ...schemas._base import Id, PageNumber
+from ...schemas._base import Id
 from ...schemas.history import (
     HistoryRunReadAggregated,
     HistoryUnitRead,
@@ -24,31 +21,13 @@ from ...schemas.history import (
 from ...services import history as service
 from ...services.access import child_of_project, project_for
 from ..deps import SessionDep
+from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
 router = APIRouter(
     prefix="/api/v2/project/{project_id}/status", tags=["history"], route_class=GuardedRoute
 )
-
-MAX_PAGE_SIZE = 100_000
-
-
-class Pagination(BaseModel):
-    page: int
-    page_size: int | None
-
-
-def pagination(
-    page: PageNumber = 1,
-    page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
-) -> Pagination:
-    if page_size is None and page > 1:
-        raise HTTPException(422, detail=f"page={page} needs a page_size")
-    return Pagination(page=page, page_size=page_size)
-
-
-PaginationDep = Annotated[Pagination, Depends(pagination)]
 
 
 async def _dataset_and_wftask(

@@ -29,9 +29,9 @@ from ...services.access import row_or_404
 from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for, visible_to
 from ..deps import SessionDep, SettingsDep
+from ..query_params import utc_bound
 from ..request_body import GuardedRoute
 from ..users import ApiUser, Superuser
-from .admin_jobs import _utc as utc_bound
 
 router = APIRouter(prefix="/api/v2", tags=["tasks"], route_class=GuardedRoute)
 admin_router = APIRouter(prefix="/admin/v2/task", tags=["admin"], route_class=GuardedRoute)

@@ -26,9 +26,9 @@ from ...services.templates import (
     template_owned,
 )
 from ..deps import SessionDep
+from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
-from .history import PaginationDep
 
 router = APIRouter(prefix="/api/v2/workflow-template", tags=["templates"], route_class=GuardedRoute)
 
