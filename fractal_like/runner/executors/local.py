@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,17 +74,19 @@ def _is_our_unit(pid: int) -> bool:
     return b"fractal-like-unit" in _cmdline(pid)
 
 
-def _live_launcher(folder: Path, batch_folder: Path | None = None) -> int | None:
+def _live_launcher(
+    folder: Path, batch_folder: Path | None = None, script_file: str = launcher.__file__
+) -> int | None:
     """The pid of the launcher still running units in `folder`, if any.
 
-    Its command line names launcher.py and its batch file, which lives in `batch_folder`
-    (default: `folder`); a launcher that has ended (even as a zombie) has recorded every
-    unit it ran."""
+    Its command line names `script_file` (launcher.py or its copy) and its batch file,
+    which lives in `batch_folder` (default: `folder`); a launcher that has ended (even
+    as a zombie) has recorded every unit it ran."""
     pid = read_pid(UnitFiles(folder, LAUNCHER_PREFIX))
     if pid is None:
         return None
     arguments = _cmdline(pid).split(b"\0")
-    script, batch = os.fsencode(launcher.__file__), os.fsencode(batch_folder or folder)
+    script, batch = os.fsencode(script_file), os.fsencode(batch_folder or folder)
     if script in arguments and any(arg.startswith(batch + b"/") for arg in arguments):
         return pid
     return None
@@ -154,6 +157,19 @@ class LocalExecutor:
             return folder
         return self.working_dir / folder.name
 
+    def _node_file(self, module_file: str, install: bool = False) -> str:
+        """Where the launcher process reads a stdlib-only runner file (launcher, warm,
+        sandbox) from: the module itself, or, for units run as another account (which may
+        not read the server's install), a copy in the runner's folder of the job, as the
+        SLURM worker is copied beside its job. `install` writes the copy if missing."""
+        if self.account is None or self.working_dir is None:
+            return module_file
+        copy = self.working_dir / Path(module_file).name
+        if install and not copy.exists():
+            shutil.copyfile(module_file, copy)
+            copy.chmod(0o644)
+        return str(copy)
+
     async def run(
         self,
         calls: list[UnitCall],
@@ -172,7 +188,8 @@ class LocalExecutor:
         batch_file = self._write_batch(calls, fail_fast, warm_start, runner_folder)
         reported: set[int] = set()
         calls_by_id = {call.unit_id: call for call in calls}
-        argv = [self.python, "-I", "-S", launcher.__file__, str(batch_file)]
+        script = self._node_file(launcher.__file__, install=True)
+        argv = [self.python, "-I", "-S", script, str(batch_file)]
         with UnitFiles(runner_folder, LAUNCHER_PREFIX).log.open("ab") as log:
             try:
                 process = subprocess.Popen(
@@ -270,9 +287,13 @@ class LocalExecutor:
             "parallelism": self.parallelism,
             "fail_fast": fail_fast,
             "kill_grace": KILL_GRACE_SECONDS,
-            "warm_file": warm.__file__ if warm_start else None,
+            "warm_file": self._node_file(warm.__file__, install=True) if warm_start else None,
             "memory_limit_mb": self.memory_limit_mb,
-            "sandbox_file": sandbox.__file__ if self.private_paths is not None else None,
+            "sandbox_file": (
+                self._node_file(sandbox.__file__, install=True)
+                if self.private_paths is not None
+                else None
+            ),
             "private_paths": self.private_paths or [],
             "umask": ACCOUNT_UMASK if self.account is not None else None,
             "pid_file": str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
@@ -295,7 +316,8 @@ class LocalExecutor:
         if code is not None:
             return UnitResult(call.unit_id, code)
         runner_folder = self._runner_folder(call.files.folder)
-        while _live_launcher(call.files.folder, runner_folder) is not None:
+        script = self._node_file(launcher.__file__)
+        while _live_launcher(call.files.folder, runner_folder, script) is not None:
             await asyncio.sleep(ADOPT_POLL_SECONDS)
         pid = read_pid(call.files)
         while pid is not None and _is_our_unit(pid):
