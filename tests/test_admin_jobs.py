@@ -224,8 +224,13 @@ def test_show_patch_stop_download(api: ApiClient, db_url: str) -> None:
     expect(admin.get(f"{BASE}{third['id']}/stop/"), 422)
     fourth = _submit(alice, "fourth")
     _set_running_with_history(db_url, fourth["id"])
-    assert expect(admin.get(f"{BASE}{fourth['id']}/stop/"), 202)["status"] == "stopping"
-    assert expect(admin.get(f"{BASE}{fourth['id']}/stop/"), 202)["status"] == "stopping"
+    # Fractal's clients know no `stopping`: a job being stopped still reads as live
+    # (submitted, so the web page keeps polling it); our progress route says stopping.
+    progress = f"/api/v2/project/{fourth['project_id']}/status/progress/"
+    assert expect(admin.get(f"{BASE}{fourth['id']}/stop/"), 202)["status"] == "submitted"
+    assert expect(admin.get(f"{BASE}{fourth['id']}/stop/"), 202)["status"] == "submitted"
+    assert expect(alice.get(progress, params={"job_id": fourth["id"]}), 200)["status"] == "stopping"
+    assert fourth["id"] in _ids(expect(admin.get(BASE, params={"status": "submitted"}), 200))
     expect(admin.get(f"{BASE}999999/stop/"), 404)
 
     # Download: the job's folder, zipped.

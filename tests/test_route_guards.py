@@ -32,6 +32,24 @@ def test_every_path_ends_with_a_slash(app_client: TestClient) -> None:
     assert [path for _, path in routes if not path.endswith("/")] == []
 
 
+def test_a_path_without_its_slash_is_redirected(api: ApiClient) -> None:
+    """As the reference does (fractal-web asks for /api/settings/app and
+    /api/v2/task-group/{id} without the slash): 307, so the method and body are kept."""
+    admin = api.admin
+    for path, query in (("/api/settings/app", ""), ("/admin/v2/job", "?page=1&page_size=2")):
+        response = admin.get(path + query, follow_redirects=False)
+        assert response.status_code == 307, (path, response.status_code)
+        assert response.headers["location"].endswith(f"{path}/{query}")
+        assert admin.get(path + query).status_code == 200
+    login = api.client.post(
+        "/auth/token/login",
+        data={"username": "nobody@example.org", "password": "x"},
+        follow_redirects=False,
+    )
+    assert login.status_code == 307
+    assert admin.get("/api/no-such-route", follow_redirects=False).status_code == 404
+
+
 def test_every_route_needs_a_token(app_client: TestClient) -> None:
     for method, path in _routes(app_client):
         if (method, path) in PUBLIC:

@@ -63,7 +63,9 @@ def create_app(
         title="fractal-like",
         version=__version__,
         lifespan=lifespan,
-        redirect_slashes=False,
+        # Fractal's routes end with a slash; a client that leaves it off (the web page
+        # asks for /api/settings/app) is redirected (307) as the reference server does.
+        redirect_slashes=True,
         # Served by docs_pages from local files instead of FastAPI's CDN-based pages.
         docs_url=None,
         redoc_url=None,

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from ..schemas.dataset import AttributeFilters
 from ._base import Index, ReadModel, StrictModel, TypeFilters, UTCTimestamp
 
 WorkerInit = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class FractalJobStatus(StrEnum):
+    """The job statuses of Fractal's API. Its clients treat only `submitted` as live (the
+    web page offers Stop and keeps polling for it alone), so a job we call running or
+    stopping reads as submitted there; our `progress/` route tells them apart."""
+
+    SUBMITTED = "submitted"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def fractal_job_status(status: str) -> FractalJobStatus:
+    ended = (FractalJobStatus.DONE, FractalJobStatus.FAILED)
+    return FractalJobStatus(status) if status in ended else FractalJobStatus.SUBMITTED
+
+
+FractalJobStatusField = Annotated[FractalJobStatus, BeforeValidator(fractal_job_status)]
 
 
 class JobCreate(StrictModel):
@@ -33,7 +52,7 @@ class JobRead(ReadModel):
     dataset_dump: dict[str, Any]
     start_timestamp: UTCTimestamp
     end_timestamp: UTCTimestamp | None
-    status: str
+    status: FractalJobStatusField
     log: str | None
     executor_error_log: str | None = None
     working_dir: str | None

@@ -51,10 +51,13 @@ def _conditions(filters: JobFilters) -> list[ColumnElement[bool]]:
         col(Job.project_id): filters.project_id,
         col(Job.dataset_id): filters.dataset_id,
         col(Job.workflow_id): filters.workflow_id,
-        col(Job.status): filters.status,
         col(Job.user_email): filters.job_user_email,
     }
     where.extend(column == value for column, value in equal.items() if value is not None)
+    if filters.status is not None:
+        # Fractal's `submitted` covers every live job (running and stopping read as it).
+        live = filters.status == JobStatus.SUBMITTED
+        where.append(col(Job.status).in_(ACTIVE_JOB_STATUSES if live else (filters.status,)))
     if filters.project_owner_id is not None:
         owned = select(LinkUserProject.project_id).where(
             LinkUserProject.user_id == filters.project_owner_id,

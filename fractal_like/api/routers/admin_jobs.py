@@ -10,10 +10,10 @@ from fastapi import status as http_status
 from fastapi.responses import StreamingResponse
 from pydantic import EmailStr
 
-from ...models import Job, JobStatus
+from ...models import Job
 from ...schemas._base import Id, StrictModel
 from ...schemas.history import Page
-from ...schemas.job import JobRead
+from ...schemas.job import FractalJobStatus, JobRead
 from ...services import admin_jobs as service
 from ...services.access import row_or_404
 from ...services.jobs import stop_now_or_later
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/admin/v2/job", tags=["admin"], route_class=GuardedRo
 class JobUpdate(StrictModel):
     """Fractal's body: the new status (only `failed` is accepted, see the service)."""
 
-    status: JobStatus
+    status: FractalJobStatus
 
 
 @router.get("/", response_model=Page[JobRead])
@@ -44,7 +44,7 @@ async def view_job(
     project_id: Id | None = None,
     dataset_id: Id | None = None,
     workflow_id: Id | None = None,
-    status: JobStatus | None = None,
+    status: FractalJobStatus | None = None,
     start_timestamp_min: datetime | None = None,
     start_timestamp_max: datetime | None = None,
     end_timestamp_min: datetime | None = None,
