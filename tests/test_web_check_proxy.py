@@ -52,11 +52,16 @@ def test_calls_pass_through_and_only_refusals_are_kept(proxy: RecordingProxy) ->
         assert refused.status_code == 422
         anonymous = client.get("/api/v2/project/")
         assert anonymous.status_code == 401
+        # A path without its slash is redirected back through the proxy, the cookie kept.
+        redirect = client.get("/auth/current-user", headers=cookie)
+        assert redirect.status_code == 307
+        assert redirect.headers["location"] == f"{proxy.url}/auth/current-user/"
+        assert client.get(redirect.headers["location"], headers=cookie).status_code == 200
         logout = client.post("/auth/token/logout/", headers=cookie)
         assert logout.status_code == 200
         assert "fastapiusersauth" in logout.headers.get("set-cookie", "")
 
-    assert proxy.calls == 6
+    assert proxy.calls == 8
     kept = [(call.method, call.route, call.status) for call in proxy.refused]
     assert kept == [
         ("GET", "/api/v2/project/{id}/", missing.status_code),

@@ -15,7 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 # Headers that belong to one connection, or that httpx has already undone (it decodes
-# gzip and joins chunks): never passed on as they came.
+# gzip and joins chunks): never passed on as they came. `Host` does pass, as through a
+# reverse proxy that keeps it: the server's redirects (a path without its slash, 307) then
+# lead back here, as they would to the server itself; a redirect to another origin makes
+# fractal-web's fetch drop the cookie.
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -25,7 +28,6 @@ _HOP_BY_HOP = {
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "host",
     "content-length",
     "content-encoding",
 }
