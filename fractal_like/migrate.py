@@ -12,7 +12,19 @@ from sqlalchemy.exc import OperationalError
 
 from .db import display_url, make_sync_engine, sqlite_file
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+def _migrations_dir() -> Path:
+    """The alembic environment: the copy a built wheel ships inside the package, else the
+    checkout's top-level migrations/ (a source tree or an editable install)."""
+    package_dir = Path(__file__).resolve().parent
+    shipped = package_dir / "migrations"
+    # env.py, not the folder: a checkout may still hold the old folder's __pycache__.
+    if (shipped / "env.py").is_file():
+        return shipped
+    return package_dir.parent / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 class SchemaMismatchError(RuntimeError):
