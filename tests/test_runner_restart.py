@@ -18,7 +18,7 @@ from sqlalchemy import insert
 from fractal_like.config import Settings
 from fractal_like.db import make_async_engine
 from fractal_like.models import Job
-from fractal_like.runner.queue import JobQueue
+from fractal_like.runner.jobs import JobQueue
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient, make_dataset, make_project
 from .live_server import give_admin_a_profile, start_server

@@ -15,7 +15,7 @@ from ..db import make_async_engine, make_session_factory
 from ..services.collection.worker import Collector
 from . import sandbox
 from .engine import Engine
-from .queue import JobQueue, Wakeup, new_runner_id
+from .jobs import JobQueue, Wakeup, new_runner_id
 from .server_files import private_paths
 
 logger = logging.getLogger("fractal_like.runner")
