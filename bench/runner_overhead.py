@@ -14,7 +14,7 @@ heavy library: pydantic, and numpy when installed).
 (a) the runner: a dataset of N images (written straight into the database with
     `apply_image_changes`), a workflow of one parallel task whose command is
     `python noop.py` (a script that does nothing), submitted through the API (the real
-    app in a TestClient) and run by `fractal_like.runner.service.Runner` in this process
+    app in a TestClient) and run by `fractal_like.runner.main.Runner` in this process
     (its own thread and event loop, started before the submission, as in a server);
     timed from just before the submit request to the job's `end_timestamp`.
     The workflow task's meta says `warm_start: false`: every unit starts a new
@@ -60,7 +60,7 @@ from fractal_like.api.app import create_app
 from fractal_like.config import Settings
 from fractal_like.db import make_async_engine, make_session_factory, sync_url
 from fractal_like.migrate import upgrade
-from fractal_like.runner.service import Runner
+from fractal_like.runner.main import Runner
 from fractal_like.services.image_updates import apply_image_changes
 
 TARGET_RATIO = 1.05

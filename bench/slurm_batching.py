@@ -42,7 +42,7 @@ from fractal_like.api.app import create_app
 from fractal_like.config import Settings
 from fractal_like.db import make_async_engine
 from fractal_like.migrate import upgrade
-from fractal_like.runner.service import Runner
+from fractal_like.runner.main import Runner
 
 TARGET_RATIO = 1.3
 

@@ -123,7 +123,7 @@ def runner() -> None:
     runners, on any host that reaches the database, may run at once)."""
     import logging
 
-    from .runner.service import Runner
+    from .runner.main import Runner
 
     settings = _settings()
     try:

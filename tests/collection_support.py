@@ -21,9 +21,9 @@ from sqlalchemy import select
 from fractal_like.config import Settings
 from fractal_like.db import make_async_engine
 from fractal_like.models import TaskGroupActivity
-from fractal_like.runner.queue import new_runner_id
+from fractal_like.runner.claims import new_runner_id
+from fractal_like.runner.collection.collector import Collector
 from fractal_like.runner.server_files import private_paths
-from fractal_like.services.collection.worker import Collector
 
 from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login
 

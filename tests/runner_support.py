@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fractal_like.config import Settings
-from fractal_like.runner.service import Runner
+from fractal_like.runner.main import Runner
 
 from .helpers import ApiClient, UserClient, expect, make_dataset, make_project
 

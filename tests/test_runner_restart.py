@@ -1,24 +1,20 @@
-"""Restart safety and runner concurrency: SIGKILL mid-job, two runners on one database."""
+"""Restart safety and runner concurrency: SIGKILL mid-job, two runners on one database.
+
+The claims themselves (racing claimers, take-overs) are tested in test_claims.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import insert
 
 from fractal_like.config import Settings
-from fractal_like.db import make_async_engine
-from fractal_like.models import Job
-from fractal_like.runner.queue import JobQueue
 
 from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient, make_dataset, make_project
 from .live_server import give_admin_a_profile, start_server
@@ -125,59 +121,6 @@ def test_stopped_server_resumes_the_job_running_every_unit_once(
         assert all(image["attributes"]["measured"] for image in images["items"])
     finally:
         restarted.stop()
-
-
-def _insert_jobs(settings: Settings, count: int) -> list[int]:
-    async def go() -> list[int]:
-        engine = make_async_engine(settings.database_url)
-        rows = [
-            {
-                "user_email": "x@example.org",
-                "first_task_index": 0,
-                "last_task_index": 0,
-                "status": "submitted",
-                "attribute_filters": {},
-                "type_filters": {},
-                "project_dump": {},
-                "workflow_dump": {},
-                "dataset_dump": {},
-                "start_timestamp": datetime.now(UTC),
-            }
-            for _ in range(count)
-        ]
-        async with engine.begin() as connection:
-            result = await connection.execute(
-                insert(Job.__table__).returning(Job.__table__.c.id), rows
-            )
-            ids = [row[0] for row in result.all()]
-        await engine.dispose()
-        return ids
-
-    return asyncio.run(go())
-
-
-def test_concurrent_claims_never_share_a_job(api: ApiClient, settings: Settings) -> None:
-    job_ids = _insert_jobs(settings, 40)
-
-    async def claim_all(runner_id: str) -> list[int]:
-        engine = make_async_engine(settings.database_url)
-        queue = JobQueue(engine, runner_id, stale_after=60)
-        claimed = []
-        try:
-            while (job := await queue.claim_submitted()) is not None:
-                claimed.append(job.job_id)
-                await asyncio.sleep(0)
-        finally:
-            await engine.dispose()
-        return claimed
-
-    async def race() -> list[list[int]]:
-        return await asyncio.gather(*(claim_all(f"runner-{i}") for i in range(4)))
-
-    results = asyncio.run(race())
-    flat = [job_id for claimed in results for job_id in claimed]
-    assert sorted(flat) == sorted(job_ids), "every job claimed exactly once"
-    assert len(set(flat)) == len(flat)
 
 
 def test_two_standalone_runners_share_the_work(

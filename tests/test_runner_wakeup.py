@@ -7,7 +7,7 @@ import contextlib
 import time
 
 from fractal_like.config import Settings
-from fractal_like.runner.service import Runner
+from fractal_like.runner.main import Runner
 from fractal_like.services.jobs import job_submitted_hooks
 
 from .helpers import ApiClient

@@ -28,7 +28,7 @@ from ..models import Job, Profile, Resource, UserOAuth
 from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
-from . import history
+from . import history_recorder as history
 from .accounts import AccountCommandError
 from .executors.base import UnitResult
 from .executors.local import LocalExecutor

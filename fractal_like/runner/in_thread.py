@@ -13,7 +13,7 @@ import logging
 import threading
 
 from ..config import Settings
-from .service import Runner
+from .main import Runner
 
 logger = logging.getLogger("fractal_like.runner")
 

@@ -12,15 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
-from ..services.collection.worker import Collector
+from ..models import JobStatus
 from . import sandbox
+from .claims import new_runner_id
+from .collection.collector import Collector
 from .engine import Engine
-from .queue import JobQueue, Wakeup, new_runner_id
+from .jobs import JobQueue, Wakeup
 from .server_files import private_paths
 
 logger = logging.getLogger("fractal_like.runner")
-HEARTBEAT_SECONDS = 2.0
-STALE_CHECK_SECONDS = 2.0
 # How often running jobs are checked for a stop request: a query a second, not one per poll
 # (it ran every 0.5 s for the whole length of every job).
 STOP_CHECK_SECONDS = 1.0
@@ -53,7 +53,7 @@ class Runner:
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)
         _protect_this_process()
-        last_beat = last_stale_check = last_stop_check = 0.0
+        last_stop_check = 0.0
         wakeup = Wakeup()
         wakeup.start()
         collector = asyncio.create_task(self.collector.run_forever())
@@ -61,13 +61,8 @@ class Runner:
             while True:
                 now = time.monotonic()
                 try:
-                    if now - last_stale_check >= STALE_CHECK_SECONDS:
-                        last_stale_check = now
-                        await self._claim(stale=True)
-                    await self._claim(stale=False)
-                    if self.active and now - last_beat >= HEARTBEAT_SECONDS:
-                        last_beat = now
-                        await self.queue.heartbeat(list(self.active))
+                    await self._claim()
+                    await self.queue.heartbeat_when_due(self.active)
                     if self.active and now - last_stop_check >= STOP_CHECK_SECONDS:
                         last_stop_check = now
                         await self._watch_stops()
@@ -90,23 +85,20 @@ class Runner:
             if self._owns_engine:
                 await self.engine.dispose()
 
-    async def _claim(self, stale: bool) -> None:
-        while len(self.active) < self.settings.RUNNER_MAX_JOBS:
-            claimed = await (self.queue.claim_stale() if stale else self.queue.claim_submitted())
-            if claimed is None:
-                return
+    async def _claim(self) -> None:
+        async for claimed in self.queue.claim(self.settings.RUNNER_MAX_JOBS - len(self.active)):
             stop = asyncio.Event()
             task = asyncio.create_task(
-                self.job_engine.run_job(claimed.job_id, stop, resumed=claimed.resumed)
+                self.job_engine.run_job(claimed.id, stop, resumed=claimed.resumed)
             )
-            self.active[claimed.job_id] = (task, stop)
-            task.add_done_callback(lambda _t, job_id=claimed.job_id: self.active.pop(job_id, None))
+            self.active[claimed.id] = (task, stop)
+            task.add_done_callback(lambda _t, job_id=claimed.id: self.active.pop(job_id, None))
 
     async def _watch_stops(self) -> None:
         if not self.active:
             return
         for job_id, status in (await self.queue.statuses(list(self.active))).items():
-            if status == "stopping" and job_id in self.active:
+            if status == JobStatus.STOPPING and job_id in self.active:
                 self.active[job_id][1].set()
 
 
