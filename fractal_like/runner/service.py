@@ -14,9 +14,9 @@ from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..services.collection.worker import Collector
 from . import sandbox
-from .engine import Engine
 from .queue import JobQueue, Wakeup, new_runner_id
 from .server_files import private_paths
+from .workflow_run import WorkflowRunner
 
 logger = logging.getLogger("fractal_like.runner")
 HEARTBEAT_SECONDS = 2.0
@@ -33,7 +33,7 @@ class Runner:
         self._owns_engine = engine is None
         self.runner_id = new_runner_id()
         self.queue = JobQueue(self.engine, self.runner_id, settings.RUNNER_STALE_SECONDS)
-        self.job_engine = Engine(
+        self.job_engine = WorkflowRunner(
             self.engine,
             make_session_factory(self.engine),
             self.runner_id,

@@ -93,7 +93,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "task"
 
 
-class Engine:
+class WorkflowRunner:
+    """Runs the jobs this runner claimed, each from its workflow snapshot to its end."""
+
     def __init__(
         self,
         engine: AsyncEngine,
