@@ -15,7 +15,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +24,16 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import Job, Profile, Resource, UserOAuth
+from ..models import Job, JobStatus, Profile, Resource, UserOAuth
 from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
 from . import history
 from .accounts import AccountCommandError
-from .executors.base import UnitResult
-from .executors.local import LocalExecutor
+from .executors.base import Executor, ExecutorUnavailableError, TaskInfo, UnitResult
+from .executors.select import RunnerFacilities, executor_for
 from .joblog import JobLog
-from .slurm.executor import SlurmExecutor, TaskInfo
 from .slurm.poller import SlurmPoller
-from .slurm.setup import slurm_executor_for
 from .taskcall import (
     TaskOutput,
     TaskOutputError,
@@ -83,10 +81,17 @@ class JobContext:
     zarr_dir: str
     log: JobLog
     stop: asyncio.Event
-    executor: LocalExecutor | SlurmExecutor
-    user_dir: Path
     resource_id: int | None = None
     new_images: int = 0  # created by this runner's part of the job (accounting)
+    # Set once the job passed its checks; a job that fails them ends without one.
+    executor: Executor = field(init=False)
+
+    @property
+    def user_dir(self) -> Path:
+        """Where the units write: their account's folder of the job when they run as one."""
+        if self.executor.runs_as_account:
+            return Path(self.job.working_dir_user or self.working_dir)
+        return self.working_dir
 
 
 def _slug(name: str) -> str:
@@ -107,12 +112,12 @@ class WorkflowRunner:
         self.engine = engine
         self.session_factory = session_factory
         self.runner_id = runner_id
-        self.parallelism = parallelism
-        # The server's files that local units must not reach (None: units are not confined).
-        self.private_paths = private_paths
         self.slurm_poller = SlurmPoller()  # one squeue per interval for all jobs of this runner
+        # private_paths: the server's files that local units must not reach (None: units are
+        # not confined).
+        self.facilities = RunnerFacilities(engine, self.slurm_poller, parallelism, private_paths)
 
-    async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> str:
+    async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> JobStatus:
         """Run (or resume) a claimed job to its end; returns its final status."""
         async with self.session_factory() as session:
             job = await session.get(Job, job_id)
@@ -122,35 +127,7 @@ class WorkflowRunner:
                 await session.get(Profile, user.profile_id) if user and user.profile_id else None
             )
             resource = await session.get(Resource, profile.resource_id) if profile else None
-            working_dir = Path(job.working_dir or "")
-            executor: LocalExecutor | SlurmExecutor | str
-            if resource is not None and resource.type != "local":
-                assert profile is not None
-                executor = slurm_executor_for(
-                    resource, profile, job, self.engine, self.slurm_poller
-                )
-            else:
-                executor = LocalExecutor(
-                    self._parallelism(resource),
-                    resource.jobs_runner_config.get("memory_limit_per_unit_mb")
-                    if resource is not None
-                    else None,
-                    private_paths=self.private_paths() if self.private_paths else None,
-                    account=profile.username if profile is not None else None,
-                    working_dir=working_dir,
-                    # Units run as another account: a Python that account can run.
-                    python=resource.jobs_slurm_python_worker
-                    if resource is not None and profile is not None and profile.username
-                    else None,
-                )
-            # Units that run as a user's account (SLURM, a local profile's username) write
-            # into that account's folder of the job.
-            as_user = bool(
-                resource is not None
-                and profile is not None
-                and (resource.type != "local" or profile.username)
-            )
-            user_dir = Path(job.working_dir_user or working_dir) if as_user else working_dir
+        working_dir = Path(job.working_dir or "")
         working_dir.mkdir(parents=True, exist_ok=True)
         log = JobLog(working_dir)
         ctx = JobContext(
@@ -160,8 +137,6 @@ class WorkflowRunner:
             zarr_dir=job.dataset_dump.get("zarr_dir", ""),
             log=log,
             stop=stop,
-            executor=LocalExecutor(1) if isinstance(executor, str) else executor,
-            user_dir=user_dir,
             resource_id=resource.id if resource is not None else None,
         )
         log.write(
@@ -170,39 +145,33 @@ class WorkflowRunner:
         try:
             if job.dataset_id is None:
                 raise JobFailedError("the job's dataset was deleted before the job could run")
-            if job.status == "stopping":
+            if job.status == JobStatus.STOPPING:
                 raise JobStoppedError
-            if isinstance(executor, str):
-                raise JobFailedError(executor)  # the resource cannot run jobs; says why
-            if isinstance(executor, LocalExecutor):
-                executor.prepare_job(ctx.zarr_dir)
+            try:
+                ctx.executor = executor_for(job, resource, profile, self.facilities)
+            except ExecutorUnavailableError as error:
+                raise JobFailedError(str(error)) from None
+            await ctx.executor.prepare_job(ctx.zarr_dir)
             task_list = job.workflow_dump.get("task_list", [])
             type_filters = dict(job.type_filters)
             for position in range(job.first_task_index, job.last_task_index + 1):
                 type_filters = await self._run_task(ctx, task_list[position], type_filters)
         except JobStoppedError:
             log.write(f"Job {STOPPED_BY_USER}.")
-            return await self._finish(ctx, "failed", STOPPED_BY_USER)
+            return await self._finish(ctx, JobStatus.FAILED, STOPPED_BY_USER)
         except JobFailedError as error:
             log.write(f"Job failed: {error}")
-            return await self._finish(ctx, "failed", str(error))
+            return await self._finish(ctx, JobStatus.FAILED, str(error))
         except Exception as error:  # a bug of ours: say so plainly, keep the traceback
             logger.exception("job %s failed with an internal error", job_id)
             log.write(f"Job failed: internal error of the runner ({error!r})")
             return await self._finish(
-                ctx, "failed", f"internal error: {error!r}\n{traceback.format_exc()}"
+                ctx, JobStatus.FAILED, f"internal error: {error!r}\n{traceback.format_exc()}"
             )
         log.write("Job done.")
-        return await self._finish(ctx, "done", None)
+        return await self._finish(ctx, JobStatus.DONE, None)
 
-    def _parallelism(self, resource: Resource | None) -> int | None:
-        if self.parallelism:
-            return self.parallelism
-        if resource is not None:
-            return resource.jobs_runner_config.get("parallel_tasks_per_job")
-        return None
-
-    async def _finish(self, ctx: JobContext, status: str, error: str | None) -> str:
+    async def _finish(self, ctx: JobContext, status: JobStatus, error: str | None) -> JobStatus:
         job_id = ctx.job.id or 0
         async with self.engine.begin() as connection:
             ended = await connection.execute(
@@ -487,10 +456,7 @@ class WorkflowRunner:
 
         flusher = asyncio.create_task(flush_until_finished())
         try:
-            if isinstance(ctx.executor, SlurmExecutor):
-                await ctx.executor.run(calls, on_result, ctx.stop, task=task)
-            else:
-                await ctx.executor.run(calls, on_result, ctx.stop, warm_start=task.warm_start)
+            await ctx.executor.run(task, calls, on_result, ctx.stop)
         finally:
             finished = True
             ended.set()
