@@ -34,6 +34,7 @@ from .executors.base import Executor, ExecutorUnavailableError, TaskInfo, UnitRe
 from .executors.select import RunnerFacilities, executor_for
 from .joblog import JobLog
 from .slurm.poller import SlurmPoller
+from .snapshot import JobSnapshot, SnapshotError, SnapshotWorkflowTask
 from .taskcall import (
     TaskOutput,
     TaskOutputError,
@@ -78,13 +79,17 @@ class JobContext:
     job: Job
     working_dir: Path
     dataset_id: int
-    zarr_dir: str
     log: JobLog
     stop: asyncio.Event
     resource_id: int | None = None
     new_images: int = 0  # created by this runner's part of the job (accounting)
-    # Set once the job passed its checks; a job that fails them ends without one.
+    # Set once the job passed its checks; a job that fails them ends without them.
+    snapshot: JobSnapshot = field(init=False)
     executor: Executor = field(init=False)
+
+    @property
+    def zarr_dir(self) -> str:
+        return self.snapshot.zarr_dir
 
     @property
     def user_dir(self) -> Path:
@@ -134,7 +139,6 @@ class WorkflowRunner:
             job=job,
             working_dir=working_dir,
             dataset_id=job.dataset_id or 0,
-            zarr_dir=job.dataset_dump.get("zarr_dir", ""),
             log=log,
             stop=stop,
             resource_id=resource.id if resource is not None else None,
@@ -147,19 +151,16 @@ class WorkflowRunner:
                 raise JobFailedError("the job's dataset was deleted before the job could run")
             if job.status == JobStatus.STOPPING:
                 raise JobStoppedError
-            try:
-                ctx.executor = executor_for(job, resource, profile, self.facilities)
-            except ExecutorUnavailableError as error:
-                raise JobFailedError(str(error)) from None
+            ctx.snapshot = JobSnapshot.of(job)
+            ctx.executor = executor_for(job, resource, profile, self.facilities)
             await ctx.executor.prepare_job(ctx.zarr_dir)
-            task_list = job.workflow_dump.get("task_list", [])
             type_filters = dict(job.type_filters)
-            for position in range(job.first_task_index, job.last_task_index + 1):
-                type_filters = await self._run_task(ctx, task_list[position], type_filters)
+            for wftask in ctx.snapshot.workflow_tasks:
+                type_filters = await self._run_task(ctx, wftask, type_filters)
         except JobStoppedError:
             log.write(f"Job {STOPPED_BY_USER}.")
             return await self._finish(ctx, JobStatus.FAILED, STOPPED_BY_USER)
-        except JobFailedError as error:
+        except (JobFailedError, SnapshotError, ExecutorUnavailableError) as error:
             log.write(f"Job failed: {error}")
             return await self._finish(ctx, JobStatus.FAILED, str(error))
         except Exception as error:  # a bug of ours: say so plainly, keep the traceback
@@ -189,23 +190,19 @@ class WorkflowRunner:
         return status
 
     async def _run_task(
-        self, ctx: JobContext, wftask: dict[str, Any], type_filters: dict[str, bool]
+        self, ctx: JobContext, wftask: SnapshotWorkflowTask, type_filters: dict[str, bool]
     ) -> dict[str, bool]:
-        name = wftask["task_name"]
-        task_type = wftask["task_type"]
-        after = {**type_filters, **wftask.get("output_types", {})}
+        name = wftask.task.name
+        task_type = wftask.task.type
+        after = {**type_filters, **wftask.task.output_types}
         async with self.engine.begin() as connection:
             run_id, status = await history.find_or_create_run(
-                connection, ctx.job.id or 0, ctx.dataset_id, wftask
+                connection, ctx.job.id or 0, ctx.dataset_id, wftask.stored
             )
         if status == "done":
-            ctx.log.write(f"Task {wftask['order']} '{name}' was done before the restart.")
+            ctx.log.write(f"Task {wftask.order} '{name}' was done before the restart.")
             return after
-        filters = {
-            **type_filters,
-            **wftask.get("input_types", {}),
-            **wftask.get("type_filters", {}),
-        }
+        filters = {**type_filters, **wftask.task.input_types, **wftask.type_filters}
         async with self.session_factory() as session:
             images = await query_images(
                 session, ctx.dataset_id, filters, ctx.job.attribute_filters or {}
@@ -213,18 +210,18 @@ class WorkflowRunner:
         zarr_urls = [image.zarr_url for image in images]
         if not zarr_urls and task_type not in CONVERTERS:
             raise JobFailedError(
-                f"task {wftask['order']} '{name}' has no input images: no image of the dataset "
+                f"task {wftask.order} '{name}' has no input images: no image of the dataset "
                 f"passes the type filters {filters} and attribute filters "
                 f"{ctx.job.attribute_filters or {}}"
             )
-        folder_name = f"{wftask['order']}_{_slug(name)}"
+        folder_name = f"{wftask.order}_{_slug(name)}"
         # The units write as their account, into a folder that account owns.
         try:
             folder = await ctx.executor.prepare_folder(ctx.user_dir / folder_name)
         except AccountCommandError as error:
             raise JobFailedError(str(error)) from None
         ctx.log.write(
-            f"Task {wftask['order']} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
+            f"Task {wftask.order} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
         )
         outputs = await self._run_units_of(ctx, wftask, run_id, folder, zarr_urls)
         updates: list[dict[str, Any]] = []
@@ -247,26 +244,26 @@ class WorkflowRunner:
                     ctx.zarr_dir,
                     updates,
                     removals,
-                    output_types=wftask.get("output_types") or {},
+                    output_types=wftask.task.output_types,
                 )
             except ImageChangeError as error:
                 await session.rollback()
                 async with self.engine.begin() as connection:
                     await history.finish_run(connection, run_id, "failed")
-                raise JobFailedError(f"task {wftask['order']} '{name}': {error}") from None
+                raise JobFailedError(f"task {wftask.order} '{name}': {error}") from None
             connection = await session.connection()
             removed = set(removals)
             await history.remember_latest_units(
                 connection,
                 ctx.dataset_id,
-                wftask["id"],
+                wftask.id,
                 {url: unit for url, unit in latest.items() if url not in removed},
             )
             await history.finish_run(connection, run_id, "done")
             await session.commit()
         ctx.new_images += summary.created
         ctx.log.write(
-            f"Task {wftask['order']} '{name}' done: {summary.created} image(s) created, "
+            f"Task {wftask.order} '{name}' done: {summary.created} image(s) created, "
             f"{summary.updated} updated, {summary.removed} removed."
         )
         return after
@@ -274,30 +271,28 @@ class WorkflowRunner:
     async def _run_units_of(
         self,
         ctx: JobContext,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         run_id: int,
         folder: Path,
         zarr_urls: list[str],
     ) -> list[tuple[int, UnitSpec, TaskOutput]]:
-        task_type = wftask["task_type"]
-        args_np = wftask.get("args_non_parallel") or {}
-        args_p = wftask.get("args_parallel") or {}
-        base_np = {"zarr_dir": ctx.zarr_dir, **args_np}
-        if task_type not in CONVERTERS:
+        task = wftask.task
+        args_p = wftask.args_parallel
+        base_np = {"zarr_dir": ctx.zarr_dir, **wftask.args_non_parallel}
+        if task.type not in CONVERTERS:
             base_np = {"zarr_urls": zarr_urls, **base_np}
-        if task_type in ("non_parallel", "converter_non_parallel"):
-            spec = UnitSpec("non_parallel", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+        if task.type in ("non_parallel", "converter_non_parallel"):
+            spec = UnitSpec("non_parallel", 0, task.command(parallel=False), base_np, zarr_urls)
             return await self._execute(ctx, wftask, run_id, folder, [spec], read_task_output)
-        if task_type == "parallel":
+        if task.type == "parallel":
+            command = task.command(parallel=True)
             specs = [
-                UnitSpec(
-                    "parallel", i, wftask["command_parallel"], {"zarr_url": url, **args_p}, [url]
-                )
+                UnitSpec("parallel", i, command, {"zarr_url": url, **args_p}, [url])
                 for i, url in enumerate(zarr_urls)
             ]
             return await self._execute(ctx, wftask, run_id, folder, specs, read_task_output)
         # compound and converter_compound: an init step, then one unit per item it lists.
-        init = UnitSpec("init", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+        init = UnitSpec("init", 0, task.command(parallel=False), base_np, zarr_urls)
         ((_, _, init_output),) = await self._execute(
             ctx, wftask, run_id, folder, [init], read_init_output
         )
@@ -310,7 +305,7 @@ class WorkflowRunner:
             seen.add(key)
             args = {"zarr_url": item.zarr_url, "init_args": item.init_args, **args_p}
             specs.append(
-                UnitSpec("parallel", len(specs), wftask["command_parallel"], args, [item.zarr_url])
+                UnitSpec("parallel", len(specs), task.command(parallel=True), args, [item.zarr_url])
             )
         if not specs:
             return []
@@ -319,7 +314,7 @@ class WorkflowRunner:
     async def _execute(
         self,
         ctx: JobContext,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         run_id: int,
         folder: Path,
         specs: list[UnitSpec],
@@ -350,7 +345,7 @@ class WorkflowRunner:
                 await history.remember_latest_units(
                     connection,
                     ctx.dataset_id,
-                    wftask["id"],
+                    wftask.id,
                     {
                         url: created[(spec.kind, spec.index)]
                         for spec in missing
@@ -382,11 +377,9 @@ class WorkflowRunner:
             (unit_id, "done" if code == 0 else "failed", None) for unit_id, code in codes.items()
         ]
         if calls:
-            meta_key = "meta_parallel" if specs[0].kind == "parallel" else "meta_non_parallel"
-            task = TaskInfo(
-                run_id, wftask["order"], wftask["task_name"], wftask.get(meta_key) or {}
-            )
-            task.warm_start = warm_wanted(wftask.get(f"task_{meta_key}"), task.meta)
+            parallel = specs[0].kind == "parallel"
+            task = TaskInfo(run_id, wftask.order, wftask.task.name, wftask.meta_for(parallel))
+            task.warm_start = warm_wanted(wftask.task.meta_for(parallel), task.meta)
             await self._run_calls(ctx, task, calls, codes, reasons)
         if already:
             async with self.engine.begin() as connection:
@@ -409,7 +402,7 @@ class WorkflowRunner:
             except TaskOutputError as error:
                 async with self.engine.begin() as connection:
                     await history.finish_run(connection, run_id, "failed")
-                where = f"task {wftask['order']} '{wftask['task_name']}', {self._unit_name(spec)}"
+                where = f"task {wftask.order} '{wftask.task.name}', {self._unit_name(spec)}"
                 raise JobFailedError(f"{where}: {error}") from None
         return results
 
@@ -471,7 +464,7 @@ class WorkflowRunner:
 
     def _failure_message(
         self,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         by_id: dict[int, UnitSpec],
         failed: list[int],
         codes: dict[int, int | None],
@@ -490,9 +483,8 @@ class WorkflowRunner:
             how = f"exited with code {code}" + (f" ({reason})" if reason else "")
         skipped = sum(1 for unit_id in failed if codes[unit_id] is None and unit_id != first)
         tail = log_tail(UnitFiles(folder, spec.prefix)).strip()
-        message = (
-            f"task {wftask['order']} '{wftask['task_name']}': {self._unit_name(spec)} {how}"
-            + (f"; {skipped} other unit(s) were not run or were stopped" if skipped else "")
+        message = f"task {wftask.order} '{wftask.task.name}': {self._unit_name(spec)} {how}" + (
+            f"; {skipped} other unit(s) were not run or were stopped" if skipped else ""
         )
         if tail:
             message += f"\nlast lines of its log ({spec.prefix}-log.txt):\n{tail}"
