@@ -131,10 +131,3 @@ class SlurmConfig(_Strict):
             if relpath.startswith("/") or ".." in relpath.split("/"):
                 raise ValueError(f"export {name} must be a relative path inside the cache")
         return value
-
-
-class LocalRunnerConfig(_Strict):
-    parallel_tasks_per_job: int | None = Field(default=None, gt=0, le=4096)
-    # Private writable memory a unit may use (RLIMIT_DATA); beyond it an allocation fails.
-    # Below 32 MB not even a bare Python interpreter starts.
-    memory_limit_per_unit_mb: int | None = Field(default=None, ge=32, le=16 * 1024 * 1024)

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from fractal_like.runner.executors.base import UnitResult
+import fractal_like
+from fractal_like.runner.executors.base import TaskInfo, UnitResult
 from fractal_like.runner.executors.local import (
     LAUNCHER_PREFIX,
     SKIPPED,
@@ -75,6 +76,11 @@ def folder(tmp_path: Path) -> Iterator[Path]:
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+def task_info(warm: bool) -> TaskInfo:
+    """A task as the workflow run describes it; `warm`: its warm_start meta."""
+    return TaskInfo(run_id=1, order=0, name="test", warm_start=warm)
+
+
 def calls_of(folder: Path, command: str, args: list[dict[str, Any]]) -> list[UnitCall]:
     return [
         UnitCall(
@@ -103,7 +109,7 @@ def run(
 
     async def go() -> None:
         executor = LocalExecutor(parallelism, memory_limit_mb)
-        await executor.run(calls, on_result, stop or asyncio.Event(), fail_fast, warm)
+        await executor.run(task_info(warm), calls, on_result, stop or asyncio.Event(), fail_fast)
 
     asyncio.run(go())
     return results
@@ -191,7 +197,7 @@ def test_stop_kills_each_units_process_group(
         results: dict[int, UnitResult] = {}
         task = asyncio.create_task(
             LocalExecutor(2).run(
-                calls, lambda r: results.__setitem__(r.unit_id, r), stop, warm_start=warm
+                task_info(warm), calls, lambda r: results.__setitem__(r.unit_id, r), stop
             )
         )
         deadline = time.monotonic() + 30
@@ -226,7 +232,11 @@ def test_a_runner_that_goes_away_leaves_running_units_to_finish_once(
         results: dict[int, UnitResult] = {}
         task = asyncio.create_task(
             LocalExecutor(2).run(
-                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event(), True, warm
+                task_info(warm),
+                calls,
+                lambda r: results.__setitem__(r.unit_id, r),
+                asyncio.Event(),
+                True,
             )
         )
         deadline = time.monotonic() + 30
@@ -273,12 +283,18 @@ def test_a_killed_runner_leaves_the_launcher_to_record_its_units(
     script = tmp_path / "runner.py"
     script.write_text(
         "import asyncio, pickle, sys\n"
+        "from fractal_like.runner.executors.base import TaskInfo\n"
         "from fractal_like.runner.executors.local import LocalExecutor\n"
         "calls = pickle.load(open(sys.argv[1], 'rb'))\n"
-        f"asyncio.run(LocalExecutor(1).run(calls, print, asyncio.Event(), True, {warm}))\n"
+        f"task = TaskInfo(1, 0, 'test', warm_start={warm})\n"
+        "asyncio.run(LocalExecutor(1).run(task, calls, print, asyncio.Event(), True))\n"
     )
     (tmp_path / "calls.pickle").write_bytes(pickle.dumps(calls))
-    runner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.pickle")])
+    # The runner imports the fractal_like under test, wherever this checkout lies.
+    env = {**os.environ, "PYTHONPATH": str(Path(fractal_like.__file__).parents[1])}
+    runner = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "calls.pickle")], env=env
+    )
     try:
         deadline = time.monotonic() + 30
         while not markers[0].exists():
@@ -353,7 +369,7 @@ def test_a_warm_parent_that_dies_fails_its_running_units_plainly(folder: Path, p
         results: dict[int, UnitResult] = {}
         task = asyncio.create_task(
             LocalExecutor(2).run(
-                calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event()
+                task_info(True), calls, lambda r: results.__setitem__(r.unit_id, r), asyncio.Event()
             )
         )
         deadline = time.monotonic() + 30

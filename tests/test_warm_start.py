@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from fractal_like.runner import remote, warm
-from fractal_like.runner.executors.base import UnitResult
+from fractal_like.runner.executors.base import TaskInfo, UnitResult
 from fractal_like.runner.executors.local import LocalExecutor
 from fractal_like.runner.slurm.executor import SlurmExecutor
 from fractal_like.runner.taskcall import UnitCall, UnitFiles
@@ -220,7 +220,8 @@ def run_units(
 
     async def go() -> None:
         stop = asyncio.Event()
-        await LocalExecutor(parallelism).run(calls, reported.append, stop, False, warm_start)
+        task = TaskInfo(1, 0, "test", warm_start=warm_start)
+        await LocalExecutor(parallelism).run(task, calls, reported.append, stop, False)
 
     asyncio.run(go())
     results = {r.unit_id: r for r in reported}

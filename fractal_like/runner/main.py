@@ -16,9 +16,9 @@ from ..models import JobStatus
 from . import sandbox
 from .claims import new_runner_id
 from .collection.collector import Collector
-from .engine import Engine
 from .jobs import JobQueue, Wakeup
 from .server_files import private_paths
+from .workflow_run import WorkflowRunner
 
 logger = logging.getLogger("fractal_like.runner")
 # How often running jobs are checked for a stop request: a query a second, not one per poll
@@ -33,7 +33,7 @@ class Runner:
         self._owns_engine = engine is None
         self.runner_id = new_runner_id()
         self.queue = JobQueue(self.engine, self.runner_id, settings.RUNNER_STALE_SECONDS)
-        self.job_engine = Engine(
+        self.workflow_runner = WorkflowRunner(
             self.engine,
             make_session_factory(self.engine),
             self.runner_id,
@@ -81,7 +81,8 @@ class Runner:
             for task, _ in list(self.active.values()):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            await self.job_engine.slurm_poller.close()  # SLURM jobs go on; a new runner reattaches
+            # SLURM jobs go on; a new runner reattaches.
+            await self.workflow_runner.slurm_poller.close()
             if self._owns_engine:
                 await self.engine.dispose()
 
@@ -89,7 +90,7 @@ class Runner:
         async for claimed in self.queue.claim(self.settings.RUNNER_MAX_JOBS - len(self.active)):
             stop = asyncio.Event()
             task = asyncio.create_task(
-                self.job_engine.run_job(claimed.id, stop, resumed=claimed.resumed)
+                self.workflow_runner.run_job(claimed.id, stop, resumed=claimed.resumed)
             )
             self.active[claimed.id] = (task, stop)
             task.add_done_callback(lambda _t, job_id=claimed.id: self.active.pop(job_id, None))

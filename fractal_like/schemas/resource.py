@@ -14,7 +14,8 @@ from pydantic import (
     model_validator,
 )
 
-from ..slurm_config import LocalRunnerConfig, SlurmConfig
+from ..local_runner_config import LocalRunnerConfig
+from ..slurm_config import SlurmConfig
 from ._base import (
     MAX_INT,
     JsonDict,

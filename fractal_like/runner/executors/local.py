@@ -47,7 +47,7 @@ from ..taskcall import (
 )
 from ..unit_env import unit_environment
 from . import launcher
-from .base import ResultCallback, UnitResult
+from .base import Executor, ResultCallback, TaskInfo, UnitResult
 
 KILL_GRACE_SECONDS = 2.0
 ADOPT_POLL_SECONDS = 0.2
@@ -92,7 +92,7 @@ def _live_launcher(
     return None
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     def __init__(
         self,
         parallelism: int | None = None,
@@ -117,6 +117,10 @@ class LocalExecutor:
             self.environment["TMPDIR"] = str(self.confined_tmp)
 
     @property
+    def runs_as_account(self) -> bool:
+        return self.account is not None
+
+    @property
     def confined(self) -> bool:
         """Units run as the runner's account, kept from the server's files by Landlock."""
         return self.private_paths is not None and self.account is None
@@ -131,7 +135,7 @@ class LocalExecutor:
             return None
         return self.working_dir / "tmp"
 
-    def prepare_job(self, zarr_dir: str) -> None:
+    async def prepare_job(self, zarr_dir: str) -> None:
         """Folders confined units cannot create themselves, made before any of them starts:
         the dataset's folder and the job's temporary folder may lie beside the server's
         files, where Landlock lets units use what exists but create nothing new."""
@@ -172,16 +176,17 @@ class LocalExecutor:
 
     async def run(
         self,
+        task: TaskInfo,
         calls: list[UnitCall],
         on_result: ResultCallback,
         stop: asyncio.Event,
         fail_fast: bool = True,
-        warm_start: bool = True,
     ) -> None:
-        """Run the units; `<python> <script.py>` units from a warm parent unless `warm_start`
-        is false (the task's `warm_start` meta)."""
+        """Run the units; `<python> <script.py>` units from a warm parent unless the task's
+        `warm_start` is false (its `warm_start` meta)."""
         if not calls:
             return
+        warm_start = task.warm_start
         folder = calls[0].files.folder
         runner_folder = self._runner_folder(folder)
         runner_folder.mkdir(parents=True, exist_ok=True)

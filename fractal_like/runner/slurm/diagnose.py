@@ -1,6 +1,6 @@
 """Why a SLURM job ended without a result for some of its units, in plain words.
 
-The reason is a predicate the engine puts after the unit's name: "unit 12 of task
+The reason is a predicate the workflow run puts after the unit's name: "unit 12 of task
 'segment' was killed by SLURM for using more than 50 MB of memory".
 """
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...slurm_config import SlurmConfig
 from .. import remote, warm
-from ..executors.base import ResultCallback, UnitResult
+from ..executors.base import Executor, ResultCallback, TaskInfo, UnitResult
 from ..taskcall import UnitCall, read_exit_code, split_command
 from .batching import BatchingError, effective_section, plan_batches, split_into_batches
 from .commands import FINAL_STATES, SlurmCommandError, SlurmCommands, SlurmReader
@@ -33,17 +33,6 @@ from .store import SlurmJobStore
 WORKER_FILE = "fractal_like_remote.py"
 WARM_FILE = "fractal_like_warm.py"  # beside the worker, which looks for it there
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
-
-
-@dataclass
-class TaskInfo:
-    """What the executor needs to know about the task whose units it runs."""
-
-    run_id: int
-    order: int
-    name: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    warm_start: bool = True  # the warm_start meta of the task and of the workflow task
 
 
 @dataclass
@@ -69,7 +58,7 @@ class SlurmSettings:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-class SlurmExecutor:
+class SlurmExecutor(Executor):
     def __init__(
         self,
         settings: SlurmSettings,
@@ -84,25 +73,28 @@ class SlurmExecutor:
         self.store = store
         self.sbatch_calls = 0
 
-    async def prepare_folder(self, user_folder: Path) -> Path:
+    @property
+    def runs_as_account(self) -> bool:
+        return True  # the cluster user of the profile, always
+
+    async def prepare_folder(self, folder: Path) -> Path:
         """The task's folder, created by (and owned by) the cluster user."""
-        await self.commands.mkdir(str(user_folder))
-        return user_folder
+        await self.commands.mkdir(str(folder))
+        return folder
 
     async def adopt(self, call: UnitCall) -> UnitResult | None:
         return None  # reattaching happens per SLURM job in `run`, from the database
 
     async def run(
         self,
+        task: TaskInfo,
         calls: list[UnitCall],
         on_result: ResultCallback,
         stop: asyncio.Event,
         fail_fast: bool = True,
-        task: TaskInfo | None = None,
     ) -> None:
         if not calls:
             return
-        assert task is not None, "the SLURM executor needs to know the task"
         pending = {call.unit_id: call for call in calls}
         watches = await self._reattach(task, pending)
         covered = {unit_id for watch in watches for unit_id in watch.unit_ids}

@@ -1,4 +1,4 @@
-"""Build the SLURM executor of a job from its resource and profile, or say why not."""
+"""Build the SLURM executor of a job from its slurm_sudo resource and profile."""
 
 from __future__ import annotations
 
@@ -9,37 +9,39 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...models import Job, Profile, Resource
 from ...slurm_config import SlurmConfig
+from ..executors.base import ExecutorUnavailableError
 from .commands import SlurmCommands
 from .executor import SlurmExecutor, SlurmSettings
 from .poller import SlurmPoller
 from .store import SlurmJobStore
 
 
-def slurm_executor_for(
+def slurm_sudo_executor(
     resource: Resource,
     profile: Profile,
     job: Job,
     engine: AsyncEngine,
     poller: SlurmPoller,
-) -> SlurmExecutor | str:
-    """The executor, or a plain sentence saying why this resource cannot run the job."""
-    if resource.type != "slurm_sudo":
-        return (
-            f"resource {resource.name!r} is of type {resource.type!r}, which this runner "
-            "cannot drive yet (it runs 'local' and 'slurm_sudo' resources)"
-        )
+) -> SlurmExecutor:
+    """The executor; ExecutorUnavailableError says why the resource or profile cannot run it."""
     try:
         config = SlurmConfig.model_validate(resource.jobs_runner_config)
     except ValidationError as error:
-        return f"the SLURM configuration of resource {resource.name!r} is invalid: {error}"
+        raise ExecutorUnavailableError(
+            f"the SLURM configuration of resource {resource.name!r} is invalid: {error}"
+        ) from None
     if not resource.jobs_slurm_python_worker:
-        return f"resource {resource.name!r} has no jobs_slurm_python_worker: tell an admin"
+        raise ExecutorUnavailableError(
+            f"resource {resource.name!r} has no jobs_slurm_python_worker: tell an admin"
+        )
     if not profile.username:
-        return f"profile {profile.name!r} has no cluster username: tell an admin"
+        raise ExecutorUnavailableError(
+            f"profile {profile.name!r} has no cluster username: tell an admin"
+        )
     try:
         commands = SlurmCommands(profile.username)
     except ValueError as error:
-        return str(error)
+        raise ExecutorUnavailableError(str(error)) from None
     poller.max_interval = max(poller.min_interval, float(resource.jobs_poll_interval))
     exports_base = profile.tasks_remote_dir or profile.jobs_remote_dir
     exports = (

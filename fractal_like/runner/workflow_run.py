@@ -15,7 +15,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +24,17 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import Job, Profile, Resource, UserOAuth
+from ..models import Job, JobStatus, Profile, Resource, UserOAuth
 from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
 from . import history_recorder as history
 from .accounts import AccountCommandError
-from .executors.base import UnitResult
-from .executors.local import LocalExecutor
+from .executors.base import Executor, ExecutorUnavailableError, TaskInfo, UnitResult
+from .executors.select import RunnerFacilities, executor_for
 from .joblog import JobLog
-from .slurm.executor import SlurmExecutor, TaskInfo
 from .slurm.poller import SlurmPoller
-from .slurm.setup import slurm_executor_for
+from .snapshot import JobSnapshot, SnapshotError, SnapshotWorkflowTask
 from .taskcall import (
     TaskOutput,
     TaskOutputError,
@@ -80,20 +79,33 @@ class JobContext:
     job: Job
     working_dir: Path
     dataset_id: int
-    zarr_dir: str
     log: JobLog
     stop: asyncio.Event
-    executor: LocalExecutor | SlurmExecutor
-    user_dir: Path
     resource_id: int | None = None
     new_images: int = 0  # created by this runner's part of the job (accounting)
+    # Set once the job passed its checks; a job that fails them ends without them.
+    snapshot: JobSnapshot = field(init=False)
+    executor: Executor = field(init=False)
+
+    @property
+    def zarr_dir(self) -> str:
+        return self.snapshot.zarr_dir
+
+    @property
+    def user_dir(self) -> Path:
+        """Where the units write: their account's folder of the job when they run as one."""
+        if self.executor.runs_as_account:
+            return Path(self.job.working_dir_user or self.working_dir)
+        return self.working_dir
 
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "task"
 
 
-class Engine:
+class WorkflowRunner:
+    """Runs the jobs this runner claimed, each from its workflow snapshot to its end."""
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -105,12 +117,12 @@ class Engine:
         self.engine = engine
         self.session_factory = session_factory
         self.runner_id = runner_id
-        self.parallelism = parallelism
-        # The server's files that local units must not reach (None: units are not confined).
-        self.private_paths = private_paths
         self.slurm_poller = SlurmPoller()  # one squeue per interval for all jobs of this runner
+        # private_paths: the server's files that local units must not reach (None: units are
+        # not confined).
+        self.facilities = RunnerFacilities(engine, self.slurm_poller, parallelism, private_paths)
 
-    async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> str:
+    async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> JobStatus:
         """Run (or resume) a claimed job to its end; returns its final status."""
         async with self.session_factory() as session:
             job = await session.get(Job, job_id)
@@ -120,46 +132,15 @@ class Engine:
                 await session.get(Profile, user.profile_id) if user and user.profile_id else None
             )
             resource = await session.get(Resource, profile.resource_id) if profile else None
-            working_dir = Path(job.working_dir or "")
-            executor: LocalExecutor | SlurmExecutor | str
-            if resource is not None and resource.type != "local":
-                assert profile is not None
-                executor = slurm_executor_for(
-                    resource, profile, job, self.engine, self.slurm_poller
-                )
-            else:
-                executor = LocalExecutor(
-                    self._parallelism(resource),
-                    resource.jobs_runner_config.get("memory_limit_per_unit_mb")
-                    if resource is not None
-                    else None,
-                    private_paths=self.private_paths() if self.private_paths else None,
-                    account=profile.username if profile is not None else None,
-                    working_dir=working_dir,
-                    # Units run as another account: a Python that account can run.
-                    python=resource.jobs_slurm_python_worker
-                    if resource is not None and profile is not None and profile.username
-                    else None,
-                )
-            # Units that run as a user's account (SLURM, a local profile's username) write
-            # into that account's folder of the job.
-            as_user = bool(
-                resource is not None
-                and profile is not None
-                and (resource.type != "local" or profile.username)
-            )
-            user_dir = Path(job.working_dir_user or working_dir) if as_user else working_dir
+        working_dir = Path(job.working_dir or "")
         working_dir.mkdir(parents=True, exist_ok=True)
         log = JobLog(working_dir)
         ctx = JobContext(
             job=job,
             working_dir=working_dir,
             dataset_id=job.dataset_id or 0,
-            zarr_dir=job.dataset_dump.get("zarr_dir", ""),
             log=log,
             stop=stop,
-            executor=LocalExecutor(1) if isinstance(executor, str) else executor,
-            user_dir=user_dir,
             resource_id=resource.id if resource is not None else None,
         )
         log.write(
@@ -168,39 +149,30 @@ class Engine:
         try:
             if job.dataset_id is None:
                 raise JobFailedError("the job's dataset was deleted before the job could run")
-            if job.status == "stopping":
+            if job.status == JobStatus.STOPPING:
                 raise JobStoppedError
-            if isinstance(executor, str):
-                raise JobFailedError(executor)  # the resource cannot run jobs; says why
-            if isinstance(executor, LocalExecutor):
-                executor.prepare_job(ctx.zarr_dir)
-            task_list = job.workflow_dump.get("task_list", [])
+            ctx.snapshot = JobSnapshot.of(job)
+            ctx.executor = executor_for(job, resource, profile, self.facilities)
+            await ctx.executor.prepare_job(ctx.zarr_dir)
             type_filters = dict(job.type_filters)
-            for position in range(job.first_task_index, job.last_task_index + 1):
-                type_filters = await self._run_task(ctx, task_list[position], type_filters)
+            for wftask in ctx.snapshot.workflow_tasks:
+                type_filters = await self._run_task(ctx, wftask, type_filters)
         except JobStoppedError:
             log.write(f"Job {STOPPED_BY_USER}.")
-            return await self._finish(ctx, "failed", STOPPED_BY_USER)
-        except JobFailedError as error:
+            return await self._finish(ctx, JobStatus.FAILED, STOPPED_BY_USER)
+        except (JobFailedError, SnapshotError, ExecutorUnavailableError) as error:
             log.write(f"Job failed: {error}")
-            return await self._finish(ctx, "failed", str(error))
+            return await self._finish(ctx, JobStatus.FAILED, str(error))
         except Exception as error:  # a bug of ours: say so plainly, keep the traceback
             logger.exception("job %s failed with an internal error", job_id)
             log.write(f"Job failed: internal error of the runner ({error!r})")
             return await self._finish(
-                ctx, "failed", f"internal error: {error!r}\n{traceback.format_exc()}"
+                ctx, JobStatus.FAILED, f"internal error: {error!r}\n{traceback.format_exc()}"
             )
         log.write("Job done.")
-        return await self._finish(ctx, "done", None)
+        return await self._finish(ctx, JobStatus.DONE, None)
 
-    def _parallelism(self, resource: Resource | None) -> int | None:
-        if self.parallelism:
-            return self.parallelism
-        if resource is not None:
-            return resource.jobs_runner_config.get("parallel_tasks_per_job")
-        return None
-
-    async def _finish(self, ctx: JobContext, status: str, error: str | None) -> str:
+    async def _finish(self, ctx: JobContext, status: JobStatus, error: str | None) -> JobStatus:
         job_id = ctx.job.id or 0
         async with self.engine.begin() as connection:
             ended = await connection.execute(
@@ -218,23 +190,19 @@ class Engine:
         return status
 
     async def _run_task(
-        self, ctx: JobContext, wftask: dict[str, Any], type_filters: dict[str, bool]
+        self, ctx: JobContext, wftask: SnapshotWorkflowTask, type_filters: dict[str, bool]
     ) -> dict[str, bool]:
-        name = wftask["task_name"]
-        task_type = wftask["task_type"]
-        after = {**type_filters, **wftask.get("output_types", {})}
+        name = wftask.task.name
+        task_type = wftask.task.type
+        after = {**type_filters, **wftask.task.output_types}
         async with self.engine.begin() as connection:
             run_id, status = await history.find_or_create_run(
-                connection, ctx.job.id or 0, ctx.dataset_id, wftask
+                connection, ctx.job.id or 0, ctx.dataset_id, wftask.stored
             )
         if status == "done":
-            ctx.log.write(f"Task {wftask['order']} '{name}' was done before the restart.")
+            ctx.log.write(f"Task {wftask.order} '{name}' was done before the restart.")
             return after
-        filters = {
-            **type_filters,
-            **wftask.get("input_types", {}),
-            **wftask.get("type_filters", {}),
-        }
+        filters = {**type_filters, **wftask.task.input_types, **wftask.type_filters}
         async with self.session_factory() as session:
             images = await query_images(
                 session, ctx.dataset_id, filters, ctx.job.attribute_filters or {}
@@ -242,18 +210,18 @@ class Engine:
         zarr_urls = [image.zarr_url for image in images]
         if not zarr_urls and task_type not in CONVERTERS:
             raise JobFailedError(
-                f"task {wftask['order']} '{name}' has no input images: no image of the dataset "
+                f"task {wftask.order} '{name}' has no input images: no image of the dataset "
                 f"passes the type filters {filters} and attribute filters "
                 f"{ctx.job.attribute_filters or {}}"
             )
-        folder_name = f"{wftask['order']}_{_slug(name)}"
+        folder_name = f"{wftask.order}_{_slug(name)}"
         # The units write as their account, into a folder that account owns.
         try:
             folder = await ctx.executor.prepare_folder(ctx.user_dir / folder_name)
         except AccountCommandError as error:
             raise JobFailedError(str(error)) from None
         ctx.log.write(
-            f"Task {wftask['order']} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
+            f"Task {wftask.order} '{name}' ({task_type}) starts on {len(zarr_urls)} image(s)."
         )
         outputs = await self._run_units_of(ctx, wftask, run_id, folder, zarr_urls)
         updates: list[dict[str, Any]] = []
@@ -276,26 +244,26 @@ class Engine:
                     ctx.zarr_dir,
                     updates,
                     removals,
-                    output_types=wftask.get("output_types") or {},
+                    output_types=wftask.task.output_types,
                 )
             except ImageChangeError as error:
                 await session.rollback()
                 async with self.engine.begin() as connection:
                     await history.finish_run(connection, run_id, "failed")
-                raise JobFailedError(f"task {wftask['order']} '{name}': {error}") from None
+                raise JobFailedError(f"task {wftask.order} '{name}': {error}") from None
             connection = await session.connection()
             removed = set(removals)
             await history.remember_latest_units(
                 connection,
                 ctx.dataset_id,
-                wftask["id"],
+                wftask.id,
                 {url: unit for url, unit in latest.items() if url not in removed},
             )
             await history.finish_run(connection, run_id, "done")
             await session.commit()
         ctx.new_images += summary.created
         ctx.log.write(
-            f"Task {wftask['order']} '{name}' done: {summary.created} image(s) created, "
+            f"Task {wftask.order} '{name}' done: {summary.created} image(s) created, "
             f"{summary.updated} updated, {summary.removed} removed."
         )
         return after
@@ -303,30 +271,28 @@ class Engine:
     async def _run_units_of(
         self,
         ctx: JobContext,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         run_id: int,
         folder: Path,
         zarr_urls: list[str],
     ) -> list[tuple[int, UnitSpec, TaskOutput]]:
-        task_type = wftask["task_type"]
-        args_np = wftask.get("args_non_parallel") or {}
-        args_p = wftask.get("args_parallel") or {}
-        base_np = {"zarr_dir": ctx.zarr_dir, **args_np}
-        if task_type not in CONVERTERS:
+        task = wftask.task
+        args_p = wftask.args_parallel
+        base_np = {"zarr_dir": ctx.zarr_dir, **wftask.args_non_parallel}
+        if task.type not in CONVERTERS:
             base_np = {"zarr_urls": zarr_urls, **base_np}
-        if task_type in ("non_parallel", "converter_non_parallel"):
-            spec = UnitSpec("non_parallel", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+        if task.type in ("non_parallel", "converter_non_parallel"):
+            spec = UnitSpec("non_parallel", 0, task.command(parallel=False), base_np, zarr_urls)
             return await self._execute(ctx, wftask, run_id, folder, [spec], read_task_output)
-        if task_type == "parallel":
+        if task.type == "parallel":
+            command = task.command(parallel=True)
             specs = [
-                UnitSpec(
-                    "parallel", i, wftask["command_parallel"], {"zarr_url": url, **args_p}, [url]
-                )
+                UnitSpec("parallel", i, command, {"zarr_url": url, **args_p}, [url])
                 for i, url in enumerate(zarr_urls)
             ]
             return await self._execute(ctx, wftask, run_id, folder, specs, read_task_output)
         # compound and converter_compound: an init step, then one unit per item it lists.
-        init = UnitSpec("init", 0, wftask["command_non_parallel"], base_np, zarr_urls)
+        init = UnitSpec("init", 0, task.command(parallel=False), base_np, zarr_urls)
         ((_, _, init_output),) = await self._execute(
             ctx, wftask, run_id, folder, [init], read_init_output
         )
@@ -339,7 +305,7 @@ class Engine:
             seen.add(key)
             args = {"zarr_url": item.zarr_url, "init_args": item.init_args, **args_p}
             specs.append(
-                UnitSpec("parallel", len(specs), wftask["command_parallel"], args, [item.zarr_url])
+                UnitSpec("parallel", len(specs), task.command(parallel=True), args, [item.zarr_url])
             )
         if not specs:
             return []
@@ -348,7 +314,7 @@ class Engine:
     async def _execute(
         self,
         ctx: JobContext,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         run_id: int,
         folder: Path,
         specs: list[UnitSpec],
@@ -379,7 +345,7 @@ class Engine:
                 await history.remember_latest_units(
                     connection,
                     ctx.dataset_id,
-                    wftask["id"],
+                    wftask.id,
                     {
                         url: created[(spec.kind, spec.index)]
                         for spec in missing
@@ -411,11 +377,9 @@ class Engine:
             (unit_id, "done" if code == 0 else "failed", None) for unit_id, code in codes.items()
         ]
         if calls:
-            meta_key = "meta_parallel" if specs[0].kind == "parallel" else "meta_non_parallel"
-            task = TaskInfo(
-                run_id, wftask["order"], wftask["task_name"], wftask.get(meta_key) or {}
-            )
-            task.warm_start = warm_wanted(wftask.get(f"task_{meta_key}"), task.meta)
+            parallel = specs[0].kind == "parallel"
+            task = TaskInfo(run_id, wftask.order, wftask.task.name, wftask.meta_for(parallel))
+            task.warm_start = warm_wanted(wftask.task.meta_for(parallel), task.meta)
             await self._run_calls(ctx, task, calls, codes, reasons)
         if already:
             async with self.engine.begin() as connection:
@@ -438,7 +402,7 @@ class Engine:
             except TaskOutputError as error:
                 async with self.engine.begin() as connection:
                     await history.finish_run(connection, run_id, "failed")
-                where = f"task {wftask['order']} '{wftask['task_name']}', {self._unit_name(spec)}"
+                where = f"task {wftask.order} '{wftask.task.name}', {self._unit_name(spec)}"
                 raise JobFailedError(f"{where}: {error}") from None
         return results
 
@@ -485,10 +449,7 @@ class Engine:
 
         flusher = asyncio.create_task(flush_until_finished())
         try:
-            if isinstance(ctx.executor, SlurmExecutor):
-                await ctx.executor.run(calls, on_result, ctx.stop, task=task)
-            else:
-                await ctx.executor.run(calls, on_result, ctx.stop, warm_start=task.warm_start)
+            await ctx.executor.run(task, calls, on_result, ctx.stop)
         finally:
             finished = True
             ended.set()
@@ -503,7 +464,7 @@ class Engine:
 
     def _failure_message(
         self,
-        wftask: dict[str, Any],
+        wftask: SnapshotWorkflowTask,
         by_id: dict[int, UnitSpec],
         failed: list[int],
         codes: dict[int, int | None],
@@ -522,9 +483,8 @@ class Engine:
             how = f"exited with code {code}" + (f" ({reason})" if reason else "")
         skipped = sum(1 for unit_id in failed if codes[unit_id] is None and unit_id != first)
         tail = log_tail(UnitFiles(folder, spec.prefix)).strip()
-        message = (
-            f"task {wftask['order']} '{wftask['task_name']}': {self._unit_name(spec)} {how}"
-            + (f"; {skipped} other unit(s) were not run or were stopped" if skipped else "")
+        message = f"task {wftask.order} '{wftask.task.name}': {self._unit_name(spec)} {how}" + (
+            f"; {skipped} other unit(s) were not run or were stopped" if skipped else ""
         )
         if tail:
             message += f"\nlast lines of its log ({spec.prefix}-log.txt):\n{tail}"
