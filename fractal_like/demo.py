@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from . import __version__
-from .config import Settings
+from .config import RunnerBackend, Settings
 from .examples import DEMO_TASKS_ROOT
 
 ADMIN_EMAIL = "admin@example.org"
@@ -109,7 +109,7 @@ def _run(console: Console, folder: Path, images: int, keep: bool) -> int:
         ADMIN_PASSWORD=password,
         BOOTSTRAP_LOCAL_RESOURCE=True,
         EMBEDDED_RUNNER=True,
-        RUNNER_BACKEND="local",
+        RUNNER_BACKEND=RunnerBackend.LOCAL,
         RUNNER_POLL_SECONDS=POLL_SECONDS,
         RUNNER_PARALLELISM=None,
         HOST=HOST,

@@ -1,5 +1,6 @@
 """Every table, imported here so that SQLModel.metadata knows them all."""
 
+from sqlalchemy import Table
 from sqlmodel import SQLModel
 
 from .accounting import AccountingRecord, AccountingRecordSlurm
@@ -40,4 +41,15 @@ __all__ = [
     "Workflow",
     "WorkflowTask",
     "WorkflowTemplate",
+    "table_of",
 ]
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model, for bulk statements that skip the ORM.
+
+    SQLModel sets `__table__` only on `table=True` classes, so type checkers cannot see it."""
+    table = model.__dict__.get("__table__")
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table

@@ -114,12 +114,12 @@ class Claims:
         now = time.monotonic()
         if room > 0 and now >= self._next_take_over_check:
             self._next_take_over_check = now + TAKE_OVER_CHECK_SECONDS
-            async for claimed in self.take_over_abandoned(room):
+            async for taken in self.take_over_abandoned(room):
                 count += 1
-                yield claimed
-        while count < room and (claimed := await self.claim_waiting()) is not None:
+                yield taken
+        while count < room and (waiting := await self.claim_waiting()) is not None:
             count += 1
-            yield claimed
+            yield waiting
 
     async def claim_waiting(self) -> Claimed | None:
         """The oldest waiting row, unless another runner wins it first."""

@@ -10,11 +10,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..models import HistoryImageCache, HistoryRun, HistoryUnit
+from ..models import HistoryImageCache, HistoryRun, HistoryUnit, table_of
 
-RUNS = HistoryRun.__table__
-UNITS = HistoryUnit.__table__
-CACHE = HistoryImageCache.__table__
+RUNS = table_of(HistoryRun)
+UNITS = table_of(HistoryUnit)
+CACHE = table_of(HistoryImageCache)
 CHUNK = 5000
 FINAL = ("done", "failed")  # a unit's status, once written, never changes again
 

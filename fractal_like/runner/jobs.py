@@ -9,11 +9,11 @@ import contextlib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, table_of
 from ..services.jobs import job_submitted_hooks
 from .claims import Claims
 
-JOBS = Job.__table__
+JOBS = table_of(Job)
 
 
 class JobQueue(Claims):

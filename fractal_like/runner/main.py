@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -93,7 +94,10 @@ class Runner:
                 self.workflow_runner.run_job(claimed.id, stop, resumed=claimed.resumed)
             )
             self.active[claimed.id] = (task, stop)
-            task.add_done_callback(lambda _t, job_id=claimed.id: self.active.pop(job_id, None))
+            task.add_done_callback(functools.partial(self._forget, claimed.id))
+
+    def _forget(self, job_id: int, _task: asyncio.Task[str]) -> None:
+        self.active.pop(job_id, None)
 
     async def _watch_stops(self) -> None:
         if not self.active:

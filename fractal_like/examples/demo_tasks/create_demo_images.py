@@ -9,7 +9,7 @@ from typing import Any
 try:
     from ._call import logger, run_task, write_json
 except ImportError:  # run as a script: python <package_root>/create_demo_images.py
-    from _call import logger, run_task, write_json
+    from _call import logger, run_task, write_json  # type: ignore[no-redef,import-not-found]  # same names, found beside the script
 
 ROWS = "ABCDEFGH"
 COLUMNS = 12

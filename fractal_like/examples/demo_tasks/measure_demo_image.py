@@ -10,7 +10,7 @@ from typing import Any
 try:
     from ._call import logger, run_task, write_json
 except ImportError:  # run as a script: python <package_root>/measure_demo_image.py
-    from _call import logger, run_task, write_json
+    from _call import logger, run_task, write_json  # type: ignore[no-redef,import-not-found]  # same names, found beside the script
 
 
 def measure_demo_image(zarr_url: str, threshold: int = 128) -> dict[str, Any]:

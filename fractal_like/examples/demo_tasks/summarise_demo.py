@@ -9,7 +9,7 @@ from pathlib import Path
 try:
     from ._call import logger, run_task, write_json
 except ImportError:  # run as a script: python <package_root>/summarise_demo.py
-    from _call import logger, run_task, write_json
+    from _call import logger, run_task, write_json  # type: ignore[no-redef,import-not-found]  # same names, found beside the script
 
 
 def summarise_demo(zarr_urls: list[str], zarr_dir: str, output_name: str = "summary.json") -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...db import make_session_factory
-from ...models import TaskGroupActivity
+from ...models import TaskGroupActivity, table_of
 from ...models.task import ActivityAction, ActivityStatus
 from ...services.collection.context import ActivityRun
 from ...services.collection.log import ActivityLog
@@ -30,7 +30,7 @@ from .pipelines import PIPELINES, RESUMABLE, Work
 
 logger = logging.getLogger("fractal_like.collection")
 
-ACTIVITIES = TaskGroupActivity.__table__  # type: ignore[attr-defined]
+ACTIVITIES = table_of(TaskGroupActivity)
 MAX_CONCURRENT = 2  # pip is heavy on CPU and disk: a few at a time per runner
 
 INTERRUPTED = "interrupted: the server or runner doing this {action} stopped before it finished"
