@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on localhost, for tests and development.
 #
-#   scripts/slurm-dev-cluster.sh start|stop|status [DIR]     (DIR: /tmp/fractal-like-slurm)
+#   scripts/slurm-dev-cluster.sh start [--accounting] [DIR]   (DIR: /tmp/fractal-like-slurm)
+#   scripts/slurm-dev-cluster.sh stop|purge|status [DIR]
 #
 # start  installs slurm-wlm, munge and sudo if missing, starts munged if needed, writes
 #        DIR/slurm.conf with free ports, starts slurmctld and slurmd (pid files in DIR),
 #        waits for the node to be idle and prints `export SLURM_CONF=DIR/slurm.conf` as
 #        its last line (also written to DIR/env). Does nothing more if DIR's cluster
 #        already answers.
-# stop   cancels the cluster's jobs (so no job processes outlive it), then stops slurmd
-#        and slurmctld by their pid files. munged is left running: other clusters use it.
+#        --accounting also runs slurmdbd (installed if missing) on the machine's MariaDB,
+#        in a database of DIR's own, so that `sacct` answers every user. MariaDB is
+#        reached as FRACTAL_LIKE_SLURM_DB_USER (root) with FRACTAL_LIKE_SLURM_DB_PASS
+#        (empty) at FRACTAL_LIKE_SLURM_DB_HOST:FRACTAL_LIKE_SLURM_DB_PORT (127.0.0.1:3306).
+# stop   cancels the cluster's jobs (so no job processes outlive it), then stops slurmd,
+#        slurmctld and slurmdbd by their pid files. munged is left running: other
+#        clusters use it. The accounting database is kept for the next start.
+# purge  stop, then drop DIR's accounting database.
 # status exit 0 and one line if DIR's cluster answers, else exit 1.
 #
 # Needs root (SlurmUser=root, jobs run under other users' uids). See docs/slurm.md.
@@ -22,6 +29,11 @@ PORT_LOCK=/tmp/.fractal-like-slurm-ports.lock
 PORT_LOW=17000   # below the kernel's ephemeral range (32768+), so outgoing connections
 PORT_HIGH=29999  # never hold a port we pick
 
+DB_HOST=${FRACTAL_LIKE_SLURM_DB_HOST:-127.0.0.1}
+DB_PORT=${FRACTAL_LIKE_SLURM_DB_PORT:-3306}
+DB_USER=${FRACTAL_LIKE_SLURM_DB_USER:-root}
+DB_PASS=${FRACTAL_LIKE_SLURM_DB_PASS:-}
+
 die() {
     echo "slurm-dev-cluster: $*" >&2
     exit 1
@@ -33,7 +45,7 @@ log() {
 }
 
 usage() {
-    echo "usage: $0 start|stop|status [DIR]" >&2
+    echo "usage: $0 start [--accounting] [DIR] | stop|purge|status [DIR]" >&2
     exit 2
 }
 
@@ -99,6 +111,9 @@ cluster_up() {
     local dir=$1
     daemon_pid "$dir/slurmctld.pid" slurmctld >/dev/null || return 1
     daemon_pid "$dir/slurmd.pid" slurmd >/dev/null || return 1
+    if [ -f "$dir/slurmdbd.conf" ]; then
+        daemon_pid "$dir/slurmdbd.pid" slurmdbd >/dev/null || return 1
+    fi
     node_state "$dir/slurm.conf" >/dev/null
 }
 
@@ -127,17 +142,19 @@ listening_ports() {
     fi
 }
 
-# Two consecutive free ports, starting from a random point so parallel clusters rarely
-# even look at the same ones (the caller holds PORT_LOCK against races).
+# Three consecutive free ports (slurmctld, slurmd, slurmdbd), starting from a random
+# point so parallel clusters rarely even look at the same ones (the caller holds
+# PORT_LOCK against races).
 pick_ports() {
     local used span start port
     used=" $(listening_ports | sort -un | tr '\n' ' ') "
     span=$((PORT_HIGH - PORT_LOW))
     start=$((PORT_LOW + (RANDOM * 32768 + RANDOM) % span))
-    for ((i = 0; i < span; i += 2)); do
-        port=$((PORT_LOW + (start - PORT_LOW + i) % (span - 1)))
-        if [[ "$used" != *" $port "* && "$used" != *" $((port + 1)) "* ]]; then
-            echo "$port $((port + 1))"
+    for ((i = 0; i < span; i += 3)); do
+        port=$((PORT_LOW + (start - PORT_LOW + i) % (span - 2)))
+        if [[ "$used" != *" $port "* && "$used" != *" $((port + 1)) "* &&
+            "$used" != *" $((port + 2)) "* ]]; then
+            echo "$port $((port + 1)) $((port + 2))"
             return 0
         fi
     done
@@ -153,6 +170,78 @@ install_missing() {
     apt-get update -q </dev/null >&2
     apt-get install -y -q slurm-wlm munge sudo </dev/null >&2
     have slurmctld && have munged && have sudo || die "installation did not provide slurmctld, munged and sudo"
+}
+
+install_slurmdbd() {
+    have slurmdbd && return 0
+    log "installing slurmdbd"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q </dev/null >&2
+    apt-get install -y -q slurmdbd </dev/null >&2
+    have slurmdbd || die "installation did not provide slurmdbd"
+}
+
+# --- accounting (slurmdbd on MariaDB) --------------------------------------
+
+# DIR's own database: clusters in different folders never share records.
+accounting_db() {
+    echo "slurm_acct_$(printf %s "$1" | cksum | cut -d' ' -f1)"
+}
+
+db_sql() {
+    MYSQL_PWD=$DB_PASS mysql --protocol=TCP -h "$DB_HOST" -P "$DB_PORT" -u "$DB_USER" -N -e "$1"
+}
+
+write_dbd_config() {
+    local dir=$1 dbd_port=$2 host=$3 db
+    db=$(accounting_db "$dir")
+    # slurmdbd reads slurmdbd.conf beside SLURM_CONF and refuses it unless only its user
+    # (SlurmUser=root) can read it: it holds the database password.
+    (
+        umask 077
+        cat >"$dir/slurmdbd.conf.new" <<EOF
+# Written by scripts/slurm-dev-cluster.sh --accounting; rewritten at every fresh start.
+AuthType=auth/munge
+DbdAddr=127.0.0.1
+DbdHost=$host
+DbdPort=$dbd_port
+SlurmUser=root
+PidFile=$dir/slurmdbd.pid
+LogFile=$dir/log/slurmdbd.log
+DebugLevel=info
+StorageType=accounting_storage/mysql
+StorageHost=$DB_HOST
+StoragePort=$DB_PORT
+StorageUser=$DB_USER
+StorageLoc=$db
+EOF
+        # An empty StoragePass is a parse error: leave the line out for no password.
+        if [ -n "$DB_PASS" ]; then
+            echo "StoragePass=$DB_PASS" >>"$dir/slurmdbd.conf.new"
+        fi
+    )
+    mv "$dir/slurmdbd.conf.new" "$dir/slurmdbd.conf"
+}
+
+start_slurmdbd() {
+    local dir=$1 db
+    db=$(accounting_db "$dir")
+    db_sql "SELECT 1" >/dev/null 2>&1 ||
+        die "MariaDB does not answer at $DB_HOST:$DB_PORT as $DB_USER (--accounting needs it)"
+    db_sql "CREATE DATABASE IF NOT EXISTS \`$db\`" || die "could not create the database $db"
+    log "starting slurmdbd (database $db)"
+    SLURM_CONF=$dir/slurm.conf slurmdbd </dev/null >>"$dir/log/slurmdbd.out" 2>&1 8>&- 9>&- ||
+        die "slurmdbd failed to start; see $dir/log/slurmdbd.log"
+    for _ in $(seq 1 60); do
+        if SLURM_CONF=$dir/slurm.conf timeout 10 sacctmgr -n show cluster >/dev/null 2>&1; then
+            # slurmctld registers with slurmdbd only as a cluster the database knows.
+            SLURM_CONF=$dir/slurm.conf timeout 10 sacctmgr -i add cluster fractallike >/dev/null 2>&1 || true
+            return 0
+        fi
+        sleep 0.5
+    done
+    tail -n 20 "$dir/log/slurmdbd.log" >&2 2>/dev/null || true
+    die "slurmdbd did not answer within 30 s"
 }
 
 ensure_munge() {
@@ -181,12 +270,21 @@ ensure_munge() {
 }
 
 write_config() {
-    local dir=$1 ctld_port=$2 slurmd_port=$3 host=$4 cpus mem_mib
+    local dir=$1 ctld_port=$2 slurmd_port=$3 host=$4 dbd_port=${5:-} cpus mem_mib accounting
     # FRACTAL_LIKE_SLURM_CPUS lets tests oversubscribe the node, so that jobs that only
     # sleep (time-limit, stop tests) do not hold up the others; benchmarks keep nproc.
     cpus=${FRACTAL_LIKE_SLURM_CPUS:-$(nproc)}
     # slurmd drains a node that has less memory than configured: stay 5 % under MemTotal.
     mem_mib=$(awk '/^MemTotal:/ {printf "%d", $2 / 1024 * 0.95}' /proc/meminfo)
+    if [ -n "$dbd_port" ]; then
+        # Every job and step recorded by slurmdbd: sacct answers every user.
+        accounting="AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$dbd_port"
+    else
+        # No slurmdbd: plain sacct fails; 'sacct -c' reads the completion file below.
+        accounting="AccountingStorageType=accounting_storage/none"
+    fi
     cat >"$dir/slurm.conf.new" <<EOF
 # Written by scripts/slurm-dev-cluster.sh; rewritten at every fresh start. See docs/slurm.md.
 ClusterName=fractallike
@@ -226,8 +324,8 @@ SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth
 # With an epilog slurmd reports a job's end at once, so the next job starts immediately.
 Epilog=/bin/true
 
-# No slurmdbd: job completions go to a text file that 'sacct -c' reads.
-AccountingStorageType=accounting_storage/none
+$accounting
+# Job completions also go to a text file that 'sacct -c' reads, with or without slurmdbd.
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.txt
 # Without cgroups, --mem is only enforced by sampling: kill jobs above it within ~1 s.
@@ -265,9 +363,12 @@ write_env() {
 # --- commands --------------------------------------------------------------
 
 cmd_start() {
-    local dir=$1 host ports ctld_port slurmd_port state
+    local dir=$1 accounting=$2 host ports ctld_port slurmd_port dbd_port state
     [ "$(id -u)" = 0 ] || die "start needs root (the daemons run as root; jobs run as other users)"
     install_missing
+    if [ "$accounting" = yes ]; then
+        install_slurmdbd
+    fi
     ensure_munge
 
     mkdir -p "$dir"
@@ -284,6 +385,8 @@ cmd_start() {
     # Half-started or crashed: clear what is left before starting afresh.
     stop_daemon "$dir/slurmd.pid" slurmd
     stop_daemon "$dir/slurmctld.pid" slurmctld
+    stop_daemon "$dir/slurmdbd.pid" slurmdbd
+    rm -f "$dir/slurmdbd.conf"
 
     for sub in state spool log; do
         mkdir -p "$dir/$sub"
@@ -294,9 +397,15 @@ cmd_start() {
     # Hold the port lock until both daemons listen, so two starts never pick the same ports.
     exec 8>"$PORT_LOCK"
     flock -w 120 8 || die "could not get $PORT_LOCK"
-    ports=$(pick_ports) || die "no two free ports in $PORT_LOW-$PORT_HIGH"
-    read -r ctld_port slurmd_port <<<"$ports"
-    write_config "$dir" "$ctld_port" "$slurmd_port" "$host"
+    ports=$(pick_ports) || die "no three free ports in $PORT_LOW-$PORT_HIGH"
+    read -r ctld_port slurmd_port dbd_port <<<"$ports"
+    if [ "$accounting" = yes ]; then
+        write_config "$dir" "$ctld_port" "$slurmd_port" "$host" "$dbd_port"
+        write_dbd_config "$dir" "$dbd_port" "$host"
+        start_slurmdbd "$dir"
+    else
+        write_config "$dir" "$ctld_port" "$slurmd_port" "$host"
+    fi
 
     log "starting slurmctld (port $ctld_port) and slurmd (port $slurmd_port) in $dir"
     # Both daemonize. Their stdio must not hold our caller's pipes open, and they must
@@ -320,6 +429,7 @@ cmd_start() {
         tail -n 20 "$dir/log/slurmctld.log" "$dir/log/slurmd.log" >&2 2>/dev/null || true
         stop_daemon "$dir/slurmd.pid" slurmd
         stop_daemon "$dir/slurmctld.pid" slurmctld
+        stop_daemon "$dir/slurmdbd.pid" slurmdbd
         exit 1
     fi
     write_env "$dir"
@@ -345,13 +455,26 @@ cmd_stop() {
     fi
     stop_daemon "$dir/slurmd.pid" slurmd
     stop_daemon "$dir/slurmctld.pid" slurmctld
+    stop_daemon "$dir/slurmdbd.pid" slurmdbd
     log "stopped the cluster in $dir"
+}
+
+cmd_purge() {
+    local dir=$1 db
+    cmd_stop "$dir"
+    db=$(accounting_db "$dir")
+    if db_sql "SELECT 1" >/dev/null 2>&1; then
+        db_sql "DROP DATABASE IF EXISTS \`$db\`" && log "dropped the accounting database $db"
+    fi
 }
 
 cmd_status() {
     local dir=$1 state
     if cluster_up "$dir"; then
         state=$(node_state "$dir/slurm.conf")
+        if [ -f "$dir/slurmdbd.conf" ]; then
+            state="$state, accounting by slurmdbd"
+        fi
         echo "up: node $state, SLURM_CONF=$dir/slurm.conf"
         return 0
     fi
@@ -359,8 +482,16 @@ cmd_status() {
     return 1
 }
 
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
-DIR=${2:-/tmp/fractal-like-slurm}
+[ $# -ge 1 ] || usage
+COMMAND=$1
+shift
+ACCOUNTING=no
+if [ "$COMMAND" = start ] && [ "${1:-}" = --accounting ]; then
+    ACCOUNTING=yes
+    shift
+fi
+[ $# -le 1 ] || usage
+DIR=${1:-/tmp/fractal-like-slurm}
 case "$DIR" in
     /*) ;;
     *) DIR="$PWD/$DIR" ;;
@@ -369,9 +500,10 @@ DIR=${DIR%/}
 # The path goes unquoted into slurm.conf and the export line: keep it plain.
 [[ "$DIR" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "DIR must be a plain path (letters, digits, . _ - /): $DIR"
 
-case "$1" in
-    start) cmd_start "$DIR" ;;
+case "$COMMAND" in
+    start) cmd_start "$DIR" "$ACCOUNTING" ;;
     stop) cmd_stop "$DIR" ;;
+    purge) cmd_purge "$DIR" ;;
     status) cmd_status "$DIR" ;;
     *) usage ;;
 esac

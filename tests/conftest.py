@@ -153,6 +153,21 @@ def slurm_conf() -> str:
     return conf
 
 
+REQUIRE_ACCOUNTING_VAR = "FRACTAL_LIKE_REQUIRE_SLURM_ACCOUNTING"
+
+
+@pytest.fixture(scope="session")
+def slurm_accounting(slurm_conf: str) -> str:
+    """The slurm.conf of a cluster whose jobs slurmdbd records (started with --accounting)."""
+    text = Path(slurm_conf).read_text()
+    if "accounting_storage/slurmdbd" not in text:
+        reason = f"the cluster of {slurm_conf} has no slurmdbd"
+        if os.environ.get(REQUIRE_ACCOUNTING_VAR) == "1":
+            pytest.fail(f"{REQUIRE_ACCOUNTING_VAR}=1 but {reason}")
+        pytest.skip(f"{reason} (scripts/slurm-dev-cluster.sh start --accounting)")
+    return slurm_conf
+
+
 @pytest.fixture(scope="session")
 def slurm_user(slurm_conf: str) -> tuple[str, int, int]:
     """The test Unix user jobs run as: (name, uid, gid)."""

@@ -117,6 +117,42 @@ def test_sacct_c_reports_a_finished_job(
     assert sacct_c(job) == ("FAILED", "5:0")
 
 
+def test_sacct_reports_usage_to_the_submitting_user(
+    slurm_accounting: str, slurm_user: tuple[str, int, int], slurm_shared_dir: Path
+) -> None:
+    # With slurmdbd every user reads their own jobs' accounting, memory peak included.
+    name, uid, _gid = slurm_user
+    work = user_owned_dir(slurm_shared_dir / "work", name)
+    hold_60_mb = "python3 -c 'import time; b = bytearray(60_000_000); time.sleep(2)'"
+    job = sbatch_as(name, [f"--output={work}/out.txt"], f"#!/bin/sh\n{hold_60_mb}\n")
+    assert wait_for_slurm_job(job, TIMEOUT)[0] == "COMPLETED"
+    fields = ["JobID", "State", "ExitCode", "AllocCPUS", "MaxRSS", "UID"]
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        answer = run_as(name, ["sacct", "-n", "-P", "-j", str(job), "-o", ",".join(fields)])
+        assert answer.returncode == 0, answer.stderr
+        rows = {
+            row["JobID"]: row
+            for row in (
+                dict(zip(fields, line.split("|"), strict=True))
+                for line in answer.stdout.splitlines()
+            )
+        }
+        # slurmdbd's record lags the job: until the job's own start record arrives, the
+        # job row is a stand-in (PENDING, uid 0) made from its steps.
+        whole, batch = rows.get(str(job)), rows.get(f"{job}.batch")
+        if (
+            whole and batch and whole["UID"] != "0" and batch["MaxRSS"]
+        ) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert whole is not None and batch is not None, answer.stdout
+    assert (whole["State"], whole["ExitCode"], whole["UID"]) == ("COMPLETED", "0:0", str(uid))
+    assert whole["AllocCPUS"] == "1"
+    assert batch["MaxRSS"].endswith("K"), batch
+    assert int(batch["MaxRSS"][:-1]) > 50_000, batch  # the 60 MB it held, in KiB
+
+
 def test_job_cannot_write_where_its_user_may_not(
     slurm_user: tuple[str, int, int], slurm_shared_dir: Path
 ) -> None:
