@@ -21,8 +21,8 @@ from fractal_like.db import sync_url
 from fractal_like.migrate import upgrade
 from fractal_like.models import SQLModel
 
-from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
-from .slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
+from .support.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
+from .support.slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
 
 PG_URL_VAR = "FRACTAL_LIKE_TEST_PG_URL"
 REQUIRE_PG_VAR = "FRACTAL_LIKE_REQUIRE_PG"
