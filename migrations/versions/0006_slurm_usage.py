@@ -1,8 +1,9 @@
 """slurm usage
 
-SLURM jobs keep how many units they run at once. What each SLURM job used, as sacct reported it once the job had ended: elapsed, CPU time,
-allocated CPUs, MaxRSS, requested memory and time. One row per slurmjob row, kept when the
-job row goes (like the accounting records).
+SLURM jobs keep how many units they run at once. What each SLURM job used, as sacct
+reported it once the job had ended: elapsed, CPU time, allocated CPUs, MaxRSS, requested
+memory and time. One row per slurmjob row, kept when the job row goes (like the
+accounting records).
 
 Revision ID: 0006
 Revises: 0005
