@@ -10,11 +10,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
-from fastapi import HTTPException
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import LinkUserProject, Project, UserOAuth
+from .errors import ForbiddenError, InvalidError, NotFoundError
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -40,15 +40,14 @@ async def project_for(
     """The project and the user's link to it; 404 if it does not exist, 403 if not theirs."""
     project = await session.get(Project, project_id)
     if project is None:
-        raise HTTPException(404, detail=f"project {project_id} not found")
+        raise NotFoundError(f"project {project_id} not found")
     assert user.id is not None
     link = await session.get(LinkUserProject, (project_id, user.id))
     if link is None or not link.is_verified:
-        raise HTTPException(403, detail=f"you have no access to project {project_id}")
+        raise ForbiddenError(f"you have no access to project {project_id}")
     if need.value not in link.permissions:
-        raise HTTPException(
-            403,
-            detail=f"your access to project {project_id} is {link.permissions!r}, "
+        raise ForbiddenError(
+            f"your access to project {project_id} is {link.permissions!r}, "
             f"which does not allow this ({need.value!r} needed)",
         )
     return project, link
@@ -58,7 +57,7 @@ async def row_or_404(session: AsyncSession, model: type[T], object_id: int, what
     """The row of `model` with that id; 404 naming `what` when there is none."""
     obj = await session.get(model, object_id)
     if obj is None:
-        raise HTTPException(404, detail=f"{what} {object_id} not found")
+        raise NotFoundError(f"{what} {object_id} not found")
     return obj
 
 
@@ -68,7 +67,7 @@ async def child_of_project(
     """An object that must belong to the given project; 404 otherwise."""
     obj = await row_or_404(session, model, object_id, what)
     if getattr(obj, "project_id", None) != project_id:
-        raise HTTPException(422, detail=f"{what} {object_id} is not part of project {project_id}")
+        raise InvalidError(f"{what} {object_id} is not part of project {project_id}")
     return obj
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -16,6 +15,7 @@ from ..schemas.project import (
     ProjectInvitationRead,
     ProjectRead,
 )
+from .errors import NotFoundError
 
 
 def project_read(project: Project, link: LinkUserProject | None) -> ProjectRead:
@@ -68,14 +68,14 @@ async def user_by_email(session: AsyncSession, email: str) -> UserOAuth:
         await session.exec(select(UserOAuth).where(func.lower(UserOAuth.email) == email.lower()))
     ).first()
     if found is None:
-        raise HTTPException(404, detail=f"no user with e-mail {email}")
+        raise NotFoundError(f"no user with e-mail {email}")
     return found
 
 
 async def link_or_404(session: AsyncSession, project_id: int, user_id: int) -> LinkUserProject:
     link = await session.get(LinkUserProject, (project_id, user_id))
     if link is None:
-        raise HTTPException(404, detail=f"user {user_id} is not linked to project {project_id}")
+        raise NotFoundError(f"user {user_id} is not linked to project {project_id}")
     return link
 
 
@@ -128,7 +128,7 @@ async def access_of(session: AsyncSession, user_id: int, project_id: int) -> Pro
         )
     ).first()
     if row is None:
-        raise HTTPException(404, detail=f"you have no access to project {project_id}")
+        raise NotFoundError(f"you have no access to project {project_id}")
     is_owner, permissions, owner_email = row
     return ProjectAccessRead(
         is_owner=is_owner, permissions=permissions, owner_email=owner_email or ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import HTTPException
 from packaging.version import InvalidVersion, Version
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,6 +29,7 @@ from ..schemas.workflow import (
     WorkflowTaskImport,
     WorkflowTaskRead,
 )
+from .errors import InvalidError
 from .projects import project_read
 from .tasks import usable_task, visible_to
 
@@ -92,9 +92,8 @@ def check_type_filters(task: Task, type_filters: dict[str, bool]) -> None:
         if key in task.input_types and task.input_types[key] != value
     )
     if clash:
-        raise HTTPException(
-            422,
-            detail=f"type_filters {clash} contradict the input_types of task {task.name!r}",
+        raise InvalidError(
+            f"type_filters {clash} contradict the input_types of task {task.name!r}",
         )
 
 
@@ -131,7 +130,7 @@ def check_parts(task_type: str, fields: dict[str, Any]) -> None:
         return
     given = sorted(key for key in wrong if fields.get(key) is not None)
     if given:
-        raise HTTPException(422, detail=f"a {task_type} task takes no {' or '.join(given)}")
+        raise InvalidError(f"a {task_type} task takes no {' or '.join(given)}")
 
 
 def meta_with_defaults(
@@ -195,9 +194,8 @@ async def reorder(session: AsyncSession, workflow_id: int, ordered_ids: list[int
     rows = await workflow_tasks(session, workflow_id)
     current = {wftask.id: wftask for wftask, _, _ in rows}
     if len(ordered_ids) != len(set(ordered_ids)) or set(ordered_ids) != set(current):
-        raise HTTPException(
-            422,
-            detail="reordered_workflowtask_ids must list every task of the workflow exactly "
+        raise InvalidError(
+            "reordered_workflowtask_ids must list every task of the workflow exactly "
             f"once: it has {sorted(current)}",
         )
     for position, wftask_id in enumerate(ordered_ids):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from fastapi.concurrency import run_in_threadpool
 
-from ...models import Dataset, Job, Workflow, WorkflowTask
+from ...models import Dataset, Job, UnitStatus, Workflow, WorkflowTask
 from ...schemas._base import Id
 from ...schemas.history import (
     HistoryRunReadAggregated,
@@ -15,7 +15,6 @@ from ...schemas.history import (
     Page,
     StatusImagePage,
     StatusImageQuery,
-    UnitStatus,
     WorkflowTaskStatus,
 )
 from ...services import history as service

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from ...models import Dataset, Job, Workflow
+from ...models import ACTIVE_JOB_STATUSES, Dataset, Job, Workflow
 from ...schemas._base import Id
 from ...schemas.job import JobCreate, JobRead
 from ...services import jobs as service
@@ -97,7 +97,7 @@ async def get_job(
 async def read_job(job: Job, show_tmp_logs: bool = False) -> JobRead:
     """One job as shown to its users and to admins; an active job's log read live if asked."""
     live_log = None
-    if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
+    if show_tmp_logs and job.status in ACTIVE_JOB_STATUSES:
         live_log = await run_in_threadpool(read_live_log, job.working_dir)
     return _read(job, live_log)
 
