@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Dataset, LinkUserProject, Profile, Project, UserOAuth
 from ..schemas.admin import LinkUserProjectRead, ProjectReadSuperuser
-from .access import row_or_404, user_or_404
+from .access import get_or_404, user_or_404
 from .errors import InvalidError, NotFoundError
 from .pages import page_of
 from .paths import PathRefused, check_user_dir
@@ -64,7 +64,7 @@ async def list_projects(
 async def _resource_of(session: AsyncSession, user: UserOAuth) -> int:
     if user.profile_id is None:
         raise InvalidError(f"user {user.email} has no computing profile")
-    profile = await row_or_404(session, Profile, user.profile_id, "profile")
+    profile = await get_or_404(session, Profile, user.profile_id, "profile")
     return profile.resource_id
 
 
@@ -75,7 +75,7 @@ async def transfer_ownership(session: AsyncSession, project_id: int, user_id: in
     guest, on the same resource, no project of theirs with that name, and every dataset's
     zarr_dir inside their project dirs.
     """
-    project = await row_or_404(session, Project, project_id, "project")
+    project = await get_or_404(session, Project, project_id, "project")
     new_owner = await user_or_404(session, user_id)
     if new_owner.is_guest:
         raise InvalidError("a guest user cannot own a project")

@@ -133,6 +133,28 @@ def check_parts(task_type: str, fields: dict[str, Any]) -> None:
         raise InvalidError(f"a {task_type} task takes no {' or '.join(given)}")
 
 
+async def task_of(session: AsyncSession, wftask: WorkflowTask) -> tuple[Task, TaskGroup]:
+    """The task of a workflow task, and its task group (the foreign keys keep both)."""
+    task = await session.get(Task, wftask.task_id)
+    assert task is not None
+    group = await session.get(TaskGroup, task.taskgroupv2_id)
+    assert group is not None
+    return task, group
+
+
+def update_wftask(wftask: WorkflowTask, task: Task, changes: dict[str, Any]) -> None:
+    """Apply a PATCH of a workflow task: only the arguments its task type takes."""
+    if changes.get("type_filters") is not None:
+        check_type_filters(task, changes["type_filters"])
+    check_parts(wftask.task_type, changes)
+    for key, value in changes.items():
+        if key == "type_filters" and value is None:
+            value = {}
+        elif key in ("args_parallel", "args_non_parallel") and not value:
+            value = None  # no arguments, whether sent as {} or null
+        setattr(wftask, key, value)
+
+
 def meta_with_defaults(
     task_meta: dict[str, Any] | None, given: dict[str, Any] | None
 ) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from ...schemas.resource import (
     ResourceUpdate,
     check_profile_for_resource,
 )
-from ...services.access import row_or_404
+from ...services.access import get_or_404
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
@@ -30,11 +30,11 @@ router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 
 
 async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
-    return await row_or_404(session, Resource, resource_id, "resource")
+    return await get_or_404(session, Resource, resource_id, "resource")
 
 
 async def _get_profile(session: SessionDep, profile_id: Id) -> Profile:
-    return await row_or_404(session, Profile, profile_id, "profile")
+    return await get_or_404(session, Profile, profile_id, "profile")
 
 
 async def _commit_unique(session: SessionDep, what: str, name: str) -> None:

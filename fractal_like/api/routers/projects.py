@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import EmailStr
 from sqlmodel import col, select
 
-from ...models import Dataset, Job, LinkUserProject, Project, UserOAuth, Workflow
+from ...models import Job, LinkUserProject, Project, UserOAuth
 from ...schemas._base import Id
 from ...schemas.latest_job import JobWithTaskStatuses
 from ...schemas.project import (
@@ -24,9 +24,10 @@ from ...schemas.project import (
 )
 from ...services import history
 from ...services import projects as projects_service
-from ...services.access import Need, child_of_project, project_for, readable_projects
+from ...services.access import Need, project_for, readable_projects
 from ...services.projects import active_jobs, name_taken, project_read
 from ..deps import SessionDep
+from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteProject
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -70,8 +71,10 @@ async def list_invitations(user: ApiUser, session: SessionDep) -> list[ProjectIn
 
 
 @router.get("/{project_id}/", response_model=ProjectRead)
-async def get_project(project_id: Id, user: ApiUser, session: SessionDep) -> ProjectRead:
-    project, link = await project_for(session, user, project_id)
+async def get_project(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> ProjectRead:
+    project, link = access
     return project_read(project, link)
 
 
@@ -98,8 +101,10 @@ async def update_project(
 
 
 @router.delete("/{project_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+async def delete_project(
+    access: WriteProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> Response:
+    project, link = access
     if not link.is_owner:
         raise HTTPException(403, detail="only the owner can delete a project")
     running = await active_jobs(session, project_id=project_id)
@@ -149,11 +154,14 @@ async def unstar_project(project_id: Id, user: ApiUser, session: SessionDep) -> 
     response_model_exclude_unset=True,
 )
 async def latest_job(
-    project_id: Id, workflow_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+    _workflow: ReadWorkflow,
+    _dataset: ReadDataset,
+    project_id: Id,
+    workflow_id: Id,
+    dataset_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> JobWithTaskStatuses:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     job = (
         await session.exec(
             select(Job)

@@ -25,7 +25,7 @@ from ...schemas.task import (
 )
 from ...services import admin_task_groups
 from ...services import tasks as task_service
-from ...services.access import row_or_404
+from ...services.access import get_or_404
 from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for, visible_to
 from ..deps import SessionDep, SettingsDep
@@ -204,7 +204,7 @@ async def list_activities(
 async def get_activity(
     task_group_activity_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
-    activity = await row_or_404(
+    activity = await get_or_404(
         session, TaskGroupActivity, task_group_activity_id, "task-group activity"
     )
     if activity.user_id != user.id:  # admins read others' through /admin/v2/task-group/activity/

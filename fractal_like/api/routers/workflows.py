@@ -21,11 +21,11 @@ from ...schemas.workflow import (
     WorkflowUpdate,
 )
 from ...services import workflows as service
-from ...services.access import Need, child_of_project, project_for
 from ...services.projects import active_jobs
 from ...services.templates import template_for_use
 from ..deps import SessionDep
 from ..errors import unprocessable_from
+from ..ownership import ReadProject, ReadWorkflow, WriteProject, WriteWorkflow
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -55,8 +55,10 @@ def _import_failed(error: service.ImportMatchError) -> JSONResponse:
 
 
 @router.get("/", response_model=list[WorkflowRead])
-async def list_workflows(project_id: Id, user: ApiUser, session: SessionDep) -> list[WorkflowRead]:
-    project, link = await project_for(session, user, project_id)
+async def list_workflows(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> list[WorkflowRead]:
+    project, link = access
     query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
     return [
         await service.workflow_read(session, wf, project, link)
@@ -66,9 +68,13 @@ async def list_workflows(project_id: Id, user: ApiUser, session: SessionDep) -> 
 
 @router.post("/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def create_workflow(
-    project_id: Id, payload: WorkflowCreate, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    project_id: Id,
+    payload: WorkflowCreate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+    project, link = access
     await _name_free(session, project_id, payload.name)
     workflow = Workflow(project_id=project_id, **payload.model_dump())
     session.add(workflow)
@@ -78,9 +84,14 @@ async def create_workflow(
 
 @router.post("/import/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def import_workflow(
-    request: Request, project_id: Id, payload: WorkflowImport, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    request: Request,
+    project_id: Id,
+    payload: WorkflowImport,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead | JSONResponse:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+    project, link = access
     await _name_free(session, project_id, payload.name)
     try:
         workflow = await service.import_workflow(
@@ -97,6 +108,7 @@ async def import_workflow(
     "/import-from-template/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED
 )
 async def import_from_template(
+    access: WriteProject,
     request: Request,
     project_id: Id,
     template_id: Id,
@@ -104,7 +116,7 @@ async def import_from_template(
     session: SessionDep,
     payload: Annotated[ImportFromTemplate | None, Body()] = None,
 ) -> WorkflowRead | JSONResponse:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+    project, link = access
     template = await template_for_use(session, user, template_id)
     payload = payload or ImportFromTemplate()
     data = copy.deepcopy(template.data)
@@ -139,26 +151,30 @@ async def import_from_template(
     return await service.workflow_read(session, workflow, project, link)
 
 
-async def _workflow(session: SessionDep, project_id: Id, workflow_id: Id) -> Workflow:
-    return await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-
-
 @router.get("/{workflow_id}/", response_model=WorkflowRead)
 async def get_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    access: ReadProject,
+    workflow: ReadWorkflow,
+    project_id: Id,
+    workflow_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id)
-    return await service.workflow_read(
-        session, await _workflow(session, project_id, workflow_id), project, link
-    )
+    project, link = access
+    return await service.workflow_read(session, workflow, project, link)
 
 
 @router.patch("/{workflow_id}/", response_model=WorkflowRead)
 async def update_workflow(
-    project_id: Id, workflow_id: Id, payload: WorkflowUpdate, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    workflow: WriteWorkflow,
+    project_id: Id,
+    workflow_id: Id,
+    payload: WorkflowUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    workflow = await _workflow(session, project_id, workflow_id)
+    project, link = access
     changes = payload.model_dump(exclude_unset=True)
     order = changes.pop("reordered_workflowtask_ids", None)
     if order is not None:
@@ -175,10 +191,8 @@ async def update_workflow(
 
 @router.delete("/{workflow_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    workflow: WriteWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
-    await project_for(session, user, project_id, Need.WRITE)
-    workflow = await _workflow(session, project_id, workflow_id)
     running = await active_jobs(session, workflow_id=workflow_id)
     if running:
         raise HTTPException(
@@ -191,7 +205,6 @@ async def delete_workflow(
 
 @router.get("/{workflow_id}/export/", response_model=WorkflowExport)
 async def export_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> WorkflowExport:
-    await project_for(session, user, project_id)
-    return await service.export(session, await _workflow(session, project_id, workflow_id))
+    return await service.export(session, workflow)
