@@ -46,6 +46,7 @@ from ..schemas.history import (
     WorkflowTaskStatus,
 )
 from . import images as image_service
+from .access import get_or_404
 from .errors import InvalidError, NotFoundError
 
 # A log bigger than this is returned by its end, which is where errors are.
@@ -89,9 +90,7 @@ async def workflowtask_of_project(
 async def run_of(
     session: AsyncSession, history_run_id: int, dataset_id: int, workflowtask_id: int
 ) -> HistoryRun:
-    run = await session.get(HistoryRun, history_run_id)
-    if run is None:
-        raise NotFoundError(f"history run {history_run_id} not found")
+    run = await get_or_404(session, HistoryRun, history_run_id, "history run")
     if run.dataset_id != dataset_id or run.workflowtask_id != workflowtask_id:
         raise InvalidError(
             f"history run {history_run_id} is not a run of workflow task "
@@ -485,9 +484,7 @@ async def unit_log_source(
     wftask: WorkflowTask,
 ) -> tuple[str | None, str | None, str]:
     """The unit's log file, its job's working folder, and a label for messages."""
-    unit = await session.get(HistoryUnit, history_unit_id)
-    if unit is None:
-        raise NotFoundError(f"history unit {history_unit_id} not found")
+    unit = await get_or_404(session, HistoryUnit, history_unit_id, "history unit")
     if unit.history_run_id != history_run_id:
         raise InvalidError(
             f"history unit {history_unit_id} is not part of history run {history_run_id}",

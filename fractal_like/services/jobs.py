@@ -210,3 +210,21 @@ def stop_now_or_later(job: Job) -> None:
         return
     else:
         raise InvalidError(f"job {job.id} has already ended ({job.status})")
+
+
+async def jobs_where(
+    session: AsyncSession,
+    *,
+    user_id: int | None = None,
+    project_id: int | None = None,
+    workflow_id: int | None = None,
+) -> list[Job]:
+    """The jobs of a user, a project or a workflow (the filters given), by id."""
+    query = select(Job).order_by(col(Job.id))
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
+    if project_id is not None:
+        query = query.where(Job.project_id == project_id)
+    if workflow_id is not None:
+        query = query.where(Job.workflow_id == workflow_id)
+    return list((await session.exec(query)).all())

@@ -41,6 +41,7 @@ from ..schemas.task import (
     TaskGroupUpdate,
 )
 from ..task_command import CommandError, check_command
+from .access import get_or_404
 from .errors import ForbiddenError, InvalidError, NotFoundError
 
 ORIGIN_OTHER = "other"
@@ -94,9 +95,7 @@ async def task_group_for(
     session: AsyncSession, user: UserOAuth, group_id: int, *, manage: bool = False
 ) -> TaskGroup:
     """The task group; 404 if missing, 403 if the user may not see it (or, to manage, own it)."""
-    group = await session.get(TaskGroup, group_id)
-    if group is None:
-        raise NotFoundError(f"task group {group_id} not found")
+    group = await get_or_404(session, TaskGroup, group_id, "task group")
     if not await _can_see(session, user, group):
         raise ForbiddenError(f"you have no access to task group {group_id}")
     if manage and group.user_id != user.id and not user.is_superuser:
@@ -108,9 +107,7 @@ async def task_for(
     session: AsyncSession, user: UserOAuth, task_id: int, *, manage: bool = False
 ) -> tuple[Task, TaskGroup]:
     """The task and its group, with the same rules as `task_group_for`."""
-    task = await session.get(Task, task_id)
-    if task is None:
-        raise NotFoundError(f"task {task_id} not found")
+    task = await get_or_404(session, Task, task_id, "task")
     group = await session.get(TaskGroup, task.taskgroupv2_id)
     assert group is not None
     if not await _can_see(session, user, group):
@@ -145,8 +142,7 @@ async def target_user_group(
 
 async def check_can_share_with(session: AsyncSession, user: UserOAuth, user_group_id: int) -> None:
     assert user.id is not None
-    if await session.get(UserGroup, user_group_id) is None:
-        raise NotFoundError(f"group {user_group_id} not found")
+    await get_or_404(session, UserGroup, user_group_id, "group")
     if not user.is_superuser and not await is_member(session, user.id, user_group_id):
         raise ForbiddenError(f"you are not a member of group {user_group_id}")
 
@@ -387,6 +383,48 @@ class ActivityFilters:
         if self.timestamp_started_min is not None:
             where.append(col(TaskGroupActivity.timestamp_started) >= self.timestamp_started_min)
         return where
+
+
+async def activities(session: AsyncSession, filters: ActivityFilters) -> list[TaskGroupActivity]:
+    query = (
+        select(TaskGroupActivity).where(*filters.conditions()).order_by(col(TaskGroupActivity.id))
+    )
+    return list((await session.exec(query)).all())
+
+
+async def list_tasks(
+    session: AsyncSession,
+    user_id: int,
+    category: str | None = None,
+    modality: str | None = None,
+    author: str | None = None,
+) -> list[Task]:
+    """The tasks of active groups the user sees; category and modality in any letter case,
+    author a part of the authors."""
+    query = (
+        select(Task)
+        .join(TaskGroup, col(TaskGroup.id) == Task.taskgroupv2_id)
+        .where(visible_to(user_id), col(TaskGroup.active).is_(True))
+        .order_by(col(Task.id))
+    )
+    if category is not None:
+        query = query.where(func.lower(col(Task.category)) == category.lower())
+    if modality is not None:
+        query = query.where(func.lower(col(Task.modality)) == modality.lower())
+    if author is not None:
+        query = query.where(col(Task.authors).icontains(author, autoescape=True))
+    return list((await session.exec(query)).all())
+
+
+async def tasks_by_ids(session: AsyncSession, task_ids: list[int]) -> list[Task]:
+    """Those tasks, by id; 404 naming the ids that do not exist."""
+    wanted = sorted(set(task_ids))
+    query = select(Task).where(col(Task.id).in_(wanted)).order_by(col(Task.id))
+    tasks = list((await session.exec(query)).all())
+    missing = sorted(set(wanted) - {task.id for task in tasks})
+    if missing:
+        raise NotFoundError(f"tasks not found: {missing}")
+    return tasks
 
 
 # --- Changing ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import LinkUserGroup, UserOAuth, WorkflowTemplate
 from ..schemas.workflow import TemplateGroup, TemplateGroupMember
-from .errors import ForbiddenError, NotFoundError
+from .access import get_or_404
+from .errors import ForbiddenError
 
 
 def _visible(user_id: int) -> Any:
@@ -123,9 +124,7 @@ async def template_groups(
 async def template_for_use(
     session: AsyncSession, user: UserOAuth, template_id: int
 ) -> WorkflowTemplate:
-    template = await session.get(WorkflowTemplate, template_id)
-    if template is None:
-        raise NotFoundError(f"workflow template {template_id} not found")
+    template = await get_or_404(session, WorkflowTemplate, template_id, "workflow template")
     assert user.id is not None
     query = visible_templates(user.id).where(WorkflowTemplate.id == template_id)
     if (await session.exec(query)).first() is None:

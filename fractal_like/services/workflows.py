@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import (
@@ -131,6 +131,26 @@ def check_parts(task_type: str, fields: dict[str, Any]) -> None:
     given = sorted(key for key in wrong if fields.get(key) is not None)
     if given:
         raise InvalidError(f"a {task_type} task takes no {' or '.join(given)}")
+
+
+async def project_workflows(session: AsyncSession, project_id: int) -> list[Workflow]:
+    query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
+    return list((await session.exec(query)).all())
+
+
+async def check_name_free(
+    session: AsyncSession, project_id: int, name: str, exclude: int | None = None
+) -> None:
+    """422 when another workflow of the project has that name (`exclude`: the one renamed)."""
+    query = (
+        select(func.count())
+        .select_from(Workflow)
+        .where(Workflow.project_id == project_id, Workflow.name == name)
+    )
+    if exclude is not None:
+        query = query.where(Workflow.id != exclude)
+    if (await session.exec(query)).one():
+        raise InvalidError(f"project {project_id} already has a workflow named {name!r}")
 
 
 async def task_of(session: AsyncSession, wftask: WorkflowTask) -> tuple[Task, TaskGroup]:

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlmodel import col, select
 
 from ...models import Dataset, Image, LinkUserProject, Project
 from ...schemas._base import Id, PageNumber, Text
@@ -29,6 +28,7 @@ from ...schemas.dataset import (
     ImageUpdate,
 )
 from ...schemas.history import Page
+from ...services import datasets as dataset_service
 from ...services import image_checks
 from ...services import images as image_service
 from ...services.datasets import DatasetFilters, readable_datasets
@@ -39,7 +39,7 @@ from ...services.image_updates import (
     check_new_images,
     insert_new_images,
 )
-from ...services.paths import PathRefused, check_under, check_user_dir, slugify
+from ...services.paths import PathRefused, check_under, check_user_dir
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
 from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteDataset, WriteProject
@@ -79,8 +79,8 @@ async def list_datasets(
     access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
 ) -> list[DatasetRead]:
     project, link = access
-    query = select(Dataset).where(Dataset.project_id == project_id).order_by(col(Dataset.id))
-    return [_read(dataset, project, link) for dataset in (await session.exec(query)).all()]
+    datasets = await dataset_service.project_datasets(session, project_id)
+    return [_read(dataset, project, link) for dataset in datasets]
 
 
 @router.post("/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
@@ -88,31 +88,7 @@ async def create_dataset(
     access: WriteProject, project_id: Id, payload: DatasetCreate, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
     project, link = access
-    if payload.zarr_dir is not None and (payload.project_dir or payload.zarr_subfolder):
-        raise HTTPException(422, detail="give either zarr_dir or project_dir/zarr_subfolder")
-    dataset = Dataset(project_id=project_id, name=payload.name, zarr_dir="/pending")
-    session.add(dataset)
-    await session.flush()
-    try:
-        if payload.zarr_dir is not None:
-            zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
-        else:
-            root = payload.project_dir or (user.project_dirs[0] if user.project_dirs else None)
-            if root is None:
-                raise PathRefused("your account has no project dirs: give zarr_dir or ask an admin")
-            root = check_user_dir(root, user.project_dirs, "project_dir")
-            if payload.zarr_subfolder is not None:
-                candidate = f"{root}/{payload.zarr_subfolder}"
-            else:
-                candidate = (
-                    f"{root}/fractal/{project_id}_{slugify(project.name)}/"
-                    f"{dataset.id}_{slugify(payload.name)}"
-                )
-            zarr_dir = check_user_dir(candidate, user.project_dirs)
-    except PathRefused as error:
-        await session.rollback()
-        raise _refused(error)
-    dataset.zarr_dir = zarr_dir
+    dataset = await dataset_service.create_dataset(session, user, project, payload)
     await session.commit()
     return _read(dataset, project, link)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
-from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from ...models import ACTIVE_JOB_STATUSES, Job
@@ -61,24 +60,23 @@ async def submit_job(
 
 @router.get("/job/", response_model=list[JobRead])
 async def list_my_jobs(user: ApiUser, session: SessionDep, log: bool = True) -> list[JobRead]:
-    query = select(Job).where(Job.user_id == user.id).order_by(col(Job.id))
-    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+    jobs = await service.jobs_where(session, user_id=user.id)
+    return [_read(job, with_log=log) for job in jobs]
 
 
 @router.get("/project/{project_id}/job/", response_model=list[JobRead])
 async def list_project_jobs(
     _access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep, log: bool = True
 ) -> list[JobRead]:
-    query = select(Job).where(Job.project_id == project_id).order_by(col(Job.id))
-    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+    jobs = await service.jobs_where(session, project_id=project_id)
+    return [_read(job, with_log=log) for job in jobs]
 
 
 @router.get("/project/{project_id}/workflow/{workflow_id}/job/", response_model=list[JobRead])
 async def list_workflow_jobs(
     _workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> list[JobRead]:
-    query = select(Job).where(Job.workflow_id == workflow_id).order_by(col(Job.id))
-    return [_read(job) for job in (await session.exec(query)).all()]
+    return [_read(job) for job in await service.jobs_where(session, workflow_id=workflow_id)]
 
 
 @router.get("/project/{project_id}/job/{job_id}/", response_model=JobRead)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import EmailStr
-from sqlmodel import col, select
 
-from ...models import Job, LinkUserProject, Project, UserOAuth
+from ...models import LinkUserProject, Project, UserOAuth
 from ...schemas._base import Id
 from ...schemas.latest_job import JobWithTaskStatuses
 from ...schemas.project import (
@@ -24,7 +23,7 @@ from ...schemas.project import (
 )
 from ...services import history
 from ...services import projects as projects_service
-from ...services.access import Need, project_for, readable_projects
+from ...services.access import Need, project_for
 from ...services.projects import active_jobs, name_taken, project_read
 from ..deps import SessionDep
 from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteProject
@@ -40,8 +39,7 @@ async def list_projects(
 ) -> list[ProjectRead]:
     """The projects the user owns, or (is_owner=false) those shared with them and accepted."""
     assert user.id is not None
-    query = readable_projects(user.id).where(col(LinkUserProject.is_owner).is_(is_owner))
-    rows = (await session.exec(query.order_by(col(Project.id)))).all()
+    rows = await projects_service.projects_of(session, user.id, is_owner)
     return [project_read(project, link) for project, link in rows]
 
 
@@ -162,16 +160,7 @@ async def latest_job(
     user: ApiUser,
     session: SessionDep,
 ) -> JobWithTaskStatuses:
-    job = (
-        await session.exec(
-            select(Job)
-            .where(Job.workflow_id == workflow_id, Job.dataset_id == dataset_id)
-            .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
-            .limit(1)
-        )
-    ).first()
-    if job is None:
-        raise HTTPException(404, detail=f"no job of workflow {workflow_id} on dataset {dataset_id}")
+    job = await projects_service.latest_job(session, workflow_id, dataset_id)
     statuses = await history.workflow_statuses(session, workflow_id, dataset_id)
     data = JobWithTaskStatuses.model_validate(job)
     data.task_statuses = statuses
@@ -274,21 +263,6 @@ async def leave_project(project_id: Id, user: ApiUser, session: SessionDep) -> R
 # --- Our own sharing routes: the owner grants access at once (no invitation) -------------------
 
 
-async def _members(session: SessionDep, project_id: Id) -> list[ProjectMemberRead]:
-    rows = await session.exec(
-        select(LinkUserProject, UserOAuth.email)
-        .join(UserOAuth, col(UserOAuth.id) == LinkUserProject.user_id)
-        .where(LinkUserProject.project_id == project_id)
-        .order_by(col(LinkUserProject.user_id))
-    )
-    return [
-        ProjectMemberRead(
-            user_id=link.user_id, email=email, is_owner=link.is_owner, permissions=link.permissions
-        )
-        for link, email in rows.all()
-    ]
-
-
 @router.post(
     "/{project_id}/access/",
     response_model=list[ProjectMemberRead],
@@ -310,7 +284,7 @@ async def share_project(
         )
     )
     await session.commit()
-    return await _members(session, project_id)
+    return await projects_service.members(session, project_id)
 
 
 async def _member_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
@@ -328,7 +302,7 @@ async def change_access(
     link = await _member_link(session, project_id, user_id)
     link.permissions = payload.permissions
     await session.commit()
-    return await _members(session, project_id)
+    return await projects_service.members(session, project_id)
 
 
 @router.delete("/{project_id}/access/{user_id}/", status_code=status.HTTP_204_NO_CONTENT)

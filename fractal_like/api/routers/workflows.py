@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlmodel import col, func, select
 
 from ...models import Workflow
 from ...models._types import utc_now
@@ -34,22 +33,6 @@ router = APIRouter(
 )
 
 
-async def _name_free(
-    session: SessionDep, project_id: Id, name: str, exclude: int | None = None
-) -> None:
-    query = (
-        select(func.count())
-        .select_from(Workflow)
-        .where(Workflow.project_id == project_id, Workflow.name == name)
-    )
-    if exclude is not None:
-        query = query.where(Workflow.id != exclude)
-    if (await session.exec(query)).one():
-        raise HTTPException(
-            422, detail=f"project {project_id} already has a workflow named {name!r}"
-        )
-
-
 def _import_failed(error: service.ImportMatchError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "[HAS_ERROR_DATA]", "data": error.data})
 
@@ -59,10 +42,9 @@ async def list_workflows(
     access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
 ) -> list[WorkflowRead]:
     project, link = access
-    query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
     return [
         await service.workflow_read(session, wf, project, link)
-        for wf in (await session.exec(query)).all()
+        for wf in await service.project_workflows(session, project_id)
     ]
 
 
@@ -75,7 +57,7 @@ async def create_workflow(
     session: SessionDep,
 ) -> WorkflowRead:
     project, link = access
-    await _name_free(session, project_id, payload.name)
+    await service.check_name_free(session, project_id, payload.name)
     workflow = Workflow(project_id=project_id, **payload.model_dump())
     session.add(workflow)
     await session.commit()
@@ -92,7 +74,7 @@ async def import_workflow(
     session: SessionDep,
 ) -> WorkflowRead | JSONResponse:
     project, link = access
-    await _name_free(session, project_id, payload.name)
+    await service.check_name_free(session, project_id, payload.name)
     try:
         workflow = await service.import_workflow(
             session, user, project_id, payload, request.app.state.settings.DEFAULT_GROUP_NAME
@@ -137,7 +119,7 @@ async def import_from_template(
         to_import = WorkflowImport.model_validate(data)
     except ValueError as error:
         raise unprocessable_from(error)  # type: ignore[arg-type]
-    await _name_free(session, project_id, to_import.name)
+    await service.check_name_free(session, project_id, to_import.name)
     try:
         workflow = await service.import_workflow(
             session, user, project_id, to_import, request.app.state.settings.DEFAULT_GROUP_NAME
@@ -180,7 +162,7 @@ async def update_workflow(
     if order is not None:
         await service.reorder(session, workflow_id, order)
     if changes.get("name") is not None:
-        await _name_free(session, project_id, changes["name"], exclude=workflow_id)
+        await service.check_name_free(session, project_id, changes["name"], exclude=workflow_id)
     for key, value in changes.items():
         if value is None and key in ("name", "is_starred"):
             raise HTTPException(422, detail=f"{key} cannot be null")
