@@ -158,7 +158,7 @@ async def set_core(session: AsyncSession, tasks: list[Task], is_core: bool) -> N
         await _check_no_other_core(session, [task for task in tasks if not task.is_core])
     ids = [task.id for task in tasks if task.id is not None]
     if ids:
-        await session.exec(update(Task).where(col(Task.id).in_(ids)).values(is_core=is_core))  # type: ignore[call-overload]
+        await session.exec(update(Task).where(col(Task.id).in_(ids)).values(is_core=is_core))
     await session.commit()
     for task in tasks:
         await session.refresh(task)

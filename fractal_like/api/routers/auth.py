@@ -67,7 +67,7 @@ async def login(
         guard.record_failure(credentials.username, address)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
     guard.record_success(credentials.username)
-    strategy = auth_backend.get_strategy(request)  # type: ignore[call-arg]
+    strategy = auth_backend.get_strategy(request)
     token = await strategy.write_token(user)
     return TokenRead(access_token=token)
 

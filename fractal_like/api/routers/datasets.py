@@ -60,7 +60,7 @@ NameSearch = Annotated[Text | None, Query(max_length=255)]
 
 def _read(dataset: Dataset, project: Project, link: LinkUserProject) -> DatasetRead:
     return DatasetRead(
-        id=dataset.id,  # type: ignore[arg-type]
+        id=dataset.id,
         name=dataset.name,
         project_id=dataset.project_id,
         project=project_read(project, link),
