@@ -234,7 +234,7 @@ async def add_tasks(
 
 async def reorder(session: AsyncSession, workflow_id: int, ordered_ids: list[int]) -> None:
     rows = await workflow_tasks(session, workflow_id)
-    current = {wftask.id: wftask for wftask, _, _ in rows}
+    current = {wftask.id: wftask for wftask, _, _ in rows if wftask.id is not None}
     if len(ordered_ids) != len(set(ordered_ids)) or set(ordered_ids) != set(current):
         raise InvalidError(
             "reordered_workflowtask_ids must list every task of the workflow exactly "
