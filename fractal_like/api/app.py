@@ -17,8 +17,9 @@ from ..config import Settings, get_settings
 from ..db import make_async_engine, make_session_factory
 from ..migrate import check_schema
 from ..services.bootstrap import ensure_first_admin
+from ..services.errors import DomainError
 from .docs_pages import install_docs_pages
-from .errors import request_validation_error
+from .errors import domain_error, request_validation_error
 from .request_body import GuardedRoute
 from .routers import ROUTERS
 
@@ -95,6 +96,7 @@ def create_app(
         )
 
     app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(DomainError, domain_error)
 
     for router in ROUTERS:
         app.include_router(router)

@@ -1,4 +1,5 @@
-"""422 responses: FastAPI's `detail` list, without echoing huge inputs back."""
+"""Error responses: domain errors mapped to status codes (here, once), and 422s in
+FastAPI's `detail` shape without echoing huge inputs back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+
+from ..services.errors import (
+    ConflictError,
+    DomainError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    TooLargeError,
+    UnavailableError,
+)
+
+# The one place where a domain refusal becomes an HTTP status.
+STATUS_OF: dict[type[DomainError], int] = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    InvalidError: 422,
+    TooLargeError: 413,
+    UnavailableError: 503,
+}
 
 # An input kept as it is when it holds at most this many scalars (a short string counts as
 # one); larger ones become a short repr. A 60 MB body once came back whole in a 422.
@@ -91,3 +112,19 @@ def unprocessable_from(error: ValidationError) -> HTTPException:
     """The same `detail` list FastAPI gives for a bad request body."""
     details = error.errors(include_url=False, include_context=False)
     return HTTPException(422, detail=compact_errors(details))
+
+
+def status_of(error: DomainError) -> int:
+    """The status of its class; a refusal of no mapped class is the client's (422)."""
+    for cls, status in STATUS_OF.items():
+        if isinstance(error, cls):
+            return status
+    return 422
+
+
+async def domain_error(_request: Request, error: Exception) -> JSONResponse:
+    """The app's handler for refusals raised by the services."""
+    assert isinstance(error, DomainError)
+    return JSONResponse(
+        status_code=status_of(error), content={"detail": jsonable_encoder(error.detail)}
+    )

@@ -5,7 +5,7 @@ from sqlmodel import SQLModel
 
 from .accounting import AccountingRecord, AccountingRecordSlurm, SlurmUsage
 from .dataset import Dataset, Image
-from .history import HistoryImageCache, HistoryRun, HistoryUnit
+from .history import HistoryImageCache, HistoryRun, HistoryUnit, UnitStatus
 from .job import ACTIVE_JOB_STATUSES, Job, JobStatus
 from .project import LinkUserProject, Project
 from .resource import Profile, Resource
@@ -37,6 +37,7 @@ __all__ = [
     "Task",
     "TaskGroup",
     "TaskGroupActivity",
+    "UnitStatus",
     "UserGroup",
     "UserOAuth",
     "Workflow",

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
 from ._types import created_at_field, json_field, optional_timestamp_field
+
+
+class UnitStatus(StrEnum):
+    """The status of a history unit, and of a history run (the same three values)."""
+
+    SUBMITTED = "submitted"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class HistoryRun(SQLModel, table=True):
@@ -34,7 +43,7 @@ class HistoryRun(SQLModel, table=True):
     )
     workflowtask_dump: dict[str, Any] = json_field(dict)
     task_group_dump: dict[str, Any] = json_field(dict)
-    status: str = Field(default="submitted", max_length=16)
+    status: str = Field(default=UnitStatus.SUBMITTED, max_length=16)
     num_units_total: int = 0
     num_units_done: int = 0
     num_units_failed: int = 0
@@ -53,7 +62,7 @@ class HistoryUnit(SQLModel, table=True):
     )
     index: int = 0
     kind: str = Field(default="parallel", max_length=16)
-    status: str = Field(default="submitted", max_length=16)
+    status: str = Field(default=UnitStatus.SUBMITTED, max_length=16)
     zarr_urls: list[str] = json_field(list)
     logfile: str | None = Field(default=None, max_length=4096)
     slurm_job_id: str | None = Field(default=None, max_length=64)

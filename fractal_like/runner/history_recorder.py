@@ -10,13 +10,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..models import HistoryImageCache, HistoryRun, HistoryUnit, table_of
+from ..models import HistoryImageCache, HistoryRun, HistoryUnit, UnitStatus, table_of
 
 RUNS = table_of(HistoryRun)
 UNITS = table_of(HistoryUnit)
 CACHE = table_of(HistoryImageCache)
 CHUNK = 5000
-FINAL = ("done", "failed")  # a unit's status, once written, never changes again
+FINAL = (UnitStatus.DONE, UnitStatus.FAILED)  # a unit's status, once written, never changes again
 
 
 def now() -> datetime:
@@ -48,12 +48,12 @@ async def find_or_create_run(
             task_id=wftask["task_id"],
             workflowtask_dump=wftask,
             task_group_dump={"pkg_name": wftask.get("pkg_name"), "version": wftask.get("version")},
-            status="submitted",
+            status=UnitStatus.SUBMITTED,
             timestamp_started=now(),
         )
         .returning(RUNS.c.id)
     )
-    return result.scalar_one(), "submitted"
+    return result.scalar_one(), UnitStatus.SUBMITTED
 
 
 async def existing_units(
@@ -75,7 +75,12 @@ async def create_units(
     stamp = now()
     for start in range(0, len(rows), CHUNK):
         chunk = [
-            {**row, "history_run_id": run_id, "status": "submitted", "timestamp_started": stamp}
+            {
+                **row,
+                "history_run_id": run_id,
+                "status": UnitStatus.SUBMITTED,
+                "timestamp_started": stamp,
+            }
             for row in rows[start : start + CHUNK]
         ]
         # Each returned row names its unit, so their order does not matter; asking for it
@@ -118,9 +123,9 @@ async def record_results(
             .where(UNITS.c.id.in_((warm_ids or [])[start : start + CHUNK]))
             .values(warm=True)
         )
-    added = {"done": 0, "failed": 0}
+    added = {UnitStatus.DONE: 0, UnitStatus.FAILED: 0}
     not_final = UNITS.c.status.not_in(FINAL)
-    for status in ("done", "failed"):
+    for status in FINAL:
         ids_plain = [unit_id for unit_id, st, error in results if st == status and error is None]
         for start in range(0, len(ids_plain), CHUNK):
             result = await connection.execute(
@@ -137,13 +142,13 @@ async def record_results(
                 .values(status=status, error=error, timestamp_ended=stamp)
             )
             added[status] += result.rowcount
-    if added["done"] or added["failed"]:
+    if added[UnitStatus.DONE] or added[UnitStatus.FAILED]:
         await connection.execute(
             update(RUNS)
             .where(RUNS.c.id == run_id)
             .values(
-                num_units_done=RUNS.c.num_units_done + added["done"],
-                num_units_failed=RUNS.c.num_units_failed + added["failed"],
+                num_units_done=RUNS.c.num_units_done + added[UnitStatus.DONE],
+                num_units_failed=RUNS.c.num_units_failed + added[UnitStatus.FAILED],
             )
         )
 
@@ -159,7 +164,7 @@ async def refresh_counts(connection: AsyncConnection, run_id: int) -> None:
     await connection.execute(
         update(RUNS)
         .where(RUNS.c.id == run_id)
-        .values(num_units_done=count("done"), num_units_failed=count("failed"))
+        .values(num_units_done=count(UnitStatus.DONE), num_units_failed=count(UnitStatus.FAILED))
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import Job, JobStatus, Profile, Resource, UserOAuth
+from ..models import Job, JobStatus, Profile, Resource, UnitStatus, UserOAuth
 from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
@@ -199,7 +199,7 @@ class WorkflowRunner:
             run_id, status = await history.find_or_create_run(
                 connection, ctx.job.id or 0, ctx.dataset_id, wftask.stored
             )
-        if status == "done":
+        if status == UnitStatus.DONE:
             ctx.log.write(f"Task {wftask.order} '{name}' was done before the restart.")
             return after
         filters = {**type_filters, **wftask.task.input_types, **wftask.type_filters}
@@ -249,7 +249,7 @@ class WorkflowRunner:
             except ImageChangeError as error:
                 await session.rollback()
                 async with self.engine.begin() as connection:
-                    await history.finish_run(connection, run_id, "failed")
+                    await history.finish_run(connection, run_id, UnitStatus.FAILED)
                 raise JobFailedError(f"task {wftask.order} '{name}': {error}") from None
             connection = await session.connection()
             removed = set(removals)
@@ -259,7 +259,7 @@ class WorkflowRunner:
                 wftask.id,
                 {url: unit for url, unit in latest.items() if url not in removed},
             )
-            await history.finish_run(connection, run_id, "done")
+            await history.finish_run(connection, run_id, UnitStatus.DONE)
             await session.commit()
         ctx.new_images += summary.created
         ctx.log.write(
@@ -339,7 +339,9 @@ class WorkflowRunner:
                         for spec in missing
                     ],
                 )
-                known.update({key: (unit_id, "submitted") for key, unit_id in created.items()})
+                known.update(
+                    {key: (unit_id, UnitStatus.SUBMITTED) for key, unit_id in created.items()}
+                )
                 # As Fractal does: a unit is its images' latest as soon as it exists, so a
                 # running or failed unit is what their status and image log show.
                 await history.remember_latest_units(
@@ -374,7 +376,8 @@ class WorkflowRunner:
                 continue
             calls.append(call)
         already = [
-            (unit_id, "done" if code == 0 else "failed", None) for unit_id, code in codes.items()
+            (unit_id, UnitStatus.DONE if code == 0 else UnitStatus.FAILED, None)
+            for unit_id, code in codes.items()
         ]
         if calls:
             parallel = specs[0].kind == "parallel"
@@ -386,12 +389,12 @@ class WorkflowRunner:
                 await history.record_results(connection, run_id, already)
         if ctx.stop.is_set():
             async with self.engine.begin() as connection:
-                await history.finish_run(connection, run_id, "failed")
+                await history.finish_run(connection, run_id, UnitStatus.FAILED)
             raise JobStoppedError
         failed = [unit_id for unit_id, code in codes.items() if code != 0]
         if failed:
             async with self.engine.begin() as connection:
-                await history.finish_run(connection, run_id, "failed")
+                await history.finish_run(connection, run_id, UnitStatus.FAILED)
             raise JobFailedError(
                 self._failure_message(wftask, by_id, failed, codes, reasons, folder)
             )
@@ -401,7 +404,7 @@ class WorkflowRunner:
                 results.append((unit_id, spec, reader(UnitFiles(folder, spec.prefix))))
             except TaskOutputError as error:
                 async with self.engine.begin() as connection:
-                    await history.finish_run(connection, run_id, "failed")
+                    await history.finish_run(connection, run_id, UnitStatus.FAILED)
                 where = f"task {wftask.order} '{wftask.task.name}', {self._unit_name(spec)}"
                 raise JobFailedError(f"{where}: {error}") from None
         return results
@@ -423,7 +426,7 @@ class WorkflowRunner:
         def on_result(result: UnitResult) -> None:
             codes[result.unit_id] = result.exit_code
             reasons[result.unit_id] = result.reason
-            status = "done" if result.exit_code == 0 else "failed"
+            status = UnitStatus.DONE if result.exit_code == 0 else UnitStatus.FAILED
             pending.append((result.unit_id, status, result.reason))
             if result.warm:
                 warm_ids.append(result.unit_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from ..models.history import UnitStatus
 from ._base import Id, PathStr, ReadModel, RequestModel, UTCTimestamp
 from .dataset import ImageFilters
 
@@ -17,12 +18,6 @@ T = TypeVar("T")
 
 # The pseudo-attribute that carries an image's status in `status/images/` (Fractal's name).
 IMAGE_STATUS_KEY = "__wftask_dataset_image_status__"
-
-
-class UnitStatus(StrEnum):
-    SUBMITTED = "submitted"
-    DONE = "done"
-    FAILED = "failed"
 
 
 class ImageStatus(StrEnum):

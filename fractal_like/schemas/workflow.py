@@ -111,16 +111,6 @@ class WorkflowRead(ReadModel):
     template_id: int | None = None
 
 
-class WorkflowReadSlim(ReadModel):
-    id: int
-    name: str
-    project_id: int
-    is_starred: bool
-    timestamp_created: UTCTimestamp
-    description: str | None = None
-    template_id: int | None = None
-
-
 PkgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fastapi import HTTPException
 from sqlalchemy import ColumnElement, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,12 +17,14 @@ from ..models import (
     JobStatus,
     LinkUserProject,
     Profile,
+    UnitStatus,
     UserOAuth,
 )
+from .errors import InvalidError
 from .pages import page_of
 
 # Statuses of runs and units that have ended; the others fail with their job.
-_FINAL = ("done", "failed")
+_FINAL = (JobStatus.DONE, JobStatus.FAILED)
 
 
 @dataclass
@@ -105,13 +106,9 @@ async def set_status(session: AsyncSession, job: Job, new_status: str) -> None:
     cannot overwrite the admin's verdict; its open history runs and units fail with it.
     """
     if job.status not in ACTIVE_JOB_STATUSES:
-        raise HTTPException(
-            422, detail=f"Job {job.id} has status {job.status!r} and cannot be updated."
-        )
+        raise InvalidError(f"Job {job.id} has status {job.status!r} and cannot be updated.")
     if new_status != JobStatus.FAILED:
-        raise HTTPException(
-            422, detail=f"Cannot set job status to {new_status!r}: only 'failed' is allowed."
-        )
+        raise InvalidError(f"Cannot set job status to {new_status!r}: only 'failed' is allowed.")
     now = datetime.now(UTC)
     job.status = JobStatus.FAILED
     job.end_timestamp = now
@@ -126,17 +123,17 @@ async def set_status(session: AsyncSession, job: Job, new_status: str) -> None:
             col(HistoryUnit.history_run_id).in_(runs),
             col(HistoryUnit.status).not_in(_FINAL),
         )
-        .values(status="failed", timestamp_ended=now)
+        .values(status=JobStatus.FAILED, timestamp_ended=now)
     )
     # The runs' counters follow their units, as the runner keeps them.
     failed_units = (
         select(func.count())
         .select_from(HistoryUnit)
-        .where(HistoryUnit.history_run_id == HistoryRun.id, HistoryUnit.status == "failed")
+        .where(HistoryUnit.history_run_id == HistoryRun.id, HistoryUnit.status == UnitStatus.FAILED)
         .scalar_subquery()
     )
     await session.execute(
         update(HistoryRun)
         .where(col(HistoryRun.job_id) == job.id, col(HistoryRun.status).not_in(_FINAL))
-        .values(status="failed", timestamp_ended=now, num_units_failed=failed_units)
+        .values(status=UnitStatus.FAILED, timestamp_ended=now, num_units_failed=failed_units)
     )

@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import ColumnElement, delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Dataset, LinkUserProject, Profile, Project, UserOAuth
 from ..schemas.admin import LinkUserProjectRead, ProjectReadSuperuser
-from .access import row_or_404, user_or_404
+from .access import get_or_404, user_or_404
+from .errors import InvalidError, NotFoundError
 from .pages import page_of
 from .paths import PathRefused, check_user_dir
 from .projects import name_taken
@@ -63,8 +63,8 @@ async def list_projects(
 
 async def _resource_of(session: AsyncSession, user: UserOAuth) -> int:
     if user.profile_id is None:
-        raise HTTPException(422, detail=f"user {user.email} has no computing profile")
-    profile = await row_or_404(session, Profile, user.profile_id, "profile")
+        raise InvalidError(f"user {user.email} has no computing profile")
+    profile = await get_or_404(session, Profile, user.profile_id, "profile")
     return profile.resource_id
 
 
@@ -75,10 +75,10 @@ async def transfer_ownership(session: AsyncSession, project_id: int, user_id: in
     guest, on the same resource, no project of theirs with that name, and every dataset's
     zarr_dir inside their project dirs.
     """
-    project = await row_or_404(session, Project, project_id, "project")
+    project = await get_or_404(session, Project, project_id, "project")
     new_owner = await user_or_404(session, user_id)
     if new_owner.is_guest:
-        raise HTTPException(422, detail="a guest user cannot own a project")
+        raise InvalidError("a guest user cannot own a project")
     owner_link = (
         await session.exec(
             select(LinkUserProject).where(
@@ -87,20 +87,17 @@ async def transfer_ownership(session: AsyncSession, project_id: int, user_id: in
         )
     ).first()
     if owner_link is None:  # not made by our routes: say so rather than guess an owner
-        raise HTTPException(422, detail=f"project {project_id} has no owner to replace")
+        raise InvalidError(f"project {project_id} has no owner to replace")
     if owner_link.user_id == user_id:
-        raise HTTPException(422, detail=f"user {user_id} already owns project {project_id}")
+        raise InvalidError(f"user {user_id} already owns project {project_id}")
     old_owner = await user_or_404(session, owner_link.user_id)
     new_resource = await _resource_of(session, new_owner)
     if await _resource_of(session, old_owner) != new_resource:
-        raise HTTPException(
-            422,
-            detail=f"{old_owner.email} and {new_owner.email} use different computing resources",
+        raise InvalidError(
+            f"{old_owner.email} and {new_owner.email} use different computing resources",
         )
     if await name_taken(session, user_id, project.name, exclude=project_id):
-        raise HTTPException(
-            422, detail=f"{new_owner.email} already owns a project named {project.name!r}"
-        )
+        raise InvalidError(f"{new_owner.email} already owns a project named {project.name!r}")
     zarr_dirs = (
         await session.exec(select(Dataset.zarr_dir).where(Dataset.project_id == project_id))
     ).all()
@@ -108,8 +105,8 @@ async def transfer_ownership(session: AsyncSession, project_id: int, user_id: in
         try:
             check_user_dir(zarr_dir, list(new_owner.project_dirs))
         except PathRefused as error:
-            raise HTTPException(
-                422, detail=f"{new_owner.email} could not use this project's data: {error}"
+            raise InvalidError(
+                f"{new_owner.email} could not use this project's data: {error}"
             ) from None
     # The new owner's former access (a member, an invitation) gives way to ownership.
     await session.execute(
@@ -181,19 +178,17 @@ async def verify_guest_invitation(
     """Accept a guest's pending invitation on their behalf (read-only ones only)."""
     guest = await user_or_404(session, guest_user_id)
     if not guest.is_guest:
-        raise HTTPException(
-            422, detail=f"user {guest_user_id} is not a guest: they accept invitations themselves"
+        raise InvalidError(
+            f"user {guest_user_id} is not a guest: they accept invitations themselves"
         )
     link = await session.get(LinkUserProject, (project_id, guest_user_id))
     if link is None or link.is_verified:
-        raise HTTPException(
-            404,
-            detail=f"user {guest_user_id} has no pending invitation to project {project_id}",
+        raise NotFoundError(
+            f"user {guest_user_id} has no pending invitation to project {project_id}",
         )
     if link.permissions != "r":
-        raise HTTPException(
-            422,
-            detail=f"a guest may only read a project (invited with {link.permissions!r})",
+        raise InvalidError(
+            f"a guest may only read a project (invited with {link.permissions!r})",
         )
     link.is_verified = True
     session.add(link)

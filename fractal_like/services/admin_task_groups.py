@@ -11,7 +11,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import HTTPException
 from sqlalchemy import ColumnElement, exists, func, not_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,6 +27,7 @@ from ..models import (
     WorkflowTask,
 )
 from ..schemas.task import ProjectUser, TaskInfo, TaskMinimal, TaskRelationship
+from .errors import InvalidError
 from .pages import page_of
 from .tasks import ActivityFilters
 
@@ -70,8 +70,8 @@ class TaskGroupFilters:
 
     def conditions(self) -> list[ColumnElement[bool]]:
         if self.user_group_id is not None and self.private:
-            raise HTTPException(
-                422, detail="a private task group has no user group: give user_group_id or private"
+            raise InvalidError(
+                "a private task group has no user group: give user_group_id or private"
             )
         equal = {
             col(TaskGroup.id): self.task_group_id,
@@ -146,9 +146,8 @@ async def _check_no_other_core(session: AsyncSession, tasks: list[Task]) -> None
             )
         ).first()
         if clash is not None:
-            raise HTTPException(
-                422,
-                detail=f"task {clash} is already the core task named {task.name!r} of "
+            raise InvalidError(
+                f"task {clash} is already the core task named {task.name!r} of "
                 f"{group.pkg_name} {group.version}: make it not core first",
             )
 
@@ -159,7 +158,7 @@ async def set_core(session: AsyncSession, tasks: list[Task], is_core: bool) -> N
         await _check_no_other_core(session, [task for task in tasks if not task.is_core])
     ids = [task.id for task in tasks if task.id is not None]
     if ids:
-        await session.exec(update(Task).where(col(Task.id).in_(ids)).values(is_core=is_core))  # type: ignore[call-overload]
+        await session.exec(update(Task).where(col(Task.id).in_(ids)).values(is_core=is_core))
     await session.commit()
     for task in tasks:
         await session.refresh(task)

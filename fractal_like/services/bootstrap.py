@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from fastapi_users.password import PasswordHelper
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..config import Settings
 from ..models import Profile, Resource, UserOAuth
 from .groups import add_member, ensure_default_group
+from .passwords import hash_password
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ async def ensure_first_admin(
         admin = UserOAuth(
             email=email,
             profile_id=profile_id,
-            hashed_password=PasswordHelper().hash(password),
+            hashed_password=hash_password(password),
             is_active=True,
             is_superuser=True,
             is_verified=True,

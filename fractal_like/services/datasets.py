@@ -11,6 +11,9 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Dataset, Image, LinkUserProject, Project, UserOAuth
+from ..schemas.dataset import DatasetCreate
+from .errors import InvalidError
+from .paths import PathRefused, check_user_dir, slugify
 
 
 @dataclass(frozen=True)
@@ -91,3 +94,46 @@ async def readable_datasets(
         for dataset, project, link, email, count in rows.all()
     ]
     return total, size, items
+
+
+async def project_datasets(session: AsyncSession, project_id: int) -> list[Dataset]:
+    query = select(Dataset).where(Dataset.project_id == project_id).order_by(col(Dataset.id))
+    return list((await session.exec(query)).all())
+
+
+def _zarr_dir(user: UserOAuth, project: Project, dataset: Dataset, payload: DatasetCreate) -> str:
+    """The dataset's zarr_dir: the one given, or one made under a project dir of the user
+    (`<root>/fractal/<project id>_<name>/<dataset id>_<name>` unless a subfolder is given)."""
+    if payload.zarr_dir is not None:
+        return check_user_dir(payload.zarr_dir, user.project_dirs)
+    root = payload.project_dir or (user.project_dirs[0] if user.project_dirs else None)
+    if root is None:
+        raise PathRefused("your account has no project dirs: give zarr_dir or ask an admin")
+    root = check_user_dir(root, user.project_dirs, "project_dir")
+    if payload.zarr_subfolder is not None:
+        candidate = f"{root}/{payload.zarr_subfolder}"
+    else:
+        candidate = (
+            f"{root}/fractal/{project.id}_{slugify(project.name)}/"
+            f"{dataset.id}_{slugify(payload.name)}"
+        )
+    return check_user_dir(candidate, user.project_dirs)
+
+
+async def create_dataset(
+    session: AsyncSession, user: UserOAuth, project: Project, payload: DatasetCreate
+) -> Dataset:
+    """A new dataset of the project (flushed, not committed); 422 for a refused folder."""
+    if payload.zarr_dir is not None and (payload.project_dir or payload.zarr_subfolder):
+        raise InvalidError("give either zarr_dir or project_dir/zarr_subfolder")
+    assert project.id is not None
+    # Flushed first: the default folder's name carries the dataset's id.
+    dataset = Dataset(project_id=project.id, name=payload.name, zarr_dir="/pending")
+    session.add(dataset)
+    await session.flush()
+    try:
+        dataset.zarr_dir = _zarr_dir(user, project, dataset, payload)
+    except PathRefused as error:
+        await session.rollback()
+        raise InvalidError(str(error)) from None
+    return dataset

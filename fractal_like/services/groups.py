@@ -5,17 +5,49 @@ from __future__ import annotations
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import LinkUserGroup, UserGroup
+from ..models import LinkUserGroup, UserGroup, UserOAuth
+from .errors import NotFoundError
 
 
 async def ensure_default_group(session: AsyncSession, name: str) -> UserGroup:
-    group = (await session.exec(select(UserGroup).where(UserGroup.name == name))).first()
+    group = await group_named(session, name)
     if group is None:
         group = UserGroup(name=name)
         session.add(group)
         await session.commit()
         await session.refresh(group)
     return group
+
+
+async def group_named(session: AsyncSession, name: str) -> UserGroup | None:
+    return (await session.exec(select(UserGroup).where(UserGroup.name == name))).first()
+
+
+async def all_groups(session: AsyncSession) -> list[UserGroup]:
+    return list((await session.exec(select(UserGroup).order_by(col(UserGroup.id)))).all())
+
+
+async def remove_group(session: AsyncSession, group: UserGroup) -> None:
+    """The group and its memberships (the users stay)."""
+    await session.exec(delete(LinkUserGroup).where(col(LinkUserGroup.group_id) == group.id))
+    await session.delete(group)
+
+
+async def check_groups_exist(session: AsyncSession, group_ids: set[int]) -> None:
+    found = set(
+        (await session.exec(select(UserGroup.id).where(col(UserGroup.id).in_(group_ids)))).all()
+    )
+    missing = sorted(group_ids - found)
+    if missing:
+        raise NotFoundError(f"groups not found: {missing}")
+
+
+async def all_users(session: AsyncSession, profile_id: int | None = None) -> list[UserOAuth]:
+    """Every user by id, or those of one profile."""
+    query = select(UserOAuth).order_by(col(UserOAuth.id))
+    if profile_id is not None:
+        query = query.where(UserOAuth.profile_id == profile_id)
+    return list((await session.exec(query)).all())
 
 
 async def add_member(session: AsyncSession, group_id: int, user_id: int) -> None:

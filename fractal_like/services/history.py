@@ -15,8 +15,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastapi import HTTPException
-from fastapi.concurrency import run_in_threadpool
+import anyio.to_thread
 from sqlalchemy import ColumnElement, and_, case, true
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +28,7 @@ from ..models import (
     Image,
     Job,
     Task,
+    UnitStatus,
     Workflow,
     WorkflowTask,
 )
@@ -43,10 +43,11 @@ from ..schemas.history import (
     StatusImage,
     StatusImagePage,
     TaskProgress,
-    UnitStatus,
     WorkflowTaskStatus,
 )
 from . import images as image_service
+from .access import get_or_404
+from .errors import InvalidError, NotFoundError
 
 # A log bigger than this is returned by its end, which is where errors are.
 MAX_LOG_BYTES = 5 * 1024 * 1024
@@ -79,25 +80,20 @@ async def workflowtask_of_project(
         )
     ).first()
     if row is None:
-        raise HTTPException(404, detail=f"workflow task {workflowtask_id} not found")
+        raise NotFoundError(f"workflow task {workflowtask_id} not found")
     wftask, owner = row
     if owner != project_id:
-        raise HTTPException(
-            422, detail=f"workflow task {workflowtask_id} is not part of project {project_id}"
-        )
+        raise InvalidError(f"workflow task {workflowtask_id} is not part of project {project_id}")
     return wftask
 
 
 async def run_of(
     session: AsyncSession, history_run_id: int, dataset_id: int, workflowtask_id: int
 ) -> HistoryRun:
-    run = await session.get(HistoryRun, history_run_id)
-    if run is None:
-        raise HTTPException(404, detail=f"history run {history_run_id} not found")
+    run = await get_or_404(session, HistoryRun, history_run_id, "history run")
     if run.dataset_id != dataset_id or run.workflowtask_id != workflowtask_id:
-        raise HTTPException(
-            422,
-            detail=f"history run {history_run_id} is not a run of workflow task "
+        raise InvalidError(
+            f"history run {history_run_id} is not a run of workflow task "
             f"{workflowtask_id} on dataset {dataset_id}",
         )
     return run
@@ -148,7 +144,9 @@ async def workflow_statuses(
         queued_here = wftask_id in queued
         if run is None or (queued_here and run["job_id"] != active_id):
             # Not run yet, or only by an earlier job: the active job will (re)run it.
-            result[wftask_id] = WorkflowTaskStatus(status="submitted") if queued_here else None
+            result[wftask_id] = (
+                WorkflowTaskStatus(status=UnitStatus.SUBMITTED) if queued_here else None
+            )
             continue
         by_status = counts.get(wftask_id, {})
         # Parallel tasks run one unit per image, so their units are the images they were given.
@@ -158,9 +156,9 @@ async def workflow_statuses(
         result[wftask_id] = WorkflowTaskStatus(
             status=run["status"],
             num_available_images=available,
-            num_submitted_images=by_status.get("submitted", 0),
-            num_done_images=by_status.get("done", 0),
-            num_failed_images=by_status.get("failed", 0),
+            num_submitted_images=by_status.get(UnitStatus.SUBMITTED, 0),
+            num_done_images=by_status.get(UnitStatus.DONE, 0),
+            num_failed_images=by_status.get(UnitStatus.FAILED, 0),
         )
     return result
 
@@ -486,13 +484,10 @@ async def unit_log_source(
     wftask: WorkflowTask,
 ) -> tuple[str | None, str | None, str]:
     """The unit's log file, its job's working folder, and a label for messages."""
-    unit = await session.get(HistoryUnit, history_unit_id)
-    if unit is None:
-        raise HTTPException(404, detail=f"history unit {history_unit_id} not found")
+    unit = await get_or_404(session, HistoryUnit, history_unit_id, "history unit")
     if unit.history_run_id != history_run_id:
-        raise HTTPException(
-            422,
-            detail=f"history unit {history_unit_id} is not part of history run {history_run_id}",
+        raise InvalidError(
+            f"history unit {history_unit_id} is not part of history run {history_run_id}",
         )
     assert wftask.id is not None
     run = await run_of(session, history_run_id, dataset_id, wftask.id)
@@ -530,9 +525,8 @@ async def image_log_source(
         )
     ).first()
     if unit is None:
-        raise HTTPException(
-            404,
-            detail=f"image {zarr_url!r} has not been processed by workflow task {wftask.id} "
+        raise NotFoundError(
+            f"image {zarr_url!r} has not been processed by workflow task {wftask.id} "
             f"in dataset {dataset_id}",
         )
     assert unit.id is not None
@@ -560,7 +554,7 @@ async def units_with_warnings(session: AsyncSession, unit_ids: set[int]) -> set[
             if unit_id is not None and log_mentions_warning(logfile, working_dir)
         }
 
-    return await run_in_threadpool(scan)
+    return await anyio.to_thread.run_sync(scan)
 
 
 def log_mentions_warning(logfile: str | None, working_dir: str | None) -> bool:

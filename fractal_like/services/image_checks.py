@@ -17,8 +17,8 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Image, Task, WorkflowTask
+from ..models.history import UnitStatus
 from ..schemas.dataset import ImageFilters
-from ..schemas.history import UnitStatus
 from . import images as image_service
 from .history import image_status_column, status_filters, with_latest_unit
 

@@ -48,7 +48,7 @@ def zip_folders(*folders: str | None) -> IO[bytes]:
         archive_file.close()
         raise
     archive_file.seek(0)
-    return archive_file  # type: ignore[return-value]
+    return archive_file
 
 
 def iter_chunks(handle: IO[bytes]) -> Iterator[bytes]:

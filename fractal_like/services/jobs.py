@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +24,7 @@ from ..models import (
     Workflow,
 )
 from ..schemas.job import JobCreate
+from .errors import ForbiddenError, InvalidError, UnavailableError
 from .tasks import usable_task
 from .workflows import workflow_tasks
 
@@ -47,7 +47,7 @@ def _iso(value: datetime) -> str:
 async def resource_of(session: AsyncSession, user: UserOAuth) -> tuple[Profile, Resource]:
     profile = await session.get(Profile, user.profile_id) if user.profile_id else None
     if profile is None:
-        raise HTTPException(403, detail=f"user {user.email} has no computing profile")
+        raise ForbiddenError(f"user {user.email} has no computing profile")
     resource = await session.get(Resource, profile.resource_id)
     assert resource is not None
     return profile, resource
@@ -55,13 +55,12 @@ async def resource_of(session: AsyncSession, user: UserOAuth) -> tuple[Profile, 
 
 def _task_range(payload: JobCreate, count: int) -> tuple[int, int]:
     if count == 0:
-        raise HTTPException(422, detail="the workflow has no tasks: add some before submitting")
+        raise InvalidError("the workflow has no tasks: add some before submitting")
     first = payload.first_task_index if payload.first_task_index is not None else 0
     last = payload.last_task_index if payload.last_task_index is not None else count - 1
     if not 0 <= first <= last < count:
-        raise HTTPException(
-            422,
-            detail=f"first_task_index={first} and last_task_index={last} do not fit a workflow "
+        raise InvalidError(
+            f"first_task_index={first} and last_task_index={last} do not fit a workflow "
             f"of {count} tasks (0 <= first <= last <= {count - 1})",
         )
     return first, last
@@ -71,9 +70,8 @@ def _account(user: UserOAuth, requested: str | None) -> str | None:
     if requested is None:
         return user.slurm_accounts[0] if user.slurm_accounts else None
     if requested not in user.slurm_accounts:
-        raise HTTPException(
-            422,
-            detail=f"slurm_account {requested!r} is not one of your accounts "
+        raise InvalidError(
+            f"slurm_account {requested!r} is not one of your accounts "
             f"({', '.join(user.slurm_accounts) or 'none'})",
         )
     return requested
@@ -89,9 +87,7 @@ async def submit(
 ) -> Job:
     profile, resource = await resource_of(session, user)
     if resource.prevent_new_submissions:
-        raise HTTPException(
-            422, detail=f"resource {resource.name!r} does not accept new jobs right now"
-        )
+        raise InvalidError(f"resource {resource.name!r} does not accept new jobs right now")
     assert workflow.id is not None and dataset.id is not None and project.id is not None
     tasks = await workflow_tasks(session, workflow.id)
     first, last = _task_range(payload, len(tasks))
@@ -103,9 +99,8 @@ async def submit(
     )
     running = busy.first()
     if running is not None:
-        raise HTTPException(
-            422,
-            detail=f"dataset {dataset.id} already has an active job ({running}): wait for it "
+        raise InvalidError(
+            f"dataset {dataset.id} already has an active job ({running}): wait for it "
             "or stop it first",
         )
     account = _account(user, payload.slurm_account)
@@ -139,9 +134,8 @@ async def submit(
     try:
         os.makedirs(job.working_dir, exist_ok=False)
     except OSError as error:
-        raise HTTPException(
-            503,
-            detail=f"cannot create the job folder in {resource.jobs_local_dir!r} of resource "
+        raise UnavailableError(
+            f"cannot create the job folder in {resource.jobs_local_dir!r} of resource "
             f"{resource.name!r} ({error.strerror}): tell an admin",
         ) from error
     return job
@@ -215,4 +209,22 @@ def stop_now_or_later(job: Job) -> None:
     elif job.status == JobStatus.STOPPING:
         return
     else:
-        raise HTTPException(422, detail=f"job {job.id} has already ended ({job.status})")
+        raise InvalidError(f"job {job.id} has already ended ({job.status})")
+
+
+async def jobs_where(
+    session: AsyncSession,
+    *,
+    user_id: int | None = None,
+    project_id: int | None = None,
+    workflow_id: int | None = None,
+) -> list[Job]:
+    """The jobs of a user, a project or a workflow (the filters given), by id."""
+    query = select(Job).order_by(col(Job.id))
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
+    if project_id is not None:
+        query = query.where(Job.project_id == project_id)
+    if workflow_id is not None:
+        query = query.where(Job.workflow_id == workflow_id)
+    return list((await session.exec(query)).all())

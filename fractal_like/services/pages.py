@@ -14,7 +14,7 @@ async def page_of(
 ) -> tuple[int, int, list[Any]]:
     """(total count, page size, the page's rows) of a query; no page_size means all rows."""
     total = (
-        await session.exec(select(func.count()).select_from(query.order_by(None).subquery()))  # type: ignore[call-overload]
+        await session.exec(select(func.count()).select_from(query.order_by(None).subquery()))
     ).one()
     size = page_size or total
     rows = (await session.exec(query.offset((page - 1) * size).limit(size))).all()  # type: ignore[call-overload]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,8 +13,11 @@ from ..schemas.project import (
     ProjectAccessRead,
     ProjectGuestRead,
     ProjectInvitationRead,
+    ProjectMemberRead,
     ProjectRead,
 )
+from .access import readable_projects
+from .errors import NotFoundError
 
 
 def project_read(project: Project, link: LinkUserProject | None) -> ProjectRead:
@@ -68,14 +70,14 @@ async def user_by_email(session: AsyncSession, email: str) -> UserOAuth:
         await session.exec(select(UserOAuth).where(func.lower(UserOAuth.email) == email.lower()))
     ).first()
     if found is None:
-        raise HTTPException(404, detail=f"no user with e-mail {email}")
+        raise NotFoundError(f"no user with e-mail {email}")
     return found
 
 
 async def link_or_404(session: AsyncSession, project_id: int, user_id: int) -> LinkUserProject:
     link = await session.get(LinkUserProject, (project_id, user_id))
     if link is None:
-        raise HTTPException(404, detail=f"user {user_id} is not linked to project {project_id}")
+        raise NotFoundError(f"user {user_id} is not linked to project {project_id}")
     return link
 
 
@@ -128,7 +130,7 @@ async def access_of(session: AsyncSession, user_id: int, project_id: int) -> Pro
         )
     ).first()
     if row is None:
-        raise HTTPException(404, detail=f"you have no access to project {project_id}")
+        raise NotFoundError(f"you have no access to project {project_id}")
     is_owner, permissions, owner_email = row
     return ProjectAccessRead(
         is_owner=is_owner, permissions=permissions, owner_email=owner_email or ""
@@ -145,3 +147,45 @@ async def zarr_dirs_of_projects(session: AsyncSession, user_id: int) -> list[str
         .order_by(col(Dataset.zarr_dir))
     )
     return list(rows.all())
+
+
+async def projects_of(
+    session: AsyncSession, user_id: int, is_owner: bool
+) -> list[tuple[Project, LinkUserProject]]:
+    """The projects a user owns, or (is_owner=False) those shared with them and accepted."""
+    query = readable_projects(user_id).where(col(LinkUserProject.is_owner).is_(is_owner))
+    return [
+        (project, link)
+        for project, link in (await session.exec(query.order_by(col(Project.id)))).all()
+    ]
+
+
+async def latest_job(session: AsyncSession, workflow_id: int, dataset_id: int) -> Job:
+    """The job last started for that workflow and dataset; 404 if none."""
+    job = (
+        await session.exec(
+            select(Job)
+            .where(Job.workflow_id == workflow_id, Job.dataset_id == dataset_id)
+            .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
+            .limit(1)
+        )
+    ).first()
+    if job is None:
+        raise NotFoundError(f"no job of workflow {workflow_id} on dataset {dataset_id}")
+    return job
+
+
+async def members(session: AsyncSession, project_id: int) -> list[ProjectMemberRead]:
+    """Everyone linked to the project (owner, members, pending guests), by user id."""
+    rows = await session.exec(
+        select(LinkUserProject, UserOAuth.email)
+        .join(UserOAuth, col(UserOAuth.id) == LinkUserProject.user_id)
+        .where(LinkUserProject.project_id == project_id)
+        .order_by(col(LinkUserProject.user_id))
+    )
+    return [
+        ProjectMemberRead(
+            user_id=link.user_id, email=email, is_owner=link.is_owner, permissions=link.permissions
+        )
+        for link, email in rows.all()
+    ]

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
 from packaging.version import InvalidVersion, Version
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Task, TaskGroup, UserOAuth, WorkflowTask
 from ..schemas.workflow import TaskVersionRead, WorkflowTaskReplace
+from .errors import InvalidError
 from .tasks import usable_task, visible_to
 from .workflows import check_parts, check_type_filters
 
@@ -113,9 +113,8 @@ async def replace_task(
     """Point `wftask` at task `new_task_id`; return the new task. Not committed."""
     new_task, _group = await usable_task(session, user, new_task_id)
     if not type_change_allowed(wftask.task_type, new_task.type):
-        raise HTTPException(
-            422,
-            detail=f"a {wftask.task_type} workflow task cannot become a {new_task.type} one",
+        raise InvalidError(
+            f"a {wftask.task_type} workflow task cannot become a {new_task.type} one",
         )
     check_parts(new_task.type, replace.model_dump())
     check_type_filters(new_task, wftask.type_filters)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from fastapi import HTTPException
 from packaging.version import InvalidVersion, Version
 from sqlalchemy import ColumnElement, or_
 from sqlmodel import col, delete, func, select, update
@@ -42,6 +41,8 @@ from ..schemas.task import (
     TaskGroupUpdate,
 )
 from ..task_command import CommandError, check_command
+from .access import get_or_404
+from .errors import ForbiddenError, InvalidError, NotFoundError
 
 ORIGIN_OTHER = "other"
 FIND_PACKAGE_TIMEOUT_SECONDS = 30
@@ -94,13 +95,11 @@ async def task_group_for(
     session: AsyncSession, user: UserOAuth, group_id: int, *, manage: bool = False
 ) -> TaskGroup:
     """The task group; 404 if missing, 403 if the user may not see it (or, to manage, own it)."""
-    group = await session.get(TaskGroup, group_id)
-    if group is None:
-        raise HTTPException(404, detail=f"task group {group_id} not found")
+    group = await get_or_404(session, TaskGroup, group_id, "task group")
     if not await _can_see(session, user, group):
-        raise HTTPException(403, detail=f"you have no access to task group {group_id}")
+        raise ForbiddenError(f"you have no access to task group {group_id}")
     if manage and group.user_id != user.id and not user.is_superuser:
-        raise HTTPException(403, detail=f"only the owner of task group {group_id} can change it")
+        raise ForbiddenError(f"only the owner of task group {group_id} can change it")
     return group
 
 
@@ -108,17 +107,13 @@ async def task_for(
     session: AsyncSession, user: UserOAuth, task_id: int, *, manage: bool = False
 ) -> tuple[Task, TaskGroup]:
     """The task and its group, with the same rules as `task_group_for`."""
-    task = await session.get(Task, task_id)
-    if task is None:
-        raise HTTPException(404, detail=f"task {task_id} not found")
+    task = await get_or_404(session, Task, task_id, "task")
     group = await session.get(TaskGroup, task.taskgroupv2_id)
     assert group is not None
     if not await _can_see(session, user, group):
-        raise HTTPException(403, detail=f"you have no access to task {task_id}")
+        raise ForbiddenError(f"you have no access to task {task_id}")
     if manage and group.user_id != user.id and not user.is_superuser:
-        raise HTTPException(
-            403, detail=f"only the owner of task group {group.id} can change task {task_id}"
-        )
+        raise ForbiddenError(f"only the owner of task group {group.id} can change task {task_id}")
     return task, group
 
 
@@ -134,7 +129,7 @@ async def target_user_group(
     assert user.id is not None
     if private:
         if user_group_id is not None:
-            raise HTTPException(422, detail="a private task group cannot have a user_group_id")
+            raise InvalidError("a private task group cannot have a user_group_id")
         return None
     if user_group_id is None:
         default = (
@@ -147,10 +142,9 @@ async def target_user_group(
 
 async def check_can_share_with(session: AsyncSession, user: UserOAuth, user_group_id: int) -> None:
     assert user.id is not None
-    if await session.get(UserGroup, user_group_id) is None:
-        raise HTTPException(404, detail=f"group {user_group_id} not found")
+    await get_or_404(session, UserGroup, user_group_id, "group")
     if not user.is_superuser and not await is_member(session, user.id, user_group_id):
-        raise HTTPException(403, detail=f"you are not a member of group {user_group_id}")
+        raise ForbiddenError(f"you are not a member of group {user_group_id}")
 
 
 def _same_package(pkg_name: str, version: str | None) -> list[ColumnElement[bool]]:
@@ -179,10 +173,8 @@ async def check_not_duplicate(
     clash = (await session.exec(query)).first()
     if clash is not None:
         shown = f"{pkg_name} {version}" if version is not None else pkg_name
-        raise HTTPException(
-            422,
-            detail=f"task group {clash} already provides {shown!r} to you: choose another "
-            "name or version",
+        raise InvalidError(
+            f"task group {clash} already provides {shown!r} to you: choose another name or version",
         )
 
 
@@ -197,9 +189,8 @@ async def check_unique_in_group(
     )
     clash = (await session.exec(query)).first()
     if clash is not None:
-        raise HTTPException(
-            422,
-            detail=f"group {user_group_id} already has task group {clash} with the same "
+        raise InvalidError(
+            f"group {user_group_id} already has task group {clash} with the same "
             "package name and version",
         )
 
@@ -394,6 +385,48 @@ class ActivityFilters:
         return where
 
 
+async def activities(session: AsyncSession, filters: ActivityFilters) -> list[TaskGroupActivity]:
+    query = (
+        select(TaskGroupActivity).where(*filters.conditions()).order_by(col(TaskGroupActivity.id))
+    )
+    return list((await session.exec(query)).all())
+
+
+async def list_tasks(
+    session: AsyncSession,
+    user_id: int,
+    category: str | None = None,
+    modality: str | None = None,
+    author: str | None = None,
+) -> list[Task]:
+    """The tasks of active groups the user sees; category and modality in any letter case,
+    author a part of the authors."""
+    query = (
+        select(Task)
+        .join(TaskGroup, col(TaskGroup.id) == Task.taskgroupv2_id)
+        .where(visible_to(user_id), col(TaskGroup.active).is_(True))
+        .order_by(col(Task.id))
+    )
+    if category is not None:
+        query = query.where(func.lower(col(Task.category)) == category.lower())
+    if modality is not None:
+        query = query.where(func.lower(col(Task.modality)) == modality.lower())
+    if author is not None:
+        query = query.where(col(Task.authors).icontains(author, autoescape=True))
+    return list((await session.exec(query)).all())
+
+
+async def tasks_by_ids(session: AsyncSession, task_ids: list[int]) -> list[Task]:
+    """Those tasks, by id; 404 naming the ids that do not exist."""
+    wanted = sorted(set(task_ids))
+    query = select(Task).where(col(Task.id).in_(wanted)).order_by(col(Task.id))
+    tasks = list((await session.exec(query)).all())
+    missing = sorted(set(wanted) - {task.id for task in tasks})
+    if missing:
+        raise NotFoundError(f"tasks not found: {missing}")
+    return tasks
+
+
 # --- Changing ---------------------------------------------------------------------------------
 
 
@@ -454,11 +487,11 @@ async def update_task(session: AsyncSession, task: Task, changes: dict[str, Any]
     for key, value in changes.items():
         if key in needs:
             if value is not None and not needs[key]:
-                raise HTTPException(422, detail=f"a task of type {task.type!r} cannot have a {key}")
+                raise InvalidError(f"a task of type {task.type!r} cannot have a {key}")
             if value is None and needs[key]:
-                raise HTTPException(422, detail=f"a task of type {task.type!r} needs its {key}")
+                raise InvalidError(f"a task of type {task.type!r} needs its {key}")
         elif key in NOT_NULL_FIELDS and value is None:
-            raise HTTPException(422, detail=f"{key} cannot be null")
+            raise InvalidError(f"{key} cannot be null")
     new_name = changes.get("name")
     if new_name is not None and new_name != task.name:
         sibling = (
@@ -471,8 +504,8 @@ async def update_task(session: AsyncSession, task: Task, changes: dict[str, Any]
             )
         ).first()
         if sibling is not None:
-            raise HTTPException(
-                422, detail=f"task {sibling} of the same task group is already named {new_name!r}"
+            raise InvalidError(
+                f"task {sibling} of the same task group is already named {new_name!r}"
             )
     for key, value in changes.items():
         setattr(task, key, value)
@@ -484,10 +517,8 @@ async def update_task(session: AsyncSession, task: Task, changes: dict[str, Any]
 async def _check_unused(session: AsyncSession, task_ids: list[int], what: str) -> None:
     used = await used_in_workflows(session, task_ids)
     if used:
-        raise HTTPException(
-            422,
-            detail=f"{what} is used by {used} workflow task(s): remove them from their "
-            "workflows first",
+        raise InvalidError(
+            f"{what} is used by {used} workflow task(s): remove them from their workflows first",
         )
 
 
@@ -531,16 +562,14 @@ async def _delete_group_row(session: AsyncSession, group: TaskGroup) -> None:
 def check_interpreter(python: str) -> str:
     python = os.path.normpath(python)
     if not os.path.isfile(python) or not os.access(python, os.X_OK):
-        raise HTTPException(
-            422, detail=f"python_interpreter {python!r} is not an executable file on the server"
-        )
+        raise InvalidError(f"python_interpreter {python!r} is not an executable file on the server")
     return python
 
 
 def check_package_root(root: str) -> str:
     root = os.path.normpath(root)
     if not os.path.isdir(root):
-        raise HTTPException(422, detail=f"package_root {root!r} is not a folder on the server")
+        raise InvalidError(f"package_root {root!r} is not a folder on the server")
     return root
 
 
@@ -559,24 +588,19 @@ async def find_package_root(python: str, package_name: str) -> str:
             check=False,
         )
     except subprocess.TimeoutExpired as error:
-        raise HTTPException(
-            422,
-            detail=f"{python} did not find package {package_name!r} within "
+        raise InvalidError(
+            f"{python} did not find package {package_name!r} within "
             f"{FIND_PACKAGE_TIMEOUT_SECONDS} s",
         ) from error
     except OSError as error:
-        raise HTTPException(422, detail=f"cannot run {python}: {error}") from error
+        raise InvalidError(f"cannot run {python}: {error}") from error
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1][:500]
-        raise HTTPException(
-            422, detail=f"package {package_name!r} is not importable by {python}: {reason}"
-        )
+        raise InvalidError(f"package {package_name!r} is not importable by {python}: {reason}")
     root = lines[-1].strip()
     if not os.path.isabs(root) or not os.path.isdir(root):
-        raise HTTPException(
-            422, detail=f"{python} reported {root!r} as the folder of {package_name!r}"
-        )
+        raise InvalidError(f"{python} reported {root!r} as the folder of {package_name!r}")
     return os.path.normpath(root)
 
 
@@ -644,7 +668,7 @@ def tasks_from_manifest(
     try:
         return build_tasks(manifest, python, package_root, version)
     except ManifestError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise InvalidError(str(error)) from None
 
 
 async def usable_task(
@@ -653,5 +677,5 @@ async def usable_task(
     """A task the user may put in a workflow or run: visible, and of an active group."""
     task, group = await task_for(session, user, task_id)
     if not group.active:
-        raise HTTPException(422, detail=f"task {task_id} belongs to an inactive task group")
+        raise InvalidError(f"task {task_id} belongs to an inactive task group")
     return task, group

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from sqlalchemy import case, tuple_
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import LinkUserGroup, UserOAuth, WorkflowTemplate
 from ..schemas.workflow import TemplateGroup, TemplateGroupMember
+from .access import get_or_404
+from .errors import ForbiddenError
 
 
 def _visible(user_id: int) -> Any:
@@ -123,13 +124,11 @@ async def template_groups(
 async def template_for_use(
     session: AsyncSession, user: UserOAuth, template_id: int
 ) -> WorkflowTemplate:
-    template = await session.get(WorkflowTemplate, template_id)
-    if template is None:
-        raise HTTPException(404, detail=f"workflow template {template_id} not found")
+    template = await get_or_404(session, WorkflowTemplate, template_id, "workflow template")
     assert user.id is not None
     query = visible_templates(user.id).where(WorkflowTemplate.id == template_id)
     if (await session.exec(query)).first() is None:
-        raise HTTPException(403, detail=f"you have no access to workflow template {template_id}")
+        raise ForbiddenError(f"you have no access to workflow template {template_id}")
     return template
 
 
@@ -138,7 +137,7 @@ async def template_owned(
 ) -> WorkflowTemplate:
     template = await template_for_use(session, user, template_id)
     if template.user_id != user.id:
-        raise HTTPException(403, detail="only the template's owner can change or delete it")
+        raise ForbiddenError("only the template's owner can change or delete it")
     return template
 
 
@@ -147,4 +146,4 @@ async def check_group_member(session: AsyncSession, user: UserOAuth, group_id: i
         return
     assert user.id is not None
     if await session.get(LinkUserGroup, (group_id, user.id)) is None:
-        raise HTTPException(403, detail=f"you are not a member of group {group_id}")
+        raise ForbiddenError(f"you are not a member of group {group_id}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi_users.password import PasswordHelper
 from sqlmodel import func, select
 
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import UserOAuth
 from .groups import add_member, ensure_default_group
-from .passwords import check_password_length
+from .passwords import check_password_length, hash_password
 
 
 def _validated_email(email: str) -> str:
@@ -42,7 +41,7 @@ async def create_user(
             group = await ensure_default_group(session, settings.DEFAULT_GROUP_NAME)
             user = UserOAuth(
                 email=email,
-                hashed_password=PasswordHelper().hash(password),
+                hashed_password=hash_password(password),
                 is_superuser=superuser,
                 is_verified=True,
                 project_dirs=project_dirs,
@@ -69,7 +68,7 @@ async def set_password(settings: Settings, email: str, password: str) -> None:
             ).first()
             if user is None:
                 raise ValueError(f"no user with e-mail {email}")
-            user.hashed_password = PasswordHelper().hash(password)
+            user.hashed_password = hash_password(password)
             await session.commit()
     finally:
         await engine.dispose()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import HTTPException
 from packaging.version import InvalidVersion, Version
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import (
@@ -30,6 +29,7 @@ from ..schemas.workflow import (
     WorkflowTaskImport,
     WorkflowTaskRead,
 )
+from .errors import InvalidError
 from .projects import project_read
 from .tasks import usable_task, visible_to
 
@@ -92,9 +92,8 @@ def check_type_filters(task: Task, type_filters: dict[str, bool]) -> None:
         if key in task.input_types and task.input_types[key] != value
     )
     if clash:
-        raise HTTPException(
-            422,
-            detail=f"type_filters {clash} contradict the input_types of task {task.name!r}",
+        raise InvalidError(
+            f"type_filters {clash} contradict the input_types of task {task.name!r}",
         )
 
 
@@ -131,7 +130,49 @@ def check_parts(task_type: str, fields: dict[str, Any]) -> None:
         return
     given = sorted(key for key in wrong if fields.get(key) is not None)
     if given:
-        raise HTTPException(422, detail=f"a {task_type} task takes no {' or '.join(given)}")
+        raise InvalidError(f"a {task_type} task takes no {' or '.join(given)}")
+
+
+async def project_workflows(session: AsyncSession, project_id: int) -> list[Workflow]:
+    query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
+    return list((await session.exec(query)).all())
+
+
+async def check_name_free(
+    session: AsyncSession, project_id: int, name: str, exclude: int | None = None
+) -> None:
+    """422 when another workflow of the project has that name (`exclude`: the one renamed)."""
+    query = (
+        select(func.count())
+        .select_from(Workflow)
+        .where(Workflow.project_id == project_id, Workflow.name == name)
+    )
+    if exclude is not None:
+        query = query.where(Workflow.id != exclude)
+    if (await session.exec(query)).one():
+        raise InvalidError(f"project {project_id} already has a workflow named {name!r}")
+
+
+async def task_of(session: AsyncSession, wftask: WorkflowTask) -> tuple[Task, TaskGroup]:
+    """The task of a workflow task, and its task group (the foreign keys keep both)."""
+    task = await session.get(Task, wftask.task_id)
+    assert task is not None
+    group = await session.get(TaskGroup, task.taskgroupv2_id)
+    assert group is not None
+    return task, group
+
+
+def update_wftask(wftask: WorkflowTask, task: Task, changes: dict[str, Any]) -> None:
+    """Apply a PATCH of a workflow task: only the arguments its task type takes."""
+    if changes.get("type_filters") is not None:
+        check_type_filters(task, changes["type_filters"])
+    check_parts(wftask.task_type, changes)
+    for key, value in changes.items():
+        if key == "type_filters" and value is None:
+            value = {}
+        elif key in ("args_parallel", "args_non_parallel") and not value:
+            value = None  # no arguments, whether sent as {} or null
+        setattr(wftask, key, value)
 
 
 def meta_with_defaults(
@@ -193,11 +234,10 @@ async def add_tasks(
 
 async def reorder(session: AsyncSession, workflow_id: int, ordered_ids: list[int]) -> None:
     rows = await workflow_tasks(session, workflow_id)
-    current = {wftask.id: wftask for wftask, _, _ in rows}
+    current = {wftask.id: wftask for wftask, _, _ in rows if wftask.id is not None}
     if len(ordered_ids) != len(set(ordered_ids)) or set(ordered_ids) != set(current):
-        raise HTTPException(
-            422,
-            detail="reordered_workflowtask_ids must list every task of the workflow exactly "
+        raise InvalidError(
+            "reordered_workflowtask_ids must list every task of the workflow exactly "
             f"once: it has {sorted(current)}",
         )
     for position, wftask_id in enumerate(ordered_ids):

@@ -15,7 +15,7 @@ from ...schemas._base import Id, StrictModel
 from ...schemas.history import Page
 from ...schemas.job import FractalJobStatus, JobRead
 from ...services import admin_jobs as service
-from ...services.access import row_or_404
+from ...services.access import get_or_404
 from ...services.jobs import stop_now_or_later
 from ..deps import SessionDep
 from ..query_params import PaginationDep, utc_bound
@@ -77,14 +77,14 @@ async def view_job(
 async def view_single_job(
     job_id: Id, _admin: Superuser, session: SessionDep, show_tmp_logs: bool = False
 ) -> JobRead:
-    return await read_job(await row_or_404(session, Job, job_id, "job"), show_tmp_logs)
+    return await read_job(await get_or_404(session, Job, job_id, "job"), show_tmp_logs)
 
 
 @router.patch("/{job_id}/", response_model=JobRead)
 async def update_job(
     job_id: Id, payload: JobUpdate, _admin: Superuser, session: SessionDep
 ) -> JobRead:
-    job = await row_or_404(session, Job, job_id, "job")
+    job = await get_or_404(session, Job, job_id, "job")
     await service.set_status(session, job, payload.status)
     await session.commit()
     return await read_job(job)
@@ -92,7 +92,7 @@ async def update_job(
 
 @router.get("/{job_id}/stop/", response_model=JobRead, status_code=http_status.HTTP_202_ACCEPTED)
 async def stop_job(job_id: Id, _admin: Superuser, session: SessionDep) -> JobRead:
-    job = await row_or_404(session, Job, job_id, "job")
+    job = await get_or_404(session, Job, job_id, "job")
     stop_now_or_later(job)
     await session.commit()
     return await read_job(job)
@@ -102,4 +102,4 @@ async def stop_job(job_id: Id, _admin: Superuser, session: SessionDep) -> JobRea
 async def download_job_logs(
     job_id: Id, _admin: Superuser, session: SessionDep
 ) -> StreamingResponse:
-    return await zip_response(await row_or_404(session, Job, job_id, "job"))
+    return await zip_response(await get_or_404(session, Job, job_id, "job"))

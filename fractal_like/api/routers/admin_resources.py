@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
-from ...models import Profile, Resource, UserOAuth
+from ...models import Profile, Resource
 from ...schemas._base import Id
 from ...schemas.resource import (
     ProfileCreate,
@@ -20,7 +19,8 @@ from ...schemas.resource import (
     ResourceUpdate,
     check_profile_for_resource,
 )
-from ...services.access import row_or_404
+from ...services import resources
+from ...services.access import get_or_404
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
@@ -30,11 +30,11 @@ router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
 
 
 async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
-    return await row_or_404(session, Resource, resource_id, "resource")
+    return await get_or_404(session, Resource, resource_id, "resource")
 
 
 async def _get_profile(session: SessionDep, profile_id: Id) -> Profile:
-    return await row_or_404(session, Profile, profile_id, "profile")
+    return await get_or_404(session, Profile, profile_id, "profile")
 
 
 async def _commit_unique(session: SessionDep, what: str, name: str) -> None:
@@ -47,7 +47,7 @@ async def _commit_unique(session: SessionDep, what: str, name: str) -> None:
 
 @router.get("/resource/", response_model=list[ResourceRead])
 async def list_resources(_admin: Superuser, session: SessionDep) -> list[Resource]:
-    return list((await session.exec(select(Resource).order_by(col(Resource.id)))).all())
+    return await resources.all_resources(session)
 
 
 def _resource_columns(payload: ResourceCreate) -> dict[str, Any]:
@@ -67,28 +67,13 @@ async def create_resource(
     return resource
 
 
-async def _check_type_kept(session: SessionDep, resource: Resource, new_type: str) -> None:
-    # Profiles are made for their resource's type: a resource in use keeps its type.
-    if new_type == resource.type:
-        return
-    profiles = (
-        await session.exec(select(Profile.id).where(Profile.resource_id == resource.id))
-    ).all()
-    if profiles:
-        raise HTTPException(
-            422,
-            detail=f"resource {resource.id} has profiles {sorted(profiles)} of type "
-            f"{resource.type!r}: its type cannot become {new_type!r}",
-        )
-
-
 @router.put("/resource/{resource_id}/", response_model=ResourceRead)
 async def replace_resource(
     resource_id: Id, payload: ResourceCreate, _admin: Superuser, session: SessionDep
 ) -> Resource:
     """Overwrite the whole resource: fields left out take their defaults, as on POST."""
     resource = await _get_resource(session, resource_id)
-    await _check_type_kept(session, resource, payload.type)
+    await resources.check_type_kept(session, resource, payload.type)
     for key, value in _resource_columns(payload).items():
         setattr(resource, key, value)
     await _commit_unique(session, "resource", payload.name)
@@ -125,15 +110,7 @@ async def update_resource(
 @router.delete("/resource/{resource_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_resource(resource_id: Id, _admin: Superuser, session: SessionDep) -> Response:
     resource = await _get_resource(session, resource_id)
-    profiles = (
-        await session.exec(select(Profile.id).where(Profile.resource_id == resource_id))
-    ).all()
-    if profiles:
-        raise HTTPException(
-            422,
-            detail=f"resource {resource_id} still has profiles {sorted(profiles)}: "
-            "delete them first",
-        )
+    await resources.check_resource_unused(session, resource_id)
     await session.delete(resource)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -144,8 +121,7 @@ async def list_resource_profiles(
     resource_id: Id, _admin: Superuser, session: SessionDep
 ) -> list[Profile]:
     await _get_resource(session, resource_id)
-    query = select(Profile).where(Profile.resource_id == resource_id).order_by(col(Profile.id))
-    return list((await session.exec(query)).all())
+    return await resources.all_profiles(session, resource_id)
 
 
 @router.post(
@@ -172,7 +148,7 @@ async def create_profile(
 
 @router.get("/profile/", response_model=list[ProfileRead])
 async def list_profiles(_admin: Superuser, session: SessionDep) -> list[Profile]:
-    return list((await session.exec(select(Profile).order_by(col(Profile.id)))).all())
+    return await resources.all_profiles(session)
 
 
 @router.get("/profile/{profile_id}/", response_model=ProfileRead)
@@ -218,13 +194,7 @@ async def replace_profile(
 @router.delete("/profile/{profile_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_profile(profile_id: Id, _admin: Superuser, session: SessionDep) -> Response:
     profile = await _get_profile(session, profile_id)
-    users = (
-        await session.exec(select(UserOAuth.id).where(UserOAuth.profile_id == profile_id))
-    ).all()
-    if users:
-        raise HTTPException(
-            422, detail=f"profile {profile_id} is still used by users {sorted(users)}"
-        )
+    await resources.check_profile_unused(session, profile_id)
     await session.delete(profile)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

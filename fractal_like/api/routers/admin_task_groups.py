@@ -23,7 +23,7 @@ from ...schemas.task import (
 )
 from ...services import admin_task_groups as service
 from ...services import tasks as task_service
-from ...services.access import row_or_404
+from ...services.access import get_or_404
 from ...services.collection import pixi_start
 from ...services.collection import start as collection
 from ..deps import SessionDep
@@ -39,7 +39,7 @@ Timestamp = AwareDatetime | None
 
 
 async def _group(session: SessionDep, task_group_id: int) -> TaskGroup:
-    return await row_or_404(session, TaskGroup, task_group_id, "task group")
+    return await get_or_404(session, TaskGroup, task_group_id, "task group")
 
 
 async def _read(session: SessionDep, group: TaskGroup) -> TaskGroupReadSuperuser:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from fastapi_users import exceptions as fu_exceptions
-from sqlmodel import col, select
 
 from ...models import Profile, Resource, UserGroup, UserOAuth
 from ...schemas._base import Id
@@ -22,7 +21,14 @@ from ...schemas.user import (
     UserUpdateOwn,
 )
 from ...services.access import user_or_404
-from ...services.groups import add_member, group_ids_names, set_memberships
+from ...services.groups import (
+    add_member,
+    all_users,
+    check_groups_exist,
+    group_ids_names,
+    group_named,
+    set_memberships,
+)
 from ...services.projects import zarr_dirs_of_projects
 from ..deps import SessionDep
 from ..login_guard import client_address, login_guard
@@ -61,7 +67,7 @@ async def login(
         guard.record_failure(credentials.username, address)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
     guard.record_success(credentials.username)
-    strategy = auth_backend.get_strategy(request)  # type: ignore[call-arg]
+    strategy = auth_backend.get_strategy(request)
     token = await strategy.write_token(user)
     return TokenRead(access_token=token)
 
@@ -159,7 +165,7 @@ async def register(
 
 async def _default_group(request: Request, session: SessionDep) -> UserGroup:
     name = request.app.state.settings.DEFAULT_GROUP_NAME
-    group = (await session.exec(select(UserGroup).where(UserGroup.name == name))).first()
+    group = await group_named(session, name)
     if group is None:
         raise HTTPException(500, detail=f"default group {name!r} is missing")
     return group
@@ -169,10 +175,7 @@ async def _default_group(request: Request, session: SessionDep) -> UserGroup:
 async def list_users(
     _admin: Superuser, session: SessionDep, profile_id: Id | None = None
 ) -> list[UserRead]:
-    query = select(UserOAuth).order_by(col(UserOAuth.id))
-    if profile_id is not None:
-        query = query.where(UserOAuth.profile_id == profile_id)
-    users = (await session.exec(query)).all()
+    users = await all_users(session, profile_id)
     return [await _read(session, user) for user in users]
 
 
@@ -219,12 +222,7 @@ async def set_user_groups(
 ) -> UserRead:
     user = await user_or_404(session, user_id)
     wanted = set(payload.group_ids)
-    found = set(
-        (await session.exec(select(UserGroup.id).where(col(UserGroup.id).in_(wanted)))).all()
-    )
-    missing = sorted(wanted - found)
-    if missing:
-        raise HTTPException(404, detail=f"groups not found: {missing}")
+    await check_groups_exist(session, wanted)
     default_group = await _default_group(request, session)
     assert user.id is not None and default_group.id is not None
     await set_memberships(session, user.id, sorted(wanted), default_group.id)

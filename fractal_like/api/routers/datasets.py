@@ -9,9 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlmodel import col, select
 
-from ...models import Dataset, Image, LinkUserProject, Project, Workflow
+from ...models import Dataset, Image, LinkUserProject, Project
 from ...schemas._base import Id, PageNumber, Text
 from ...schemas.dataset import (
     NEW_IMAGES,
@@ -29,9 +28,9 @@ from ...schemas.dataset import (
     ImageUpdate,
 )
 from ...schemas.history import Page
+from ...services import datasets as dataset_service
 from ...services import image_checks
 from ...services import images as image_service
-from ...services.access import Need, child_of_project, project_for
 from ...services.datasets import DatasetFilters, readable_datasets
 from ...services.history import workflowtask_of_project
 from ...services.image_updates import (
@@ -40,9 +39,10 @@ from ...services.image_updates import (
     check_new_images,
     insert_new_images,
 )
-from ...services.paths import PathRefused, check_under, check_user_dir, slugify
+from ...services.paths import PathRefused, check_under, check_user_dir
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
+from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteDataset, WriteProject
 from ..query_params import MAX_PAGE_SIZE, PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
@@ -60,7 +60,7 @@ NameSearch = Annotated[Text | None, Query(max_length=255)]
 
 def _read(dataset: Dataset, project: Project, link: LinkUserProject) -> DatasetRead:
     return DatasetRead(
-        id=dataset.id,  # type: ignore[arg-type]
+        id=dataset.id,
         name=dataset.name,
         project_id=dataset.project_id,
         project=project_read(project, link),
@@ -75,61 +75,48 @@ def _refused(error: PathRefused) -> HTTPException:
 
 
 @router.get("/", response_model=list[DatasetRead])
-async def list_datasets(project_id: Id, user: ApiUser, session: SessionDep) -> list[DatasetRead]:
-    project, link = await project_for(session, user, project_id)
-    query = select(Dataset).where(Dataset.project_id == project_id).order_by(col(Dataset.id))
-    return [_read(dataset, project, link) for dataset in (await session.exec(query)).all()]
+async def list_datasets(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> list[DatasetRead]:
+    project, link = access
+    datasets = await dataset_service.project_datasets(session, project_id)
+    return [_read(dataset, project, link) for dataset in datasets]
 
 
 @router.post("/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
 async def create_dataset(
-    project_id: Id, payload: DatasetCreate, user: ApiUser, session: SessionDep
+    access: WriteProject, project_id: Id, payload: DatasetCreate, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    if payload.zarr_dir is not None and (payload.project_dir or payload.zarr_subfolder):
-        raise HTTPException(422, detail="give either zarr_dir or project_dir/zarr_subfolder")
-    dataset = Dataset(project_id=project_id, name=payload.name, zarr_dir="/pending")
-    session.add(dataset)
-    await session.flush()
-    try:
-        if payload.zarr_dir is not None:
-            zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
-        else:
-            root = payload.project_dir or (user.project_dirs[0] if user.project_dirs else None)
-            if root is None:
-                raise PathRefused("your account has no project dirs: give zarr_dir or ask an admin")
-            root = check_user_dir(root, user.project_dirs, "project_dir")
-            if payload.zarr_subfolder is not None:
-                candidate = f"{root}/{payload.zarr_subfolder}"
-            else:
-                candidate = (
-                    f"{root}/fractal/{project_id}_{slugify(project.name)}/"
-                    f"{dataset.id}_{slugify(payload.name)}"
-                )
-            zarr_dir = check_user_dir(candidate, user.project_dirs)
-    except PathRefused as error:
-        await session.rollback()
-        raise _refused(error)
-    dataset.zarr_dir = zarr_dir
+    project, link = access
+    dataset = await dataset_service.create_dataset(session, user, project, payload)
     await session.commit()
     return _read(dataset, project, link)
 
 
 @router.get("/{dataset_id}/", response_model=DatasetRead)
 async def get_dataset(
-    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+    access: ReadProject,
+    dataset: ReadDataset,
+    project_id: Id,
+    dataset_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> DatasetRead:
-    project, link = await project_for(session, user, project_id)
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    project, link = access
     return _read(dataset, project, link)
 
 
 @router.patch("/{dataset_id}/", response_model=DatasetRead)
 async def update_dataset(
-    project_id: Id, dataset_id: Id, payload: DatasetUpdate, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    dataset: WriteDataset,
+    project_id: Id,
+    dataset_id: Id,
+    payload: DatasetUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> DatasetRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    project, link = access
     changes = payload.model_dump(exclude_unset=True)
     if changes.get("zarr_dir") is not None:
         if await image_service.count_images(session, dataset_id):
@@ -148,10 +135,8 @@ async def update_dataset(
 
 @router.delete("/{dataset_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_dataset(
-    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+    dataset: WriteDataset, project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
-    await project_for(session, user, project_id, Need.WRITE)
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     running = await active_jobs(session, dataset_id=dataset_id)
     if running:
         raise HTTPException(422, detail=f"dataset {dataset_id} is used by {running} active job(s)")
@@ -163,10 +148,13 @@ async def delete_dataset(
 
 @router.post("/{dataset_id}/images/", response_model=ImageRead, status_code=status.HTTP_201_CREATED)
 async def add_image(
-    project_id: Id, dataset_id: Id, payload: ImageCreate, user: ApiUser, session: SessionDep
+    dataset: WriteDataset,
+    project_id: Id,
+    dataset_id: Id,
+    payload: ImageCreate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> Image:
-    await project_for(session, user, project_id, Need.WRITE)
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     try:
         zarr_url = check_under(payload.zarr_url, dataset.zarr_dir)
     except PathRefused as error:
@@ -185,6 +173,7 @@ async def add_image(
 
 @router.post("/{dataset_id}/images/query/", response_model=ImagePage)
 async def query_images(
+    _dataset: ReadDataset,
     project_id: Id,
     dataset_id: Id,
     user: ApiUser,
@@ -193,8 +182,6 @@ async def query_images(
     page: PageNumber = 1,
     page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> ImagePage:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     payload = payload or ImageQuery()
     filters = {
         "type_filters": payload.type_filters,
@@ -221,10 +208,13 @@ async def query_images(
 
 @router.patch("/{dataset_id}/images/", response_model=ImageRead)
 async def update_image(
-    project_id: Id, dataset_id: Id, payload: ImageUpdate, user: ApiUser, session: SessionDep
+    _dataset: WriteDataset,
+    project_id: Id,
+    dataset_id: Id,
+    payload: ImageUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> Image:
-    await project_for(session, user, project_id, Need.WRITE)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     try:
         image = await image_service.update_image(
             session, dataset_id, payload.zarr_url, payload.attributes, payload.types
@@ -240,14 +230,13 @@ async def update_image(
 
 @router.delete("/{dataset_id}/images/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_image(
+    _dataset: WriteDataset,
     project_id: Id,
     dataset_id: Id,
     zarr_url: Annotated[Text, Query(min_length=1, max_length=4096)],
     user: ApiUser,
     session: SessionDep,
 ) -> Response:
-    await project_for(session, user, project_id, Need.WRITE)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     if not await image_service.delete_image(session, dataset_id, zarr_url):
         raise HTTPException(404, detail=f"no image {zarr_url!r} in dataset {dataset_id}")
     await session.commit()
@@ -284,10 +273,8 @@ async def list_all_datasets(
 
 @router.get("/{dataset_id}/export/", response_model=DatasetExport)
 async def export_dataset(
-    project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+    dataset: ReadDataset, project_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
 ) -> DatasetExport:
-    await project_for(session, user, project_id)
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     images = await image_service.query_images(session, dataset_id)
     return DatasetExport(
         name=dataset.name,
@@ -314,11 +301,11 @@ def _checked_images(raw: list[Any], zarr_dir: str) -> list[NewImage]:
 
 @router.post("/import/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
 async def import_dataset(
-    project_id: Id, payload: DatasetImport, user: ApiUser, session: SessionDep
+    access: WriteProject, project_id: Id, payload: DatasetImport, user: ApiUser, session: SessionDep
 ) -> DatasetRead:
     """A new dataset with the given zarr_dir and images, checked as creating a dataset with
     that zarr_dir and adding each image would be; all or nothing, in one transaction."""
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+    project, link = access
     try:
         zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
     except PathRefused as error:
@@ -336,6 +323,7 @@ async def import_dataset(
 
 @router.post("/{dataset_id}/images/verify-unique-types/", response_model=list[str])
 async def verify_unique_types(
+    _dataset: ReadDataset,
     project_id: Id,
     dataset_id: Id,
     workflowtask_id: Id,
@@ -344,8 +332,6 @@ async def verify_unique_types(
     query: ImageFilters | None = None,
 ) -> list[str]:
     """The type keys whose value differs among the images the query selects."""
-    await project_for(session, user, project_id)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     return await image_checks.non_unique_types(
         session, dataset_id, workflowtask_id, query or ImageFilters()
     )
@@ -353,6 +339,8 @@ async def verify_unique_types(
 
 @router.post("/{dataset_id}/images/non-processed/", response_model=list[str])
 async def non_processed_images(
+    _dataset: ReadDataset,
+    _workflow: ReadWorkflow,
     project_id: Id,
     dataset_id: Id,
     workflow_id: Id,
@@ -364,9 +352,6 @@ async def non_processed_images(
     """The images the workflow task would get that the task before it has not processed
     successfully; empty when that check does not apply (first task, after a converter or
     a task that sets types)."""
-    await project_for(session, user, project_id)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
     wftask = await workflowtask_of_project(session, workflowtask_id, project_id)
     if wftask.workflow_id != workflow_id:
         raise HTTPException(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, select
 
 from ...models import LinkUserGroup, UserGroup
 from ...schemas._base import Id
 from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
-from ...services.access import user_or_404
-from ...services.groups import add_member, member_ids
+from ...services.access import get_or_404, user_or_404
+from ...services.groups import add_member, all_groups, member_ids, remove_group
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
 from ..users import Superuser
@@ -19,9 +18,7 @@ router = APIRouter(prefix="/auth/group", tags=["groups"], route_class=GuardedRou
 
 
 async def _get_group(session: SessionDep, group_id: Id) -> UserGroup:
-    group = await session.get(UserGroup, group_id)
-    if group is None:
-        raise HTTPException(404, detail=f"group {group_id} not found")
+    group = await get_or_404(session, UserGroup, group_id, "group")
     return group
 
 
@@ -43,7 +40,7 @@ def _is_default(request: Request, group: UserGroup) -> bool:
 async def list_groups(
     _admin: Superuser, session: SessionDep, user_ids: bool = False
 ) -> list[GroupRead]:
-    groups = (await session.exec(select(UserGroup).order_by(col(UserGroup.id)))).all()
+    groups = await all_groups(session)
     return [await _read(session, group, with_users=user_ids) for group in groups]
 
 
@@ -89,8 +86,7 @@ async def delete_group(
     group = await _get_group(session, group_id)
     if _is_default(request, group):
         raise HTTPException(422, detail="the default group cannot be deleted")
-    await session.exec(delete(LinkUserGroup).where(col(LinkUserGroup.group_id) == group_id))
-    await session.delete(group)
+    await remove_group(session, group)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from ...models import Dataset, Job, Workflow, WorkflowTask
+from ...models import Dataset, UnitStatus, WorkflowTask
 from ...schemas._base import Id
 from ...schemas.history import (
     HistoryRunReadAggregated,
@@ -15,12 +15,12 @@ from ...schemas.history import (
     Page,
     StatusImagePage,
     StatusImageQuery,
-    UnitStatus,
     WorkflowTaskStatus,
 )
 from ...services import history as service
 from ...services.access import child_of_project, project_for
 from ..deps import SessionDep
+from ..ownership import ReadDataset, ReadJob, ReadWorkflow
 from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
@@ -44,15 +44,14 @@ async def _dataset_and_wftask(
     response_model_exclude_unset=True,
 )
 async def workflow_status(
+    _workflow: ReadWorkflow,
+    _dataset: ReadDataset,
     project_id: Id,
     dataset_id: Id,
     workflow_id: Id,
     user: ApiUser,
     session: SessionDep,
 ) -> dict[int, WorkflowTaskStatus | None]:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
     return await service.workflow_statuses(session, workflow_id, dataset_id)
 
 
@@ -142,10 +141,6 @@ async def unit_log(
 
 @router.get("/progress/", response_model=JobProgress)
 async def job_progress(
-    project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
+    job: ReadJob, project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
 ) -> JobProgress:
-    await project_for(session, user, project_id)
-    job = await session.get(Job, job_id)
-    if job is None or job.project_id != project_id:
-        raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
     return await service.job_progress(session, job)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
-from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from ...models import Dataset, Job, Workflow
+from ...models import ACTIVE_JOB_STATUSES, Job
 from ...schemas._base import Id
 from ...schemas.job import JobCreate, JobRead
 from ...services import jobs as service
-from ...services.access import Need, child_of_project, project_for
 from ...services.job_files import iter_chunks, read_live_log, zip_folders
 from ..deps import SessionDep
+from ..ownership import (
+    ExecuteDataset,
+    ExecuteJob,
+    ExecuteProject,
+    ExecuteWorkflow,
+    ReadJob,
+    ReadProject,
+    ReadWorkflow,
+)
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -34,6 +41,9 @@ def _read(job: Job, live_log: str | None = None, with_log: bool = True) -> JobRe
     status_code=status.HTTP_202_ACCEPTED,
 )
 async def submit_job(
+    access: ExecuteProject,
+    workflow: ExecuteWorkflow,
+    dataset: ExecuteDataset,
     project_id: Id,
     workflow_id: Id,
     dataset_id: Id,
@@ -41,9 +51,7 @@ async def submit_job(
     user: ApiUser,
     session: SessionDep,
 ) -> JobRead:
-    project, _ = await project_for(session, user, project_id, Need.EXECUTE)
-    workflow = await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    dataset = await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
+    project, _ = access
     job = await service.submit(session, user, project, workflow, dataset, payload)
     await session.commit()
     service.notify_job_submitted()
@@ -52,52 +60,41 @@ async def submit_job(
 
 @router.get("/job/", response_model=list[JobRead])
 async def list_my_jobs(user: ApiUser, session: SessionDep, log: bool = True) -> list[JobRead]:
-    query = select(Job).where(Job.user_id == user.id).order_by(col(Job.id))
-    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+    jobs = await service.jobs_where(session, user_id=user.id)
+    return [_read(job, with_log=log) for job in jobs]
 
 
 @router.get("/project/{project_id}/job/", response_model=list[JobRead])
 async def list_project_jobs(
-    project_id: Id, user: ApiUser, session: SessionDep, log: bool = True
+    _access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep, log: bool = True
 ) -> list[JobRead]:
-    await project_for(session, user, project_id)
-    query = select(Job).where(Job.project_id == project_id).order_by(col(Job.id))
-    return [_read(job, with_log=log) for job in (await session.exec(query)).all()]
+    jobs = await service.jobs_where(session, project_id=project_id)
+    return [_read(job, with_log=log) for job in jobs]
 
 
 @router.get("/project/{project_id}/workflow/{workflow_id}/job/", response_model=list[JobRead])
 async def list_workflow_jobs(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    _workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> list[JobRead]:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    query = select(Job).where(Job.workflow_id == workflow_id).order_by(col(Job.id))
-    return [_read(job) for job in (await session.exec(query)).all()]
-
-
-async def _job(session: SessionDep, project_id: Id, job_id: Id) -> Job:
-    job = await session.get(Job, job_id)
-    if job is None or job.project_id != project_id:
-        raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
-    return job
+    return [_read(job) for job in await service.jobs_where(session, workflow_id=workflow_id)]
 
 
 @router.get("/project/{project_id}/job/{job_id}/", response_model=JobRead)
 async def get_job(
+    job: ReadJob,
     project_id: Id,
     job_id: Id,
     user: ApiUser,
     session: SessionDep,
     show_tmp_logs: bool = False,
 ) -> JobRead:
-    await project_for(session, user, project_id)
-    return await read_job(await _job(session, project_id, job_id), show_tmp_logs)
+    return await read_job(job, show_tmp_logs)
 
 
 async def read_job(job: Job, show_tmp_logs: bool = False) -> JobRead:
     """One job as shown to its users and to admins; an active job's log read live if asked."""
     live_log = None
-    if show_tmp_logs and job.status in ("submitted", "running", "stopping"):
+    if show_tmp_logs and job.status in ACTIVE_JOB_STATUSES:
         live_log = await run_in_threadpool(read_live_log, job.working_dir)
     return _read(job, live_log)
 
@@ -107,9 +104,9 @@ async def read_job(job: Job, show_tmp_logs: bool = False) -> JobRead:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
 )
-async def stop_job(project_id: Id, job_id: Id, user: ApiUser, session: SessionDep) -> JobRead:
-    await project_for(session, user, project_id, Need.EXECUTE)
-    job = await _job(session, project_id, job_id)
+async def stop_job(
+    job: ExecuteJob, project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
+) -> JobRead:
     service.stop_now_or_later(job)
     await session.commit()
     return _read(job)
@@ -117,10 +114,9 @@ async def stop_job(project_id: Id, job_id: Id, user: ApiUser, session: SessionDe
 
 @router.get("/project/{project_id}/job/{job_id}/download/")
 async def download_job_logs(
-    project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
+    job: ReadJob, project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
 ) -> StreamingResponse:
-    await project_for(session, user, project_id)
-    return await zip_response(await _job(session, project_id, job_id))
+    return await zip_response(job)
 
 
 async def zip_response(job: Job) -> StreamingResponse:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import EmailStr
-from sqlmodel import col, select
 
-from ...models import Dataset, Job, LinkUserProject, Project, UserOAuth, Workflow
+from ...models import LinkUserProject, Project, UserOAuth
 from ...schemas._base import Id
 from ...schemas.latest_job import JobWithTaskStatuses
 from ...schemas.project import (
@@ -24,9 +23,10 @@ from ...schemas.project import (
 )
 from ...services import history
 from ...services import projects as projects_service
-from ...services.access import Need, child_of_project, project_for, readable_projects
+from ...services.access import Need, project_for
 from ...services.projects import active_jobs, name_taken, project_read
 from ..deps import SessionDep
+from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteProject
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -39,8 +39,7 @@ async def list_projects(
 ) -> list[ProjectRead]:
     """The projects the user owns, or (is_owner=false) those shared with them and accepted."""
     assert user.id is not None
-    query = readable_projects(user.id).where(col(LinkUserProject.is_owner).is_(is_owner))
-    rows = (await session.exec(query.order_by(col(Project.id)))).all()
+    rows = await projects_service.projects_of(session, user.id, is_owner)
     return [project_read(project, link) for project, link in rows]
 
 
@@ -70,8 +69,10 @@ async def list_invitations(user: ApiUser, session: SessionDep) -> list[ProjectIn
 
 
 @router.get("/{project_id}/", response_model=ProjectRead)
-async def get_project(project_id: Id, user: ApiUser, session: SessionDep) -> ProjectRead:
-    project, link = await project_for(session, user, project_id)
+async def get_project(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> ProjectRead:
+    project, link = access
     return project_read(project, link)
 
 
@@ -98,8 +99,10 @@ async def update_project(
 
 
 @router.delete("/{project_id}/", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+async def delete_project(
+    access: WriteProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> Response:
+    project, link = access
     if not link.is_owner:
         raise HTTPException(403, detail="only the owner can delete a project")
     running = await active_jobs(session, project_id=project_id)
@@ -149,21 +152,15 @@ async def unstar_project(project_id: Id, user: ApiUser, session: SessionDep) -> 
     response_model_exclude_unset=True,
 )
 async def latest_job(
-    project_id: Id, workflow_id: Id, dataset_id: Id, user: ApiUser, session: SessionDep
+    _workflow: ReadWorkflow,
+    _dataset: ReadDataset,
+    project_id: Id,
+    workflow_id: Id,
+    dataset_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> JobWithTaskStatuses:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
-    job = (
-        await session.exec(
-            select(Job)
-            .where(Job.workflow_id == workflow_id, Job.dataset_id == dataset_id)
-            .order_by(col(Job.start_timestamp).desc(), col(Job.id).desc())
-            .limit(1)
-        )
-    ).first()
-    if job is None:
-        raise HTTPException(404, detail=f"no job of workflow {workflow_id} on dataset {dataset_id}")
+    job = await projects_service.latest_job(session, workflow_id, dataset_id)
     statuses = await history.workflow_statuses(session, workflow_id, dataset_id)
     data = JobWithTaskStatuses.model_validate(job)
     data.task_statuses = statuses
@@ -266,21 +263,6 @@ async def leave_project(project_id: Id, user: ApiUser, session: SessionDep) -> R
 # --- Our own sharing routes: the owner grants access at once (no invitation) -------------------
 
 
-async def _members(session: SessionDep, project_id: Id) -> list[ProjectMemberRead]:
-    rows = await session.exec(
-        select(LinkUserProject, UserOAuth.email)
-        .join(UserOAuth, col(UserOAuth.id) == LinkUserProject.user_id)
-        .where(LinkUserProject.project_id == project_id)
-        .order_by(col(LinkUserProject.user_id))
-    )
-    return [
-        ProjectMemberRead(
-            user_id=link.user_id, email=email, is_owner=link.is_owner, permissions=link.permissions
-        )
-        for link, email in rows.all()
-    ]
-
-
 @router.post(
     "/{project_id}/access/",
     response_model=list[ProjectMemberRead],
@@ -302,7 +284,7 @@ async def share_project(
         )
     )
     await session.commit()
-    return await _members(session, project_id)
+    return await projects_service.members(session, project_id)
 
 
 async def _member_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
@@ -320,7 +302,7 @@ async def change_access(
     link = await _member_link(session, project_id, user_id)
     link.permissions = payload.permissions
     await session.commit()
-    return await _members(session, project_id)
+    return await projects_service.members(session, project_id)
 
 
 @router.delete("/{project_id}/access/{user_id}/", status_code=status.HTTP_204_NO_CONTENT)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import AwareDatetime
-from sqlmodel import col, func, select
 
-from ...models import Resource, Task, TaskGroup, TaskGroupActivity
+from ...models import Resource, Task, TaskGroupActivity
 from ...models.task import ActivityAction, ActivityStatus
 from ...schemas._base import Id, Text
 from ...schemas.task import (
@@ -25,9 +24,9 @@ from ...schemas.task import (
 )
 from ...services import admin_task_groups
 from ...services import tasks as task_service
-from ...services.access import row_or_404
+from ...services.access import get_or_404
 from ...services.collection import start as collection
-from ...services.tasks import task_for, task_group_for, visible_to
+from ...services.tasks import task_for, task_group_for
 from ..deps import SessionDep, SettingsDep
 from ..query_params import utc_bound
 from ..request_body import GuardedRoute
@@ -52,19 +51,7 @@ async def list_tasks(
     author: FilterQuery = None,
 ) -> list[Task]:
     assert user.id is not None
-    query = (
-        select(Task)
-        .join(TaskGroup, col(TaskGroup.id) == Task.taskgroupv2_id)
-        .where(visible_to(user.id), col(TaskGroup.active).is_(True))
-        .order_by(col(Task.id))
-    )
-    if category is not None:
-        query = query.where(func.lower(col(Task.category)) == category.lower())
-    if modality is not None:
-        query = query.where(func.lower(col(Task.modality)) == modality.lower())
-    if author is not None:
-        query = query.where(col(Task.authors).icontains(author, autoescape=True))
-    return list((await session.exec(query)).all())
+    return await task_service.list_tasks(session, user.id, category, modality, author)
 
 
 @router.post("/task/", response_model=TaskRead, status_code=status.HTTP_201_CREATED)
@@ -194,17 +181,14 @@ async def list_activities(
         action=action,
         timestamp_started_min=utc_bound(timestamp_started_min, "timestamp_started_min"),
     )
-    query = (
-        select(TaskGroupActivity).where(*filters.conditions()).order_by(col(TaskGroupActivity.id))
-    )
-    return list((await session.exec(query)).all())
+    return await task_service.activities(session, filters)
 
 
 @router.get("/task-group/activity/{task_group_activity_id}/", response_model=TaskGroupActivityRead)
 async def get_activity(
     task_group_activity_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
-    activity = await row_or_404(
+    activity = await get_or_404(
         session, TaskGroupActivity, task_group_activity_id, "task-group activity"
     )
     if activity.user_id != user.id:  # admins read others' through /admin/v2/task-group/activity/
@@ -241,15 +225,7 @@ async def delete_task_group(task_group_id: Id, user: ApiUser, session: SessionDe
 
 
 async def _set_core(session: SessionDep, task_ids: list[int], is_core: bool) -> list[Task]:
-    wanted = sorted(set(task_ids))
-    tasks = list(
-        (
-            await session.exec(select(Task).where(col(Task.id).in_(wanted)).order_by(col(Task.id)))
-        ).all()
-    )
-    missing = sorted(set(wanted) - {task.id for task in tasks})
-    if missing:
-        raise HTTPException(404, detail=f"tasks not found: {missing}")
+    tasks = await task_service.tasks_by_ids(session, task_ids)
     await admin_task_groups.set_core(session, tasks, is_core)
     return tasks
 

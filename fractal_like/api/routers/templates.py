@@ -17,7 +17,7 @@ from ...schemas.workflow import (
     TemplateUpdate,
 )
 from ...services import workflows as workflow_service
-from ...services.access import project_for
+from ...services.access import get_or_404, project_for
 from ...services.templates import (
     TemplateFilters,
     check_group_member,
@@ -93,9 +93,7 @@ async def create_template(
     session: SessionDep,
     user_group_id: Id | None = None,
 ) -> TemplateRead:
-    workflow = await session.get(Workflow, workflow_id)
-    if workflow is None:
-        raise HTTPException(404, detail=f"workflow {workflow_id} not found")
+    workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
     await project_for(session, user, workflow.project_id)
     await check_group_member(session, user, user_group_id)
     exported = await workflow_service.export(session, workflow)

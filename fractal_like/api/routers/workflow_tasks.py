@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 
-from ...models import Task, TaskGroup, Workflow, WorkflowTask
 from ...schemas._base import MAX_INT, Id
 from ...schemas.workflow import (
     MAX_WORKFLOW_TASKS,
@@ -23,9 +22,9 @@ from ...schemas.workflow import (
 )
 from ...services import task_versions
 from ...services import workflows as service
-from ...services.access import Need, child_of_project, project_for
 from ...services.projects import active_jobs
 from ..deps import SessionDep
+from ..ownership import ReadWorkflow, ReadWorkflowTask, WriteWorkflow, WriteWorkflowTask
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -34,29 +33,6 @@ router = APIRouter(
     tags=["workflows"],
     route_class=GuardedRoute,
 )
-
-
-async def _workflow(
-    session: SessionDep, user: ApiUser, project_id: Id, workflow_id: Id, need: Need
-) -> Workflow:
-    await project_for(session, user, project_id, need)
-    return await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-
-
-async def _wftask(
-    session: SessionDep, workflow_id: int, workflow_task_id: int
-) -> tuple[WorkflowTask, Task, TaskGroup]:
-    """The workflow task with its task and group; 404 unless it is of that workflow."""
-    wftask = await session.get(WorkflowTask, workflow_task_id)
-    if wftask is None or wftask.workflow_id != workflow_id:
-        raise HTTPException(
-            404, detail=f"workflow task {workflow_task_id} not found in workflow {workflow_id}"
-        )
-    task = await session.get(Task, wftask.task_id)
-    assert task is not None  # the foreign key keeps it
-    group = await session.get(TaskGroup, task.taskgroupv2_id)
-    assert group is not None
-    return wftask, task, group
 
 
 async def _refuse_while_running(session: SessionDep, workflow_id: int, what: str) -> None:
@@ -69,6 +45,7 @@ async def _refuse_while_running(session: SessionDep, workflow_id: int, what: str
 
 @router.post("/wftask/", response_model=list[WorkflowTaskRead], status_code=status.HTTP_201_CREATED)
 async def add_workflow_tasks(
+    workflow: WriteWorkflow,
     project_id: Id,
     workflow_id: Id,
     payload: Annotated[list[WorkflowTaskCreate], Body(min_length=1, max_length=100)],
@@ -77,7 +54,6 @@ async def add_workflow_tasks(
     order: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
 ) -> list[WorkflowTaskRead]:
     """Insert the tasks at position `order` (default: the end)."""
-    workflow = await _workflow(session, user, project_id, workflow_id, Need.WRITE)
     assert workflow.id is not None
     count = len(await service.workflow_tasks(session, workflow.id))
     if count + len(payload) > MAX_WORKFLOW_TASKS:
@@ -96,6 +72,7 @@ async def add_workflow_tasks(
     status_code=status.HTTP_201_CREATED,
 )
 async def replace_workflow_task(
+    wftask: WriteWorkflowTask,
     project_id: Id,
     workflow_id: Id,
     workflow_task_id: Id,
@@ -105,8 +82,7 @@ async def replace_workflow_task(
     session: SessionDep,
 ) -> WorkflowTaskRead:
     """Move a workflow task to another task (typically a newer version of its package)."""
-    await _workflow(session, user, project_id, workflow_id, Need.WRITE)
-    wftask, old_task, _group = await _wftask(session, workflow_id, workflow_task_id)
+    old_task, _group = await service.task_of(session, wftask)
     new_task = await task_versions.replace_task(session, user, wftask, old_task, task_id, payload)
     await session.commit()
     await session.refresh(wftask)
@@ -115,14 +91,19 @@ async def replace_workflow_task(
 
 @router.get("/wftask/{workflow_task_id}/", response_model=WorkflowTaskRead)
 async def get_workflow_task(
-    project_id: Id, workflow_id: Id, workflow_task_id: Id, user: ApiUser, session: SessionDep
+    wftask: ReadWorkflowTask,
+    project_id: Id,
+    workflow_id: Id,
+    workflow_task_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowTaskRead:
-    await _workflow(session, user, project_id, workflow_id, Need.READ)
-    return service.wftask_read(*await _wftask(session, workflow_id, workflow_task_id))
+    return service.wftask_read(wftask, *await service.task_of(session, wftask))
 
 
 @router.patch("/wftask/{workflow_task_id}/", response_model=WorkflowTaskRead)
 async def update_workflow_task(
+    wftask: WriteWorkflowTask,
     project_id: Id,
     workflow_id: Id,
     workflow_task_id: Id,
@@ -130,18 +111,8 @@ async def update_workflow_task(
     user: ApiUser,
     session: SessionDep,
 ) -> WorkflowTaskRead:
-    await _workflow(session, user, project_id, workflow_id, Need.WRITE)
-    wftask, task, group = await _wftask(session, workflow_id, workflow_task_id)
-    changes = payload.model_dump(exclude_unset=True)
-    if changes.get("type_filters") is not None:
-        service.check_type_filters(task, changes["type_filters"])
-    service.check_parts(wftask.task_type, changes)
-    for key, value in changes.items():
-        if key == "type_filters" and value is None:
-            value = {}
-        elif key in ("args_parallel", "args_non_parallel") and not value:
-            value = None  # no arguments, whether sent as {} or null
-        setattr(wftask, key, value)
+    task, group = await service.task_of(session, wftask)
+    service.update_wftask(wftask, task, payload.model_dump(exclude_unset=True))
     await session.commit()
     await session.refresh(wftask)
     return service.wftask_read(wftask, task, group)
@@ -149,10 +120,13 @@ async def update_workflow_task(
 
 @router.delete("/wftask/{workflow_task_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workflow_task(
-    project_id: Id, workflow_id: Id, workflow_task_id: Id, user: ApiUser, session: SessionDep
+    wftask: WriteWorkflowTask,
+    project_id: Id,
+    workflow_id: Id,
+    workflow_task_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> Response:
-    await _workflow(session, user, project_id, workflow_id, Need.WRITE)
-    wftask, _task, _group = await _wftask(session, workflow_id, workflow_task_id)
     await _refuse_while_running(session, workflow_id, "remove a task")
     await session.delete(wftask)
     await session.flush()
@@ -163,10 +137,9 @@ async def delete_workflow_task(
 
 @router.get("/type-filters-flow/", response_model=list[dict[str, Any]])
 async def type_filters_flow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    _workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> list[dict[str, Any]]:
     """Per workflow task: the types set before it, the filters it reads with, what it sets."""
-    await _workflow(session, user, project_id, workflow_id, Need.READ)
     rows = await service.workflow_tasks(session, workflow_id)
     if not rows:
         raise HTTPException(422, detail=f"workflow {workflow_id} has no tasks")
@@ -175,9 +148,8 @@ async def type_filters_flow(
 
 @router.get("/version-update-candidates/", response_model=list[list[TaskVersionRead]])
 async def version_update_candidates(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    _workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> list[list[TaskVersionRead]]:
     """Per workflow task, in order: the newer versions of its task it may move to."""
-    await _workflow(session, user, project_id, workflow_id, Need.READ)
     rows = await service.workflow_tasks(session, workflow_id)
     return await task_versions.update_candidates(session, user, rows)

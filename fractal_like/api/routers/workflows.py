@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlmodel import col, func, select
 
 from ...models import Workflow
 from ...models._types import utc_now
@@ -21,11 +20,11 @@ from ...schemas.workflow import (
     WorkflowUpdate,
 )
 from ...services import workflows as service
-from ...services.access import Need, child_of_project, project_for
 from ...services.projects import active_jobs
 from ...services.templates import template_for_use
 from ..deps import SessionDep
 from ..errors import unprocessable_from
+from ..ownership import ReadProject, ReadWorkflow, WriteProject, WriteWorkflow
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -34,42 +33,31 @@ router = APIRouter(
 )
 
 
-async def _name_free(
-    session: SessionDep, project_id: Id, name: str, exclude: int | None = None
-) -> None:
-    query = (
-        select(func.count())
-        .select_from(Workflow)
-        .where(Workflow.project_id == project_id, Workflow.name == name)
-    )
-    if exclude is not None:
-        query = query.where(Workflow.id != exclude)
-    if (await session.exec(query)).one():
-        raise HTTPException(
-            422, detail=f"project {project_id} already has a workflow named {name!r}"
-        )
-
-
 def _import_failed(error: service.ImportMatchError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": "[HAS_ERROR_DATA]", "data": error.data})
 
 
 @router.get("/", response_model=list[WorkflowRead])
-async def list_workflows(project_id: Id, user: ApiUser, session: SessionDep) -> list[WorkflowRead]:
-    project, link = await project_for(session, user, project_id)
-    query = select(Workflow).where(Workflow.project_id == project_id).order_by(col(Workflow.id))
+async def list_workflows(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> list[WorkflowRead]:
+    project, link = access
     return [
         await service.workflow_read(session, wf, project, link)
-        for wf in (await session.exec(query)).all()
+        for wf in await service.project_workflows(session, project_id)
     ]
 
 
 @router.post("/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def create_workflow(
-    project_id: Id, payload: WorkflowCreate, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    project_id: Id,
+    payload: WorkflowCreate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    await _name_free(session, project_id, payload.name)
+    project, link = access
+    await service.check_name_free(session, project_id, payload.name)
     workflow = Workflow(project_id=project_id, **payload.model_dump())
     session.add(workflow)
     await session.commit()
@@ -78,10 +66,15 @@ async def create_workflow(
 
 @router.post("/import/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED)
 async def import_workflow(
-    request: Request, project_id: Id, payload: WorkflowImport, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    request: Request,
+    project_id: Id,
+    payload: WorkflowImport,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead | JSONResponse:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    await _name_free(session, project_id, payload.name)
+    project, link = access
+    await service.check_name_free(session, project_id, payload.name)
     try:
         workflow = await service.import_workflow(
             session, user, project_id, payload, request.app.state.settings.DEFAULT_GROUP_NAME
@@ -97,6 +90,7 @@ async def import_workflow(
     "/import-from-template/", response_model=WorkflowRead, status_code=status.HTTP_201_CREATED
 )
 async def import_from_template(
+    access: WriteProject,
     request: Request,
     project_id: Id,
     template_id: Id,
@@ -104,7 +98,7 @@ async def import_from_template(
     session: SessionDep,
     payload: Annotated[ImportFromTemplate | None, Body()] = None,
 ) -> WorkflowRead | JSONResponse:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
+    project, link = access
     template = await template_for_use(session, user, template_id)
     payload = payload or ImportFromTemplate()
     data = copy.deepcopy(template.data)
@@ -125,7 +119,7 @@ async def import_from_template(
         to_import = WorkflowImport.model_validate(data)
     except ValueError as error:
         raise unprocessable_from(error)  # type: ignore[arg-type]
-    await _name_free(session, project_id, to_import.name)
+    await service.check_name_free(session, project_id, to_import.name)
     try:
         workflow = await service.import_workflow(
             session, user, project_id, to_import, request.app.state.settings.DEFAULT_GROUP_NAME
@@ -139,32 +133,36 @@ async def import_from_template(
     return await service.workflow_read(session, workflow, project, link)
 
 
-async def _workflow(session: SessionDep, project_id: Id, workflow_id: Id) -> Workflow:
-    return await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-
-
 @router.get("/{workflow_id}/", response_model=WorkflowRead)
 async def get_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    access: ReadProject,
+    workflow: ReadWorkflow,
+    project_id: Id,
+    workflow_id: Id,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id)
-    return await service.workflow_read(
-        session, await _workflow(session, project_id, workflow_id), project, link
-    )
+    project, link = access
+    return await service.workflow_read(session, workflow, project, link)
 
 
 @router.patch("/{workflow_id}/", response_model=WorkflowRead)
 async def update_workflow(
-    project_id: Id, workflow_id: Id, payload: WorkflowUpdate, user: ApiUser, session: SessionDep
+    access: WriteProject,
+    workflow: WriteWorkflow,
+    project_id: Id,
+    workflow_id: Id,
+    payload: WorkflowUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> WorkflowRead:
-    project, link = await project_for(session, user, project_id, Need.WRITE)
-    workflow = await _workflow(session, project_id, workflow_id)
+    project, link = access
     changes = payload.model_dump(exclude_unset=True)
     order = changes.pop("reordered_workflowtask_ids", None)
     if order is not None:
         await service.reorder(session, workflow_id, order)
     if changes.get("name") is not None:
-        await _name_free(session, project_id, changes["name"], exclude=workflow_id)
+        await service.check_name_free(session, project_id, changes["name"], exclude=workflow_id)
     for key, value in changes.items():
         if value is None and key in ("name", "is_starred"):
             raise HTTPException(422, detail=f"{key} cannot be null")
@@ -175,10 +173,8 @@ async def update_workflow(
 
 @router.delete("/{workflow_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    workflow: WriteWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
-    await project_for(session, user, project_id, Need.WRITE)
-    workflow = await _workflow(session, project_id, workflow_id)
     running = await active_jobs(session, workflow_id=workflow_id)
     if running:
         raise HTTPException(
@@ -191,7 +187,6 @@ async def delete_workflow(
 
 @router.get("/{workflow_id}/export/", response_model=WorkflowExport)
 async def export_workflow(
-    project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
+    workflow: ReadWorkflow, project_id: Id, workflow_id: Id, user: ApiUser, session: SessionDep
 ) -> WorkflowExport:
-    await project_for(session, user, project_id)
-    return await service.export(session, await _workflow(session, project_id, workflow_id))
+    return await service.export(session, workflow)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...models import HistoryUnit, SlurmJob
+from ...models import HistoryUnit, SlurmJob, UnitStatus
 
 JOBS = SlurmJob.__table__
 UNITS = HistoryUnit.__table__
@@ -84,7 +84,7 @@ class SlurmJobStore:
             await connection.execute(
                 update(JOBS)
                 .where(JOBS.c.id == row_id)
-                .values(slurm_job_id=slurm_job_id, status="submitted")
+                .values(slurm_job_id=slurm_job_id, status=UnitStatus.SUBMITTED)
             )
             await connection.execute(
                 update(UNITS).where(UNITS.c.id.in_(unit_ids)).values(slurm_job_id=slurm_job_id)

@@ -14,7 +14,6 @@ import json
 import tarfile
 from pathlib import Path
 
-from fastapi import HTTPException, UploadFile
 from pydantic import ValidationError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,10 +22,12 @@ from ...models import Resource, TaskGroup, TaskGroupActivity, UserOAuth
 from ...models.task import ActivityAction, ActivityStatus, TaskGroupOrigin
 from ...schemas.resource import PixiConfig
 from ...schemas.task_collection import CollectRequestError, package_name, package_version
+from ..errors import InvalidError, TooLargeError
 from ..tasks import check_not_duplicate
 from .collect import group_folder
 from .files import make_folder
 from .start import UPLOAD_CHUNK, _activity, _check_no_activity, _check_resource, _forget_folder
+from .upload import Upload
 
 ARCHIVE_SUFFIX = ".tar.gz"
 # A workspace's sources are small: a larger archive would only fill the disk when unpacked.
@@ -87,18 +88,18 @@ def archive_name(filename: str | None) -> tuple[str, str, str]:
     return name, version, top
 
 
-async def _save_archive(upload: UploadFile, target: Path, top: str, max_bytes: int) -> None:
+async def _save_archive(upload: Upload, target: Path, top: str, max_bytes: int) -> None:
     """Write the upload to `target`: 413 past the limit, 422 unless it holds top/pyproject.toml."""
     size = 0
     with target.open("wb") as handle:
         while chunk := await upload.read(UPLOAD_CHUNK):
             size += len(chunk)
             if size > max_bytes:
-                raise HTTPException(413, detail=f"the archive is larger than {max_bytes} bytes")
+                raise TooLargeError(f"the archive is larger than {max_bytes} bytes")
             await asyncio.to_thread(handle.write, chunk)
     problem = await asyncio.to_thread(archive_problem, target, top)
     if problem:
-        raise HTTPException(422, detail=f"{target.name} is not a usable pixi package: {problem}")
+        raise InvalidError(f"{target.name} is not a usable pixi package: {problem}")
 
 
 def archive_problem(path: Path, top: str) -> str | None:
@@ -127,7 +128,7 @@ async def start_pixi_collection(
     session: AsyncSession,
     user: UserOAuth,
     resource: Resource,
-    upload: UploadFile,
+    upload: Upload,
     *,
     pixi_version: str | None,
     use_pixi_lockfile: bool,
@@ -141,18 +142,18 @@ async def start_pixi_collection(
         version_of_pixi = choose_pixi_version(resource, pixi_version)
         pkg_name, version, top = archive_name(upload.filename)
     except PixiRequestError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise InvalidError(str(error)) from None
     await check_not_duplicate(session, user.id, pkg_name, version, user_group_id=user_group_id)
     path = group_folder(resource.tasks_local_dir, user.id, pkg_name, version)
     clash = (await session.exec(select(TaskGroup.id).where(TaskGroup.path == path))).first()
     if clash is not None:
-        raise HTTPException(422, detail=f"task group {clash} already uses the folder {path}")
+        raise InvalidError(f"task group {clash} already uses the folder {path}")
     try:
         await asyncio.to_thread(make_folder, path)
     except FileExistsError:
-        raise HTTPException(422, detail=f"the folder {path} already exists on the server") from None
+        raise InvalidError(f"the folder {path} already exists on the server") from None
     except OSError as error:
-        raise HTTPException(422, detail=f"cannot create {path}: {error.strerror}") from None
+        raise InvalidError(f"cannot create {path}: {error.strerror}") from None
     try:
         archive = Path(path) / f"{top}{ARCHIVE_SUFFIX}"
         await _save_archive(upload, archive, top, max_bytes)
@@ -190,26 +191,20 @@ async def start_pixi_reset(
     """
     assert group.id is not None
     if group.origin != TaskGroupOrigin.PIXI:
-        raise HTTPException(
-            422, detail=f"task group {group.id} has origin {group.origin!r} (expected pixi)"
-        )
+        raise InvalidError(f"task group {group.id} has origin {group.origin!r} (expected pixi)")
     if group.active:
-        raise HTTPException(
-            422, detail=f"task group {group.id} is active: deactivate it before resetting it"
-        )
+        raise InvalidError(f"task group {group.id} is active: deactivate it before resetting it")
     await _check_no_activity(session, group)
     resource = await session.get(Resource, group.resource_id) if group.resource_id else None
     if resource is None:
-        raise HTTPException(422, detail=f"task group {group.id} has no compute resource any more")
+        raise InvalidError(f"task group {group.id} has no compute resource any more")
     _check_resource(resource)
     try:
         choose_pixi_version(resource, group.pixi_version)
     except PixiRequestError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise InvalidError(str(error)) from None
     if not group.path or not group.archive_path or not Path(group.archive_path).is_file():
-        raise HTTPException(
-            422, detail=f"task group {group.id} has no archive to rebuild its environment from"
-        )
+        raise InvalidError(f"task group {group.id} has no archive to rebuild its environment from")
     await asyncio.to_thread(write_install_options, group.path, use_pixi_lockfile=use_pixi_lockfile)
     activity = _activity(group, ActivityAction.RESET, status=ActivityStatus.PENDING)
     session.add(activity)

@@ -13,7 +13,6 @@ import logging
 import zipfile
 from pathlib import Path
 
-from fastapi import HTTPException, UploadFile
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,11 +26,13 @@ from ...schemas.task_collection import (
     package_extras,
     pinned_versions,
 )
+from ..errors import InvalidError, TooLargeError
 from ..tasks import check_not_duplicate, delete_task_group
 from .collect import group_folder
 from .context import active_jobs_using, check_unused, delete_group_rows
 from .files import UnsafeRemovalError, make_folder, remove_folder
 from .python import PythonNotAvailableError, choose_python
+from .upload import Upload
 from .venv import StepFailedError
 
 logger = logging.getLogger("fractal_like.collection")
@@ -43,28 +44,27 @@ WITH_FILES = (*COLLECTED, TaskGroupOrigin.PIXI)
 
 def _check_resource(resource: Resource) -> None:
     if resource.type == "slurm_ssh":
-        raise HTTPException(
-            422,
-            detail=f"resource {resource.name!r} is reached over SSH: collecting packages there "
+        raise InvalidError(
+            f"resource {resource.name!r} is reached over SSH: collecting packages there "
             "is not supported yet; ask an admin to install the package on the cluster and "
             "register it with task collect-custom",
         )
 
 
-async def _save_upload(upload: UploadFile, target: Path, max_bytes: int) -> None:
+async def _save_upload(upload: Upload, target: Path, max_bytes: int) -> None:
     """Write the uploaded wheel to `target`; 413 past the limit, 422 if it is not a wheel."""
     size = 0
     with target.open("wb") as handle:
         while chunk := await upload.read(UPLOAD_CHUNK):
             size += len(chunk)
             if size > max_bytes:
-                raise HTTPException(413, detail=f"the wheel is larger than {max_bytes} bytes")
+                raise TooLargeError(f"the wheel is larger than {max_bytes} bytes")
             await asyncio.to_thread(handle.write, chunk)
     if size == 0:
-        raise HTTPException(422, detail="the uploaded wheel file is empty")
+        raise InvalidError("the uploaded wheel file is empty")
     problem = await asyncio.to_thread(_wheel_problem, target)
     if problem:
-        raise HTTPException(422, detail=f"{target.name} is not a usable wheel: {problem}")
+        raise InvalidError(f"{target.name} is not a usable wheel: {problem}")
 
 
 def _wheel_problem(path: Path) -> str | None:
@@ -84,7 +84,7 @@ async def start_pip_collection(
     request: CollectPipRequest,
     *,
     user_group_id: int | None,
-    upload: UploadFile | None,
+    upload: Upload | None,
     max_bytes: int,
 ) -> TaskGroupActivity:
     assert user.id is not None
@@ -92,7 +92,7 @@ async def start_pip_collection(
     try:
         python = choose_python(resource, request.python_version)
     except PythonNotAvailableError as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise InvalidError(str(error)) from None
     pkg_name, version = request.pkg_name, request.version
     await check_not_duplicate(session, user.id, pkg_name, version, user_group_id=user_group_id)
     path = venv_path = wheel_path = None
@@ -101,17 +101,16 @@ async def start_pip_collection(
         venv_path = str(Path(path) / "venv")
         clash = (await session.exec(select(TaskGroup.id).where(TaskGroup.path == path))).first()
         if clash is not None:
-            raise HTTPException(422, detail=f"task group {clash} already uses the folder {path}")
+            raise InvalidError(f"task group {clash} already uses the folder {path}")
         try:
             await asyncio.to_thread(make_folder, path)
         except FileExistsError:
-            raise HTTPException(
-                422,
-                detail=f"the folder {path} already exists on the server: delete the task group "
+            raise InvalidError(
+                f"the folder {path} already exists on the server: delete the task group "
                 "that used it, or ask an admin to remove it",
             ) from None
         except OSError as error:
-            raise HTTPException(422, detail=f"cannot create {path}: {error.strerror}") from None
+            raise InvalidError(f"cannot create {path}: {error.strerror}") from None
     try:
         if upload is not None and request.wheel is not None:
             assert path is not None
@@ -172,9 +171,8 @@ async def _check_no_activity(session: AsyncSession, group: TaskGroup) -> None:
         )
     ).first()
     if busy is not None:
-        raise HTTPException(
-            422,
-            detail=f"task group {group.id} is busy: activity {busy.id} ({busy.action}) is "
+        raise InvalidError(
+            f"task group {group.id} is busy: activity {busy.id} ({busy.action}) is "
             f"{busy.status}; wait for it to end",
         )
 
@@ -184,9 +182,8 @@ async def _check_no_active_job(session: AsyncSession, group: TaskGroup) -> None:
     jobs = await active_jobs_using(session, group.id)
     if jobs:
         listed = ", ".join(f"job {job_id} ({status})" for job_id, status in jobs)
-        raise HTTPException(
-            422,
-            detail=f"task group {group.id} is used by {listed}: wait for it to end or stop it",
+        raise InvalidError(
+            f"task group {group.id} is used by {listed}: wait for it to end or stop it",
         )
 
 
@@ -218,25 +215,22 @@ async def start_lifecycle(
     await _check_no_activity(session, group)
     if action == ActivityAction.DEACTIVATE:
         if not group.active:
-            raise HTTPException(422, detail=f"task group {group.id} is already inactive")
+            raise InvalidError(f"task group {group.id} is already inactive")
         await _check_no_active_job(session, group)
     elif action == ActivityAction.REACTIVATE:
         if group.active:
-            raise HTTPException(422, detail=f"task group {group.id} is already active")
+            raise InvalidError(f"task group {group.id} is already active")
         if group.origin in COLLECTED and not group.pip_freeze:
-            raise HTTPException(
-                422,
-                detail=f"task group {group.id} has no pip freeze to rebuild its environment from",
+            raise InvalidError(
+                f"task group {group.id} has no pip freeze to rebuild its environment from",
             )
         if group.origin == TaskGroupOrigin.PIXI and not group.pip_freeze:
-            raise HTTPException(
-                422, detail=f"task group {group.id} has no pixi.lock to rebuild it from"
-            )
+            raise InvalidError(f"task group {group.id} has no pixi.lock to rebuild it from")
     elif action == ActivityAction.DELETE:
         try:
             await check_unused(session, group.id, user.id)
         except StepFailedError as error:
-            raise HTTPException(422, detail=str(error)) from None
+            raise InvalidError(str(error)) from None
         await _check_no_active_job(session, group)
     if group.origin not in WITH_FILES:
         activity = await _change_now(session, group, action)
@@ -308,7 +302,7 @@ def _reset_overrides(group: TaskGroup, resource: Resource, body: TaskGroupOverri
             body.pinned_package_versions_post, "pinned_package_versions_post"
         )
     except (PythonNotAvailableError, CollectRequestError) as error:
-        raise HTTPException(422, detail=str(error)) from None
+        raise InvalidError(str(error)) from None
 
 
 async def start_pip_reset(
@@ -321,18 +315,15 @@ async def start_pip_reset(
     """
     assert group.id is not None
     if group.origin not in COLLECTED:
-        raise HTTPException(
-            422, detail=f"task group {group.id} has origin {group.origin!r} (expected pip)"
-        )
+        raise InvalidError(f"task group {group.id} has origin {group.origin!r} (expected pip)")
     if group.active:
-        raise HTTPException(
-            422,
-            detail=f"task group {group.id} is active: deactivate it before resetting it",
+        raise InvalidError(
+            f"task group {group.id} is active: deactivate it before resetting it",
         )
     await _check_no_activity(session, group)
     resource = await session.get(Resource, group.resource_id) if group.resource_id else None
     if resource is None:
-        raise HTTPException(422, detail=f"task group {group.id} has no compute resource any more")
+        raise InvalidError(f"task group {group.id} has no compute resource any more")
     _check_resource(resource)
     _reset_overrides(group, resource, body)
     activity = _activity(group, ActivityAction.RESET, status=ActivityStatus.PENDING)

@@ -1,0 +1,54 @@
+"""Compute resources and profiles: listing them, and the rules that keep them consistent."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ..models import Profile, Resource, UserOAuth
+from .errors import InvalidError
+
+
+async def all_resources(session: AsyncSession) -> list[Resource]:
+    return list((await session.exec(select(Resource).order_by(col(Resource.id)))).all())
+
+
+async def all_profiles(session: AsyncSession, resource_id: int | None = None) -> list[Profile]:
+    """Every profile, or those of one resource, by id."""
+    query = select(Profile).order_by(col(Profile.id))
+    if resource_id is not None:
+        query = query.where(Profile.resource_id == resource_id)
+    return list((await session.exec(query)).all())
+
+
+async def _profile_ids(session: AsyncSession, resource_id: int) -> list[int]:
+    rows = await session.exec(select(Profile.id).where(Profile.resource_id == resource_id))
+    return sorted(profile_id for profile_id in rows.all() if profile_id is not None)
+
+
+async def check_type_kept(session: AsyncSession, resource: Resource, new_type: str) -> None:
+    # Profiles are made for their resource's type: a resource in use keeps its type.
+    if new_type == resource.type:
+        return
+    assert resource.id is not None
+    profiles = await _profile_ids(session, resource.id)
+    if profiles:
+        raise InvalidError(
+            f"resource {resource.id} has profiles {profiles} of type "
+            f"{resource.type!r}: its type cannot become {new_type!r}"
+        )
+
+
+async def check_resource_unused(session: AsyncSession, resource_id: int) -> None:
+    profiles = await _profile_ids(session, resource_id)
+    if profiles:
+        raise InvalidError(
+            f"resource {resource_id} still has profiles {profiles}: delete them first"
+        )
+
+
+async def check_profile_unused(session: AsyncSession, profile_id: int) -> None:
+    rows = await session.exec(select(UserOAuth.id).where(UserOAuth.profile_id == profile_id))
+    users = sorted(user_id for user_id in rows.all() if user_id is not None)
+    if users:
+        raise InvalidError(f"profile {profile_id} is still used by users {users}")
