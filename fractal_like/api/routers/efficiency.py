@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
-from ...models import Job, Workflow, WorkflowTask
 from ...schemas._base import Id
 from ...schemas.efficiency import (
     JobEfficiencyRead,
@@ -18,9 +17,9 @@ from ...schemas.efficiency import (
     WorkflowTaskEfficiencyRead,
 )
 from ...services import efficiency as service
-from ...services.access import child_of_project, project_for, row_or_404
 from ...services.tasks import task_for
 from ..deps import SessionDep
+from ..ownership import ReadJob, ReadWorkflowTask
 from ..query_params import utc_bound
 from ..request_body import GuardedRoute
 from ..users import ApiUser, Superuser
@@ -31,14 +30,9 @@ GroupBy = Literal["user", "account"]
 
 
 @router.get("/project/{project_id}/job/{job_id}/efficiency/", response_model=JobEfficiencyRead)
-async def job_efficiency(
-    project_id: Id, job_id: Id, user: ApiUser, session: SessionDep
-) -> JobEfficiencyRead:
-    await project_for(session, user, project_id)
-    job = await row_or_404(session, Job, job_id, "job")
-    if job.project_id != project_id:
-        raise HTTPException(404, detail=f"job {job_id} not found in project {project_id}")
-    return await service.job_efficiency(session, job_id)
+async def job_efficiency(job: ReadJob, session: SessionDep) -> JobEfficiencyRead:
+    assert job.id is not None
+    return await service.job_efficiency(session, job.id)
 
 
 @router.get(
@@ -46,16 +40,10 @@ async def job_efficiency(
     response_model=WorkflowTaskEfficiencyRead,
 )
 async def workflow_task_efficiency(
-    project_id: Id, workflow_id: Id, workflow_task_id: Id, user: ApiUser, session: SessionDep
+    wftask: ReadWorkflowTask, session: SessionDep
 ) -> WorkflowTaskEfficiencyRead:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Workflow, workflow_id, project_id, "workflow")
-    wftask = await row_or_404(session, WorkflowTask, workflow_task_id, "workflow task")
-    if wftask.workflow_id != workflow_id:
-        raise HTTPException(
-            404, detail=f"workflow task {workflow_task_id} not found in workflow {workflow_id}"
-        )
-    return await service.workflow_task_efficiency(session, workflow_task_id)
+    assert wftask.id is not None
+    return await service.workflow_task_efficiency(session, wftask.id)
 
 
 @router.get("/task/{task_id}/slurm-suggestion/", response_model=SlurmSuggestionRead)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fractal_like"
+PACKAGE = Path(__file__).resolve().parents[2] / "fractal_like"
 HTTP_PACKAGES = ("fastapi", "starlette", "fastapi_users")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROUTERS = Path(__file__).resolve().parent.parent / "fractal_like" / "api" / "routers"
+ROUTERS = Path(__file__).resolve().parents[2] / "fractal_like" / "api" / "routers"
 SQL_PACKAGES = ("sqlalchemy", "sqlmodel")
 SQL_BUILDERS = {"select", "update", "delete", "insert"}
 STATEMENT_RUNNERS = {"exec", "execute"}
