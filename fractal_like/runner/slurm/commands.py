@@ -11,16 +11,26 @@ account.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from dataclasses import dataclass, field
 
-from ..accounts import AccountCommandError, as_account, check_account, make_folder
+from ..accounts import as_account, check_account, make_folder
 from ..unit_env import unit_environment
+from .process import COMMAND_TIMEOUT_SECONDS, CommandResult, SlurmCommandError, run_command
+
+__all__ = [
+    "COMMAND_TIMEOUT_SECONDS",
+    "FINAL_STATES",
+    "CommandResult",
+    "JobInfo",
+    "SlurmCommandError",
+    "SlurmCommands",
+    "SlurmReader",
+    "run_command",
+]
 
 JOB_ID = re.compile(r"^\d+(_\d+)?$")
-COMMAND_TIMEOUT_SECONDS = 120.0
 FINAL_STATES = frozenset(
     {
         "BOOT_FAIL",
@@ -36,17 +46,6 @@ FINAL_STATES = frozenset(
 )
 
 
-class SlurmCommandError(AccountCommandError):
-    """A SLURM command failed; the message carries what it printed."""
-
-
-@dataclass
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @dataclass
 class JobInfo:
     """What SLURM still knows about a job that left the queue (scontrol or sacct -c)."""
@@ -55,29 +54,6 @@ class JobInfo:
     exit_code: str = ""  # "3:0" = exit code 3; "0:9" = killed by signal 9
     reason: str = ""
     node: str = ""
-
-
-async def run_command(argv: list[str], timeout: float = COMMAND_TIMEOUT_SECONDS) -> CommandResult:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as error:
-        raise SlurmCommandError(f"cannot run {argv[0]!r}: {error.strerror}") from None
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise SlurmCommandError(
-            f"{' '.join(argv[:6])} did not answer within {timeout:.0f} s"
-        ) from None
-    return CommandResult(
-        process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-    )
 
 
 @dataclass
