@@ -16,6 +16,7 @@ operations. Every failure is an `SshError` subclass with a plain sentence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -316,6 +317,9 @@ class SshHost:
                 try:
                     done = await process.wait(timeout=timeout)
                 except asyncssh.TimeoutError:
+                    # Closing the channel alone leaves the command running on the host.
+                    with contextlib.suppress(OSError, asyncssh.Error):
+                        process.send_signal("TERM")
                     process.close()
                     raise SshCommandTimeoutError(
                         f"{shlex.join(argv[:6])} did not end within {timeout:.0f} s"
