@@ -21,9 +21,9 @@ from fractal_like.db import sync_url
 from fractal_like.migrate import upgrade
 from fractal_like.models import SQLModel
 
-from .helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
-from .slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
-from .ssh_support import SSHD, SshServer, start_sshd
+from .support.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
+from .support.slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
+from .support.ssh_support import SSHD, SshServer, start_sshd
 
 PG_URL_VAR = "FRACTAL_LIKE_TEST_PG_URL"
 REQUIRE_PG_VAR = "FRACTAL_LIKE_REQUIRE_PG"

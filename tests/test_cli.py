@@ -21,8 +21,8 @@ from fractal_like.cli import app
 from fractal_like.config import load_settings
 
 from .conftest import PG_URL_VAR, REQUIRE_PG_VAR
-from .helpers import ADMIN_EMAIL, login
-from .live_server import free_port, start_server
+from .support.helpers import ADMIN_EMAIL, login
+from .support.live_server import free_port, start_server
 
 runner = CliRunner()
 

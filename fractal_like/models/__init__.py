@@ -3,7 +3,7 @@
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
-from .accounting import AccountingRecord, AccountingRecordSlurm
+from .accounting import AccountingRecord, AccountingRecordSlurm, SlurmUsage
 from .dataset import Dataset, Image
 from .history import HistoryImageCache, HistoryRun, HistoryUnit
 from .job import ACTIVE_JOB_STATUSES, Job, JobStatus
@@ -33,6 +33,7 @@ __all__ = [
     "Resource",
     "SQLModel",
     "SlurmJob",
+    "SlurmUsage",
     "Task",
     "TaskGroup",
     "TaskGroupActivity",

@@ -35,5 +35,7 @@ class SlurmJob(SQLModel, table=True):
     slurm_job_id: str | None = Field(default=None, max_length=64)
     status: str = Field(default="submitting", max_length=16)
     unit_ids: list[int] = json_field(list)
+    # Units the batch runs at once: per-unit usage is the job's divided by it.
+    parallel_units: int | None = None
     folder: str = Field(sa_column=Column(String(4096), nullable=False))
     timestamp_created: datetime = created_at_field()

@@ -19,6 +19,7 @@ from .claims import new_runner_id
 from .collection.collector import Collector
 from .jobs import JobQueue, Wakeup
 from .server_files import private_paths
+from .slurm.usage_recorder import UsageRecorder
 from .workflow_run import WorkflowRunner
 
 logger = logging.getLogger("fractal_like.runner")
@@ -50,6 +51,8 @@ class Runner:
             stale_after=settings.RUNNER_STALE_SECONDS,
             private_paths=lambda: private_paths(settings),
         )
+        # What ended SLURM jobs used, from sacct (idle when no SLURM job is waiting for it).
+        self.usage_recorder = UsageRecorder(self.engine)
 
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)
@@ -58,6 +61,7 @@ class Runner:
         wakeup = Wakeup()
         wakeup.start()
         collector = asyncio.create_task(self.collector.run_forever())
+        usage_recorder = asyncio.create_task(self.usage_recorder.run_forever())
         try:
             while True:
                 now = time.monotonic()
@@ -74,9 +78,10 @@ class Runner:
                 await wakeup.wait(self.settings.RUNNER_POLL_SECONDS)
         finally:
             wakeup.close()
-            collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await collector
+            for background in (collector, usage_recorder):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await background
             for task, _ in self.active.values():
                 task.cancel()
             for task, _ in list(self.active.values()):

@@ -189,7 +189,10 @@ class SlurmExecutor(Executor):
                 )
             )
             unit_ids = [call.unit_id for call in batch]
-            row_id = await self.store.add(task.run_id, name, unit_ids, str(user_folder))
+            parallel_units = min(len(batch), plan.parallel_per_job)
+            row_id = await self.store.add(
+                task.run_id, name, unit_ids, str(user_folder), parallel_units
+            )
             argv = sbatch_argv(
                 str(script), str(user_folder / f"{name}.out"), str(user_folder / f"{name}.err")
             )

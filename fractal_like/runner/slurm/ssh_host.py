@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HOST_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,253}$")
+CHANNEL_OPEN_RETRIES = 5  # 0.1 s to 1.6 s apart: about 3 s in all
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 
 
@@ -403,13 +404,16 @@ class SshHost:
     async def _call(
         self, what: str, operation: Callable[[_Live], Awaitable[T]], idempotent: bool
     ) -> T:
-        for attempt in (1, 2):
+        retried_lost = False
+        open_retries = 0
+        while True:
             live = await self.registry.live(self.target)
             try:
                 return await operation(live)
             except _LOST as error:
                 self.registry.forget(self.target, live)
-                if idempotent and attempt == 1:
+                if idempotent and not retried_lost:
+                    retried_lost = True
                     logger.info("SSH connection to %s lost: trying once more", self.target.where)
                     continue
                 raise SshConnectionLostError(
@@ -417,14 +421,17 @@ class SshHost:
                     f" ({_reason(error)})"
                 ) from None
             except asyncssh.ChannelOpenError as error:
+                # Nothing ran: the channel never opened. A dead connection is opened again;
+                # a live one may be at sshd's MaxSessions while closed sessions wind down.
                 if live.closed:
                     self.registry.forget(self.target, live)
-                    if attempt == 1:
-                        continue  # nothing ran: the channel never opened
+                if open_retries < CHANNEL_OPEN_RETRIES:
+                    open_retries += 1
+                    await asyncio.sleep(0.05 * 2**open_retries)
+                    continue
                 raise SshError(
                     f"{self.target.host} refused a new SSH channel while {what}: {error.reason}"
                 ) from None
-        raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _reason(error: BaseException) -> str:

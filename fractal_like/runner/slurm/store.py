@@ -53,7 +53,14 @@ class SlurmJobStore:
             )
             return int(result.scalar_one())
 
-    async def add(self, run_id: int, name: str, unit_ids: list[int], folder: str) -> int:
+    async def add(
+        self,
+        run_id: int,
+        name: str,
+        unit_ids: list[int],
+        folder: str,
+        parallel_units: int | None = None,
+    ) -> int:
         """Record a SLURM job about to be submitted (committed before sbatch runs)."""
         async with self.engine.begin() as connection:
             result = await connection.execute(
@@ -65,6 +72,7 @@ class SlurmJobStore:
                     status="submitting",
                     unit_ids=unit_ids,
                     folder=folder,
+                    parallel_units=parallel_units,
                     timestamp_created=datetime.now(UTC),
                 )
                 .returning(JOBS.c.id)

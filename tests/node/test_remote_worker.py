@@ -1,0 +1,415 @@
+"""The batch worker run as a real process, on real commands that follow the task-call contract."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fractal_like.runner import remote
+
+from ..support.runner_support import parse_standalone_stdlib_file
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER_FILE = Path(remote.__file__)
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+# A task following the contract; what it does is driven by its args.
+TASK = """\
+import json, os, signal, sys, time
+args_path = sys.argv[sys.argv.index("--args-json") + 1]
+out_path = sys.argv[sys.argv.index("--out-json") + 1]
+args = json.load(open(args_path))
+print("stdout of", args["name"], flush=True)
+print("stderr of", args["name"], file=sys.stderr, flush=True)
+time.sleep(args.get("sleep", 0))
+if args.get("signal"):
+    os.kill(os.getpid(), args["signal"])
+out = {"image_list_updates": [{"zarr_url": args["name"]}], "env": os.environ.get("UNIT_ENV"),
+       "cwd": os.getcwd()}
+json.dump(out, open(out_path, "w"))
+sys.exit(args.get("exit_code", 0))
+"""
+
+# A unit that leaves a grandchild in its process group and waits for it.
+SPAWNER = """\
+#!/bin/sh
+{trap}
+sleep 30 &
+echo $! > "$(dirname "$0")/grandchild-$1"
+wait
+"""
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> list[str]:
+    path = tmp_path / "task.py"
+    path.write_text(TASK)
+    return [sys.executable, str(path)]
+
+
+def unit(folder: Path, unit_id: int, argv: list[str], **extra: Any) -> dict[str, Any]:
+    """One unit's entry; its files live in `folder`, named like the runner names them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / f"par_{unit_id:06d}"
+    return {
+        "unit_id": unit_id,
+        "argv": argv,
+        "args": extra.pop("args", {"name": f"unit-{unit_id}"}),
+        "args_file": f"{prefix}-args.json",
+        "out_file": f"{prefix}-metadiff.json",
+        "log_file": f"{prefix}-log.txt",
+        "exit_code_file": f"{prefix}-exitcode",
+        "result_file": f"{prefix}-result.json",
+        **extra,
+    }
+
+
+def write_batch(path: Path, units: list[dict[str, Any]], **top: Any) -> Path:
+    path.write_text(json.dumps({"format": remote.FORMAT, "units": units, **top}))
+    return path
+
+
+def worker_argv(batch: Path, how: str = "module") -> list[str]:
+    if how == "module":
+        return [sys.executable, "-m", "fractal_like.runner.remote", str(batch)]
+    # The copy a runner puts next to a job: a lone file, run by the system's Python in
+    # isolated mode (no site-packages, no PYTHONPATH), so only the stdlib is importable.
+    copy = batch.parent / "remote.py"
+    shutil.copyfile(WORKER_FILE, copy)
+    return [str(SYSTEM_PYTHON), "-I", str(copy), str(batch)]
+
+
+def run_worker(
+    batch: Path, how: str = "module", timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        worker_argv(batch, how),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO if how == "module" else batch.parent,
+    )
+
+
+def lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def exit_code(entry: dict[str, Any]) -> str | None:
+    path = Path(entry["exit_code_file"])
+    return path.read_text() if path.exists() else None
+
+
+def process_gone(pid: int) -> bool:
+    """Gone or a zombie: an orphan's zombie may wait a while for whoever adopts it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_for(predicate: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def spawner(tmp_path: Path) -> Iterator[Any]:
+    """Write a unit script that leaves a `sleep` grandchild; kill leftovers after the test."""
+
+    def make(ignore_term: bool = False) -> list[str]:
+        path = tmp_path / ("stubborn.sh" if ignore_term else "spawner.sh")
+        path.write_text(SPAWNER.format(trap="trap '' TERM" if ignore_term else ""))
+        path.chmod(0o755)
+        return [str(path)]
+
+    yield make
+    for pid_file in tmp_path.glob("grandchild-*"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------- the stdlib rule
+
+
+def test_worker_is_one_stdlib_file_that_python39_parses() -> None:
+    tree = parse_standalone_stdlib_file(WORKER_FILE)
+    first = next(n for n in tree.body if not isinstance(n, ast.Expr))
+    assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
+
+
+# ---------------------------------------------------------------------------- running units
+
+
+@pytest.mark.parametrize("how", ["module", "copy"])
+def test_units_run_with_contract_files(tmp_path: Path, task: list[str], how: str) -> None:
+    if how == "copy" and not SYSTEM_PYTHON.exists():
+        pytest.skip("no system python3")
+    folder = tmp_path / "1_task"
+    cwd = tmp_path / "workdir"
+    cwd.mkdir()
+    units = [
+        unit(folder, 17, task, env={"UNIT_ENV": "value with spaces"}, cwd=str(cwd)),
+        unit(folder, 18, task, args={"name": "unit-18", "exit_code": 3}),
+    ]
+    batch = write_batch(tmp_path / "batch.json", units, pid_file=str(tmp_path / "worker.pid"))
+
+    done = run_worker(batch, how)
+
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == [
+        {"unit_id": 17, "exit_code": 0, "warm": False},
+        {"unit_id": 18, "exit_code": 3, "warm": False},
+    ]
+    first, second = units
+    assert json.loads(Path(first["args_file"]).read_text()) == {"name": "unit-17"}
+    output = json.loads(Path(first["out_file"]).read_text())
+    assert output["image_list_updates"] == [{"zarr_url": "unit-17"}]
+    assert output["env"] == "value with spaces"
+    assert output["cwd"] == str(cwd)
+    log = Path(first["log_file"]).read_text()
+    assert "stdout of unit-17" in log and "stderr of unit-17" in log
+    assert exit_code(first) == "0\n" and exit_code(second) == "3\n"
+    result = json.loads(Path(second["result_file"]).read_text())
+    assert result["unit_id"] == 18 and result["exit_code"] == 3 and "signal" not in result
+    assert result["started"].endswith("Z") and result["ended"] >= result["started"]
+    assert result["host"] and result["pid"] > 0 and result["seconds"] >= 0
+    assert int((tmp_path / "worker.pid").read_text()) > 0
+    assert not list(folder.glob("*.tmp*")), "no temporary files left behind"
+
+
+def test_log_is_appended_and_stale_output_removed(tmp_path: Path, task: list[str]) -> None:
+    entry = unit(tmp_path, 1, task, args={"name": "x", "exit_code": 1})
+    Path(entry["log_file"]).write_text("earlier attempt\n")
+    Path(entry["out_file"]).write_text('{"stale": true}')
+    assert run_worker(write_batch(tmp_path / "b.json", [entry])).returncode == 0
+    assert Path(entry["log_file"]).read_text().startswith("earlier attempt\nstdout of x")
+    assert "stale" not in Path(entry["out_file"]).read_text()
+
+
+def test_parallelism_is_honoured(tmp_path: Path) -> None:
+    sleeper = tmp_path / "sleeper.sh"  # sh, not Python: start-up must not blur the timing
+    sleeper.write_text("#!/bin/sh\nsleep 0.5\n")
+    sleeper.chmod(0o755)
+    units = [unit(tmp_path, i, [str(sleeper)]) for i in range(4)]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=2)
+    start = time.monotonic()
+    done = run_worker(batch)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert 1.0 <= elapsed < 1.9
+    # Never more than two at once, and started in order.
+    results = [json.loads(Path(u["result_file"]).read_text()) for u in units]
+    for result in results:
+        at_once = [r for r in results if r["started"] <= result["started"] < r["ended"]]
+        assert len(at_once) <= 2
+    assert [r["started"] for r in results] == sorted(r["started"] for r in results)
+
+
+def test_finished_units_are_skipped(tmp_path: Path, task: list[str]) -> None:
+    done_before, garbage, fresh = (unit(tmp_path, i, task) for i in (1, 2, 3))
+    Path(done_before["exit_code_file"]).write_text("5\n")
+    Path(garbage["exit_code_file"]).write_text("")  # caught half-written: not finished
+    batch = write_batch(tmp_path / "b.json", [done_before, garbage, fresh])
+
+    done = run_worker(batch)
+
+    assert lines(done.stdout) == [
+        {"unit_id": 1, "exit_code": 5, "skipped": True},
+        {"unit_id": 2, "exit_code": 0, "warm": False},
+        {"unit_id": 3, "exit_code": 0, "warm": False},
+    ]
+    assert not Path(done_before["args_file"]).exists()
+    assert not Path(done_before["result_file"]).exists()
+    assert exit_code(done_before) == "5\n"
+
+
+def test_fail_fast_starts_nothing_after_a_failure(tmp_path: Path, task: list[str]) -> None:
+    ok = unit(tmp_path, 1, task)
+    failing = unit(tmp_path, 2, task, args={"name": "bad", "exit_code": 4})
+    never = unit(tmp_path, 3, task)
+    batch = write_batch(tmp_path / "b.json", [ok, failing, never], fail_fast=True)
+
+    done = run_worker(batch)
+
+    assert done.returncode == 0, done.stderr
+    assert [line["exit_code"] for line in lines(done.stdout)] == [0, 4]
+    assert exit_code(failing) == "4\n"
+    assert not any(Path(never[key]).exists() for key in remote._FILE_KEYS)
+
+
+def test_fail_fast_kills_running_units(tmp_path: Path, task: list[str], spawner: Any) -> None:
+    slow = unit(tmp_path, 1, spawner(), args={})
+    slow["argv"].append("1")
+    failing = unit(tmp_path, 2, task, args={"name": "bad", "exit_code": 1, "sleep": 0.3})
+    batch = write_batch(tmp_path / "b.json", [slow, failing], parallelism=2, fail_fast=True)
+
+    start = time.monotonic()
+    done = run_worker(batch)
+
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - start < 5
+    assert exit_code(failing) == "1\n"
+    assert exit_code(slow) is None and not Path(slow["result_file"]).exists()
+    assert process_gone(int((tmp_path / "grandchild-1").read_text()))
+
+
+def test_signal_death_is_128_plus_signal(tmp_path: Path, task: list[str]) -> None:
+    entry = unit(tmp_path, 1, task, args={"name": "x", "signal": int(signal.SIGKILL)})
+    done = run_worker(write_batch(tmp_path / "b.json", [entry]))
+    assert lines(done.stdout) == [{"unit_id": 1, "exit_code": 137, "warm": False}]
+    result = json.loads(Path(entry["result_file"]).read_text())
+    assert result["exit_code"] == 137 and result["signal"] == "SIGKILL"
+    assert exit_code(entry) == "137\n"
+
+
+def test_a_command_that_cannot_start_fails_like_a_shell(tmp_path: Path) -> None:
+    entry = unit(tmp_path, 1, [str(tmp_path / "no-such-task")])
+    done = run_worker(write_batch(tmp_path / "b.json", [entry]))
+    assert done.returncode == 0
+    assert exit_code(entry) == "127\n"
+    assert "cannot start unit 1" in Path(entry["log_file"]).read_text()
+    assert "error" in json.loads(Path(entry["result_file"]).read_text())
+
+
+# ---------------------------------------------------------------------------- stopping
+
+
+def _start_and_wait_for_grandchildren(
+    batch: Path, tmp_path: Path, count: int, how: str = "module"
+) -> subprocess.Popen:
+    worker = subprocess.Popen(
+        worker_argv(batch, how),
+        cwd=REPO if how == "module" else batch.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len([p for p in tmp_path.glob("grandchild-*") if p.read_text()]) == count)
+    return worker
+
+
+@pytest.mark.parametrize("how", ["module", "copy"])
+def test_sigterm_kills_running_units_and_their_groups(
+    tmp_path: Path, spawner: Any, how: str
+) -> None:
+    if how == "copy" and not SYSTEM_PYTHON.exists():
+        pytest.skip("no system python3")
+    argv = spawner()
+    running = [unit(tmp_path, i, [*argv, str(i)], args={}) for i in (1, 2)]
+    queued = unit(tmp_path, 3, [*argv, "3"], args={})
+    batch = write_batch(tmp_path / "b.json", [*running, queued], parallelism=2)
+    worker = _start_and_wait_for_grandchildren(batch, tmp_path, 2, how)
+
+    start = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    stdout, _ = worker.communicate(timeout=10)
+
+    assert worker.returncode == 143
+    assert time.monotonic() - start < remote.KILL_GRACE_SECONDS  # units obeyed SIGTERM
+    assert stdout == ""
+    for entry in running:
+        assert exit_code(entry) is None and not Path(entry["result_file"]).exists()
+    assert not Path(queued["args_file"]).exists()
+    for pid_file in tmp_path.glob("grandchild-*"):
+        wait_for(lambda pid_file=pid_file: process_gone(int(pid_file.read_text())), 3)
+
+
+def test_units_ignoring_sigterm_get_sigkill_after_the_grace(tmp_path: Path, spawner: Any) -> None:
+    entry = unit(tmp_path, 1, [*spawner(ignore_term=True), "1"], args={})
+    worker = _start_and_wait_for_grandchildren(
+        write_batch(tmp_path / "b.json", [entry]), tmp_path, 1
+    )
+    start = time.monotonic()
+    worker.send_signal(signal.SIGINT)
+    worker.communicate(timeout=10)
+    assert worker.returncode == 143
+    assert remote.KILL_GRACE_SECONDS <= time.monotonic() - start < remote.KILL_GRACE_SECONDS + 2
+    assert exit_code(entry) is None
+    wait_for(lambda: process_gone(int((tmp_path / "grandchild-1").read_text())), 3)
+
+
+# ---------------------------------------------------------------------------- malformed input
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "is not valid JSON"),
+        ('{"format": "other/1", "units": []}', "format must be"),
+        (json.dumps({"format": remote.FORMAT, "units": [], "parallelism": 0}), "parallelism"),
+        (json.dumps({"format": remote.FORMAT, "units": [{"unit_id": 1}]}), "units[0].argv"),
+        (json.dumps({"format": remote.FORMAT, "units": [], "pickle": "x"}), "unknown keys"),
+    ],
+)
+def test_malformed_batch_exits_2_with_a_plain_message(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    batch = tmp_path / "b.json"
+    batch.write_text(content)
+    done = run_worker(batch)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_batch_file_exits_2(tmp_path: Path) -> None:
+    done = run_worker(tmp_path / "absent.json")
+    assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_unit_errors_name_the_unit() -> None:
+    entry = {
+        "unit_id": 1,
+        "argv": ["/bin/true"],
+        "args": {},
+        **{key: "/tmp/x" for key in remote._FILE_KEYS},
+    }
+    with pytest.raises(remote.BatchError, match=r"units\[1\]\.unit_id 1 appears twice"):
+        remote.check_batch({"format": remote.FORMAT, "units": [entry, entry]})
+    with pytest.raises(remote.BatchError, match=r"units\[0\]\.argv\[1\]"):
+        remote.check_batch({"format": remote.FORMAT, "units": [{**entry, "argv": ["a", "b\0"]}]})
+
+
+# ---------------------------------------------------------------------------- overhead
+
+
+def test_200_noop_units_are_quick(tmp_path: Path) -> None:
+    # CPU time is the load-proof measure. Wall time is compared with the same 200 no-op
+    # commands through xargs, measured just before, with a wide factor: on an overloaded
+    # machine a Python loop (about 1 ms of CPU per unit) is preempted far more than xargs.
+    # One at a time on both sides: a parallel spawn waits for the child's exec, which a
+    # busy machine delays more than xargs' plain fork.
+    start = time.monotonic()
+    subprocess.run(
+        "seq 200 | xargs -P 1 -n 1 /bin/true --args-json a --out-json",
+        shell=True,
+        check=True,
+    )
+    xargs_elapsed = time.monotonic() - start
+    units = [unit(tmp_path / "units", i, ["/bin/true"], args={}) for i in range(200)]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=1)
+    start = time.monotonic()
+    worker = subprocess.Popen(worker_argv(batch), cwd=REPO, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(worker.pid, 0)
+    worker.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - start
+    assert worker.returncode == 0
+    assert all(exit_code(entry) == "0\n" for entry in units)
+    cpu = usage.ru_utime + usage.ru_stime  # the worker and all 200 units together
+    assert cpu < 2.0, f"{cpu:.2f} s of CPU"
+    assert elapsed < max(3.0, 10 * xargs_elapsed), f"{elapsed:.2f} s, xargs {xargs_elapsed:.2f} s"
