@@ -22,14 +22,19 @@ import os
 import re
 import shlex
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import asyncssh
-
 from .process import COMMAND_TIMEOUT_SECONDS, CommandResult
+
+with warnings.catch_warnings():
+    # asyncssh's import names cryptography's DSA classes (deprecated there; we use no DSA
+    # key): without this, every process that loads the SLURM runner warns on stderr.
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
