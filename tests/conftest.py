@@ -23,6 +23,7 @@ from fractal_like.models import SQLModel
 
 from .support.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient
 from .support.slurm_support import ALICE, ensure_unix_user, remove_shared_dir, shared_dir
+from .support.ssh_support import SSHD, SshServer, start_sshd
 
 PG_URL_VAR = "FRACTAL_LIKE_TEST_PG_URL"
 REQUIRE_PG_VAR = "FRACTAL_LIKE_REQUIRE_PG"
@@ -180,3 +181,27 @@ def slurm_shared_dir(slurm_conf: str) -> Iterator[Path]:
     path = shared_dir("t")
     yield path
     remove_shared_dir(path)
+
+
+REQUIRE_SSH_VAR = "FRACTAL_LIKE_REQUIRE_SSH"
+
+
+def _no_ssh(reason: str) -> NoReturn:
+    """Skip, or fail when CI requires sshd, so that a green CI run means these tests ran."""
+    if os.environ.get(REQUIRE_SSH_VAR) == "1":
+        pytest.fail(f"{REQUIRE_SSH_VAR}=1 but {reason}")
+    pytest.skip(f"no SSH server: {reason} (apt-get install openssh-server)")
+
+
+@pytest.fixture(scope="session")
+def ssh_server() -> Iterator[SshServer]:
+    """A real sshd on 127.0.0.1 (this worker's own) that lets the SLURM test user in by key."""
+    if not Path(SSHD).is_file():
+        _no_ssh(f"{SSHD} is missing")
+    if os.geteuid() != 0:
+        _no_ssh("the SSH tests must run as root (they start sshd and create a test user)")
+    folder = shared_dir("ssh")
+    server = start_sshd(folder, ALICE)
+    yield server
+    server.stop()
+    remove_shared_dir(folder)

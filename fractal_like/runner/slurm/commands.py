@@ -1,5 +1,8 @@
 """The SLURM commands the runner uses, run as argv lists (never through a shell).
 
+They run on a `ClusterHost` (cluster_host.py): by default this machine, as described
+below (slurm_sudo); over SSH on a login node as the profile's user for slurm_ssh.
+
 `sbatch`, `scancel` and folder creation run as the profile's cluster user through
 `sudo -n -u <user>`, so jobs and their files belong to that user; `squeue`, `scontrol`
 and `sacct` only read state and run as the server's own account. What runs as the user
@@ -11,16 +14,27 @@ account.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from dataclasses import dataclass, field
 
-from ..accounts import AccountCommandError, as_account, check_account, make_folder
+from ..accounts import as_account, check_account
 from ..unit_env import unit_environment
+from .cluster_host import ClusterHost, CommandRunner, LocalSudoHost, ServerAccount
+from .process import COMMAND_TIMEOUT_SECONDS, CommandResult, SlurmCommandError, run_command
+
+__all__ = [
+    "COMMAND_TIMEOUT_SECONDS",
+    "FINAL_STATES",
+    "CommandResult",
+    "JobInfo",
+    "SlurmCommandError",
+    "SlurmCommands",
+    "SlurmReader",
+    "run_command",
+]
 
 JOB_ID = re.compile(r"^\d+(_\d+)?$")
-COMMAND_TIMEOUT_SECONDS = 120.0
 FINAL_STATES = frozenset(
     {
         "BOOT_FAIL",
@@ -36,17 +50,6 @@ FINAL_STATES = frozenset(
 )
 
 
-class SlurmCommandError(AccountCommandError):
-    """A SLURM command failed; the message carries what it printed."""
-
-
-@dataclass
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @dataclass
 class JobInfo:
     """What SLURM still knows about a job that left the queue (scontrol or sacct -c)."""
@@ -57,36 +60,18 @@ class JobInfo:
     node: str = ""
 
 
-async def run_command(argv: list[str], timeout: float = COMMAND_TIMEOUT_SECONDS) -> CommandResult:
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as error:
-        raise SlurmCommandError(f"cannot run {argv[0]!r}: {error.strerror}") from None
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise SlurmCommandError(
-            f"{' '.join(argv[:6])} did not answer within {timeout:.0f} s"
-        ) from None
-    return CommandResult(
-        process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-    )
-
-
 @dataclass
 class SlurmCommands:
-    """What runs as the profile's cluster user: folders, sbatch, scancel."""
+    """What runs as the profile's cluster user: folders, sbatch, scancel.
+
+    `host` is where (None: this machine through sudo, with the environment below).
+    """
 
     username: str
     slurm_conf: str | None = field(default_factory=lambda: os.environ.get("SLURM_CONF"))
+    host: ClusterHost | None = field(default=None, repr=False)
     environment: dict[str, str] = field(init=False, repr=False)
+    cluster: ClusterHost = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -95,6 +80,11 @@ class SlurmCommands:
             raise ValueError(f"{self.username!r} is not a valid cluster user name") from None
         conf = {"SLURM_CONF": self.slurm_conf} if self.slurm_conf else {}
         self.environment = unit_environment(account=self.username, extra=conf)
+        if self.host is not None and self.host.user != self.username:
+            raise ValueError(
+                f"the cluster host logs in as {self.host.user!r}, not {self.username!r}"
+            )
+        self.cluster = self.host or LocalSudoHost(self.username, self.environment)
 
     def as_user(self, argv: list[str]) -> list[str]:
         """argv run as the profile's user (through sudo unless that is us), in its environment."""
@@ -102,11 +92,11 @@ class SlurmCommands:
 
     async def mkdir(self, path: str) -> None:
         """Raises AccountCommandError when the user cannot create it."""
-        await make_folder(self.username, path, self.environment)
+        await self.cluster.mkdir(path)
 
     async def sbatch(self, argv: list[str]) -> str:
         """Submit; returns the SLURM job id. Raises SlurmCommandError with SLURM's words."""
-        result = await run_command(self.as_user(argv))
+        result = await self.cluster.run(argv)
         job_id = result.stdout.strip().split(";")[0]
         if result.returncode != 0 or not JOB_ID.match(job_id):
             raise SlurmCommandError(_sbatch_refusal(result))
@@ -115,18 +105,25 @@ class SlurmCommands:
     async def scancel(self, job_ids: list[str]) -> None:
         ids = [job_id for job_id in job_ids if JOB_ID.match(job_id)]
         if ids:
-            await run_command(self.as_user(["scancel", *ids]))
+            await self.cluster.run(["scancel", *ids])
 
 
 class SlurmReader:
-    """Read-only state queries: any account may run them, so the server's own does."""
+    """Read-only state queries: any account may run them, so the server's own does (or,
+    over SSH, the profile's user on the login node)."""
+
+    def __init__(self, host: CommandRunner | None = None) -> None:
+        self.host: CommandRunner = host or ServerAccount()
+
+    async def _query(self, argv: list[str]) -> CommandResult:
+        return await self.host.run(argv, idempotent=True)  # a query: safe to repeat
 
     async def squeue(self, job_ids: list[str]) -> dict[str, str]:
         """State of each job SLURM still lists (finished ones stay for MinJobAge seconds)."""
         ids = [job_id for job_id in job_ids if JOB_ID.match(job_id)]
         if not ids:
             return {}
-        result = await run_command(
+        result = await self._query(
             ["squeue", "--noheader", "--states=all", "--format=%i|%T", f"--jobs={','.join(ids)}"]
         )
         if result.returncode != 0:
@@ -142,7 +139,7 @@ class SlurmReader:
 
     async def find_by_name(self, name: str) -> str | None:
         """The id of a job with this (unique) name, if SLURM still lists it."""
-        result = await run_command(
+        result = await self._query(
             ["squeue", "--noheader", "--states=all", "--format=%i", f"--name={name}"]
         )
         ids = result.stdout.split() if result.returncode == 0 else []
@@ -152,7 +149,7 @@ class SlurmReader:
         """State, exit code and reason of a job: scontrol first, then `sacct -c`."""
         if not JOB_ID.match(job_id):
             return None
-        result = await run_command(["scontrol", "show", "job", "--oneliner", job_id])
+        result = await self._query(["scontrol", "show", "job", "--oneliner", job_id])
         if result.returncode == 0 and "JobState=" in result.stdout:
             fields = dict(item.split("=", 1) for item in result.stdout.split() if "=" in item)
             return JobInfo(
@@ -161,7 +158,7 @@ class SlurmReader:
                 reason=fields.get("Reason", ""),
                 node=fields.get("NodeList", ""),
             )
-        result = await run_command(
+        result = await self._query(
             ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList"]
         )
         for line in result.stdout.splitlines() if result.returncode == 0 else []:
