@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .commands import FINAL_STATES, JOB_ID, SlurmCommandError, run_command
+from .commands import FINAL_STATES, JOB_ID
+from .process import SlurmCommandError, run_command
 
 FIELDS = (
     "JobID",

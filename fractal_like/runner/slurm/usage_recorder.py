@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...models import HistoryRun, Job, SlurmJob, SlurmUsage, table_of
-from .commands import SlurmCommandError
+from .process import SlurmCommandError
 from .usage import JobUsage, read_usage
 
 logger = logging.getLogger("fractal_like.runner.slurm.usage")
