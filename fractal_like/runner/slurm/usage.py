@@ -94,8 +94,8 @@ def parse_usage(text: str, now: datetime) -> dict[str, JobUsage]:
         ended = parse_end(parts[10])
         if state not in FINAL_STATES or ended is None:
             continue
-        rss = step_rss.get(job_id)
-        if rss is None and now - ended < STEP_GRACE:
+        sampled = step_rss.get(job_id)
+        if sampled is None and now - ended < STEP_GRACE:
             continue  # its steps are not in the database yet
         alloc_cpus = _int(parts[4]) or 0
         usage[job_id] = JobUsage(
@@ -104,7 +104,7 @@ def parse_usage(text: str, now: datetime) -> dict[str, JobUsage]:
             elapsed_seconds=_int(parts[2]) or 0,
             cpu_seconds=parse_cpu_time(parts[3]),
             alloc_cpus=alloc_cpus,
-            max_rss_bytes=max(rss) if rss else None,
+            max_rss_bytes=max(sampled) if sampled else None,
             req_mem_bytes=_request_bytes(parts[6], alloc_cpus),
             time_limit_seconds=_minutes_to_seconds(parts[7]),
             account=parts[8] or None,
