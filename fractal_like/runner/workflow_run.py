@@ -45,7 +45,7 @@ from .taskcall import (
     read_init_output,
     read_task_output,
 )
-from .warm import warm_wanted
+from .warm_choice import warm_wanted
 
 logger = logging.getLogger("fractal_like.runner")
 STOPPED_BY_USER = "stopped by user"

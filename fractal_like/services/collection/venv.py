@@ -29,7 +29,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ...runner import sandbox
+from ...runner.node import sandbox
 from ...runner.unit_env import pip_environment
 from .python import PipOptions, PythonChoice
 
