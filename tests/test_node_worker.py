@@ -414,3 +414,112 @@ def test_200_noop_units_are_quick(tmp_path: Path) -> None:
     cpu = usage.ru_utime + usage.ru_stime  # the worker and all 200 units together
     assert cpu < 2.0, f"{cpu:.2f} s of CPU"
     assert elapsed < max(3.0, 10 * xargs_elapsed), f"{elapsed:.2f} s, xargs {xargs_elapsed:.2f} s"
+
+
+# ---------------------------------------------------------------------------- control on stdin
+
+
+def _controlled_worker(batch: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        worker_argv(batch),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_stop_line_on_stdin_kills_the_running_units(tmp_path: Path, spawner: Any) -> None:
+    argv = spawner()
+    running = [unit(tmp_path, i, [*argv, str(i)], args={}) for i in (1, 2)]
+    queued = unit(tmp_path, 3, [*argv, "3"], args={})
+    batch = write_batch(tmp_path / "b.json", [*running, queued], parallelism=2, control="stdin")
+    worker = _controlled_worker(batch)
+    wait_for(lambda: len([p for p in tmp_path.glob("grandchild-*") if p.read_text()]) == 2)
+
+    assert worker.stdin is not None
+    worker.stdin.write("stop\n")
+    worker.stdin.flush()
+    worker.wait(timeout=10)  # stdin stays open: its end would mean "the runner is gone"
+    assert worker.stdout is not None and worker.stderr is not None
+    stdout, stderr = worker.stdout.read(), worker.stderr.read()
+    worker.stdin.close()
+
+    assert worker.returncode == 0, stderr  # asked to stop: not stopped by a signal
+    assert sorted(line["id"] for line in lines(stdout)) == [1, 2]
+    assert all(line["code"] is None and line["reason"] == STOPPED for line in lines(stdout))
+    assert all(exit_code(entry) is None for entry in running), "stopped units did not finish"
+    assert not Path(queued["args_file"]).exists(), "nothing starts after a stop"
+    for pid_file in tmp_path.glob("grandchild-*"):
+        wait_for(lambda pid_file=pid_file: process_gone(int(pid_file.read_text())), 3)
+
+
+def test_end_of_file_on_stdin_lets_the_running_units_finish(
+    tmp_path: Path, task: list[str]
+) -> None:
+    """The runner went away: start no more units, let the running one end and record it."""
+    units = [unit(tmp_path, i, task, args={"name": f"u{i}", "sleep": 1.0}) for i in (1, 2, 3)]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=1, control="stdin")
+    worker = _controlled_worker(batch)
+    wait_for(lambda: Path(units[0]["log_file"]).exists())
+
+    assert worker.stdin is not None
+    worker.stdin.close()
+    worker.wait(timeout=20)
+
+    assert worker.returncode == 0
+    assert exit_code(units[0]) == "0\n", "the running unit ended and was recorded"
+    assert not any(Path(entry["args_file"]).exists() for entry in units[1:])
+
+
+def test_without_stdin_control_end_of_file_changes_nothing(tmp_path: Path, task: list[str]) -> None:
+    """A SLURM job's stdin is /dev/null: every unit runs."""
+    units = [unit(tmp_path, i, task) for i in (1, 2)]
+    batch = write_batch(tmp_path / "b.json", units)
+    done = subprocess.run(
+        worker_argv(batch), cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert [exit_code(entry) for entry in units] == ["0\n", "0\n"]
+
+
+# ---------------------------------------------------------------------------- warm and stops
+
+# A warm-form task that records its pid, then waits.
+WAITER = """\
+import os, sys, time
+if __name__ == "__main__":
+    print("pid", os.getpid(), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_scancel_of_warm_units_is_a_stop_not_a_lost_parent(tmp_path: Path) -> None:
+    """scancel signals every process of the job, the warm parent among them: its units are
+    stopped (no exit-code file, so a restart may run them), not failed as "parent died"."""
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    units = [
+        unit(tmp_path / "t", i, [sys.executable, str(script)], args={}, warm=True) for i in (1, 2)
+    ]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=2)
+    worker = subprocess.Popen(
+        worker_argv(batch), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    logs = [Path(entry["log_file"]) for entry in units]
+    wait_for(lambda: all(log.exists() and "pid" in log.read_text() for log in logs), 60)
+    children = [int(log.read_text().split()[1]) for log in logs]
+    parent = int(Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert parent != worker.pid, "the units are forks of a warm parent"
+
+    for pid in (worker.pid, parent, *children):  # as scancel does, all at once
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    stdout, stderr = worker.communicate(timeout=20)
+
+    assert worker.returncode == 143, stderr
+    reported = lines(stdout)
+    assert sorted(line["id"] for line in reported) == [1, 2]
+    assert all(line["code"] is None and line["reason"] == STOPPED for line in reported)
+    assert all(exit_code(entry) is None for entry in units)

@@ -286,7 +286,7 @@ def _run_child(parent: _Parent, request: dict[str, Any]) -> int:
         os.environ.update(request["env"])
     sys.argv = list(request["argv"])
     with contextlib.suppress(AttributeError):
-        sys.orig_argv = [sys.executable, *request["argv"]]  # type: ignore[misc]
+        sys.orig_argv = [sys.executable, *request["argv"]]
     _reseed_numpy()
     main = parent.prepared.child_module()
     sys.modules["__main__"] = main
