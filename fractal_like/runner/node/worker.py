@@ -288,7 +288,7 @@ class Worker:
             if unit is None and self.pool is not None:
                 self.pool.reaped(pid, status)  # a warm parent: the pool reports its units lost
 
-    def _ended(self, pid: int, unit: dict[str, Any], info: Any) -> None:
+    def _ended(self, pid: int, unit: dict[str, Any], info: os.waitid_result) -> None:
         if pid in self.signalled:
             self.signalled.discard(pid)
             self._report(unit, None, report.STOPPED, False)
