@@ -16,8 +16,6 @@ The two helpers below are what the runner uses to place the package and start a 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 COPY_NAME = "fractal_like_node"  # the folder name of a copy beside a job
@@ -33,6 +31,10 @@ def install(folder: str) -> str:
     target = os.path.join(folder, COPY_NAME)
     if os.path.isdir(target):
         return target
+    # Imported here: the worker imports this package too, and never needs them.
+    import shutil
+    import tempfile
+
     staging = tempfile.mkdtemp(prefix=f".{COPY_NAME}-", dir=folder)
     for name in package_files():
         shutil.copyfile(os.path.join(PACKAGE_DIR, name), os.path.join(staging, name))

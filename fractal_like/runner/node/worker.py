@@ -44,7 +44,6 @@ import resource
 import select
 import shutil
 import signal
-import socket
 import sys
 import time
 from typing import Any
@@ -81,7 +80,7 @@ class Worker:
         self.controlled = batch.get("control") == "stdin"
         limit = batch.get("memory_limit_mb")
         self.memory_limit = int(limit) * 1024 * 1024 if limit else None
-        self.host = socket.gethostname() if self.result_files else ""
+        self.host = _hostname() if self.result_files else ""
         self.next = 0
         self.running: dict[int, dict[str, Any]] = {}  # pid -> unit
         self.signalled: set[int] = set()  # pids we killed: their end is "stopped"
@@ -484,6 +483,12 @@ class Worker:
         for fd in current - self.watched:
             poller.register(fd, select.POLLIN)
         self.watched = current
+
+
+def _hostname() -> str:
+    import socket  # only for result files: a local batch never pays for the import
+
+    return socket.gethostname()
 
 
 def _drain(fd: int) -> None:
