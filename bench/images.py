@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import sqlite3
 import statistics
 import sys
@@ -382,7 +383,7 @@ def bench_backend(backend: str, url: str, workdir: Path, args: argparse.Namespac
     settings = Settings(
         DB_URL=url,
         DATA_DIR=workdir / "data",
-        JWT_SECRET="bench-secret-" + "x" * 40,
+        JWT_SECRET="bench-secret-" + secrets.token_hex(20),
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         # No jobs here; a runner polling the queue would only wait on the bulk writes.

@@ -37,6 +37,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import secrets
 import shlex
 import statistics
 import subprocess
@@ -546,7 +547,7 @@ def measure(
     settings = Settings(
         DB_URL=url,
         DATA_DIR=workdir / "data",
-        JWT_SECRET="bench-secret-" + "z" * 40,
+        JWT_SECRET="bench-secret-" + secrets.token_hex(20),
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         BOOTSTRAP_LOCAL_RESOURCE=True,

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -172,7 +173,7 @@ def run_with_runner(
     settings = Settings(
         DB_URL=url,
         DATA_DIR=workdir / "data",
-        JWT_SECRET="bench-secret-" + "x" * 40,
+        JWT_SECRET="bench-secret-" + secrets.token_hex(20),
         ADMIN_EMAIL=ADMIN_EMAIL,
         ADMIN_PASSWORD=ADMIN_PASSWORD,
         EMBEDDED_RUNNER=False,

@@ -8,9 +8,10 @@ issue 6: warm <= 0.1 x xargs) for two Python tasks that follow the task-call con
   and validating the args with a pydantic model, like a real task package's imports.
 
 For each task and round, the same N units run (a) through `xargs -0 -n 5 -P <cores>
-python script ...` (the floor), (b) through the batch worker (`remote.py`, the program
-inside every SLURM job) with `"warm": false`, (c) with `"warm": true`. Each run gets fresh
-args/output folders; times are wall clock from start to the last unit's end.
+python script ...` (the floor), (b) through the node worker (`runner/node/`, the program
+inside every SLURM job and the local launcher) with `"warm": false`, (c) with `"warm":
+true`. Each run gets fresh args/output folders; times are wall clock from start to the
+last unit's end.
 
     .venv/bin/python bench/warm_start.py                       # 2,000 units, 3 rounds
     .venv/bin/python bench/warm_start.py --units 400 --rounds 2 --cold-rounds 1
@@ -22,12 +23,16 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fractal_like.runner.node_batch import WorkerOptions, build_batch
+from fractal_like.runner.taskcall import UnitCall, UnitFiles
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 0.1
@@ -106,25 +111,20 @@ def run_xargs(script: Path, folder: Path, units: int, cores: int) -> float:
 
 
 def run_worker(script: Path, folder: Path, units: int, cores: int, warm: bool) -> float:
-    entries = [
-        {
-            "unit_id": index,
-            "argv": [sys.executable, str(script)],
-            "cwd": str(folder),
-            "args": {"zarr_url": f"/zarr/{index}"},
-            "args_file": args,
-            "out_file": out,
-            "log_file": f"{prefix}-log.txt",
-            "exit_code_file": f"{prefix}-exitcode",
-            "result_file": f"{prefix}-result.json",
-            "warm": warm,
-        }
-        for index, (args, out, prefix) in enumerate(prepare(folder, units))
+    calls = [
+        UnitCall(
+            index,
+            shlex.join([sys.executable, str(script)]),
+            {"zarr_url": f"/zarr/{index}"},
+            UnitFiles(folder, Path(prefix).name),
+        )
+        for index, (_args, _out, prefix) in enumerate(prepare(folder, units))
     ]
     batch = folder / "batch.json"
-    document = {"format": "fractal-like-batch/1", "parallelism": cores, "units": entries}
+    # The runner's own batch builder: warm when asked and the command has the warm form.
+    document = build_batch(calls, warm, WorkerOptions(parallelism=cores, fail_fast=False))
     batch.write_text(json.dumps(document))
-    command = [sys.executable, "-m", "fractal_like.runner.remote", str(batch)]
+    command = [sys.executable, "-m", "fractal_like.runner.node", str(batch)]
     cpu, started = children_cpu(), time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - started
@@ -132,7 +132,7 @@ def run_worker(script: Path, folder: Path, units: int, cores: int, warm: bool) -
     # units' CPU is in here too.
     CPU.setdefault("warm" if warm else "cold", []).append(children_cpu() - cpu)
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    failed = [line for line in lines if line["exit_code"] != 0]
+    failed = [line for line in lines if line["code"] != 0]
     assert len(lines) == units and not failed, f"{len(failed)} units failed: {failed[:2]}"
     assert all(line["warm"] is warm for line in lines), "warm/cold not as asked"
     return elapsed

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import JobStatus
-from . import sandbox
 from .claims import new_runner_id
 from .collection.collector import Collector
 from .jobs import JobQueue, Wakeup
+from .node import sandbox
 from .server_files import private_paths
 from .slurm.usage_recorder import UsageRecorder
 from .workflow_run import WorkflowRunner

@@ -1,11 +1,9 @@
 """The task-call contract: args JSON in, output JSON out, a log file, an exit-code file.
 
 A unit's command line is `<command> --args-json A --out-json O`. Its exit-code file is
-written once the unit has ended, by what started it (the local launcher, see
-`executors/launcher.py`, or the `/bin/sh` wrapper of `UnitCall.argv`), never by the
-runner, so a runner that died while the unit ran can tell afterwards whether (and how) the
-unit ended. The pid file holds the pid of the wrapper of a unit run through
-`UnitCall.argv`; the local launcher writes none per unit, but its own pid once per batch.
+written once the unit has ended, by the node worker that started it (`node/worker.py`),
+never by the runner, so a runner that died while the unit ran can tell afterwards whether
+(and how) the unit ended. A local worker writes its own pid once per batch (`-pid`).
 """
 
 from __future__ import annotations
@@ -18,16 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..task_command import split_command
-
-# $1: exit-code file, $2: pid file, then the task's own argv. No string from a request is
-# ever interpolated into this script: the task argv arrives as separate arguments.
-WRAPPER = (
-    'code_file=$1; pid_file=$2; shift 2; echo $$ > "$pid_file"; '
-    '"$@"; rc=$?; echo $rc > "$code_file"; exit $rc'
+from .node import report as node_report
+from .node.batch import (
+    ARGS_SUFFIX,
+    EXIT_CODE_SUFFIX,
+    LOG_SUFFIX,
+    OUTPUT_SUFFIX,
+    PID_SUFFIX,
+    RESULT_SUFFIX,
 )
-# The exit-code file is a single write of a few bytes (no extra `mv` process per unit);
-# a reader that catches it half-written sees no number yet and treats the unit as unfinished.
+
 MAX_PARALLELIZATION_LIST = 20_000
 
 
@@ -66,14 +64,6 @@ class InitOutput(BaseModel):
     )
 
 
-# A unit's files are `<task folder>/<prefix><suffix>`.
-ARGS_SUFFIX = "-args.json"
-OUTPUT_SUFFIX = "-metadiff.json"
-LOG_SUFFIX = "-log.txt"
-EXIT_CODE_SUFFIX = "-exitcode"
-PID_SUFFIX = "-pid"
-
-
 @dataclass
 class UnitFiles:
     """Where one unit's files live, inside its task's folder."""
@@ -101,6 +91,10 @@ class UnitFiles:
     def pid(self) -> Path:
         return self.folder / f"{self.prefix}{PID_SUFFIX}"
 
+    @property
+    def result(self) -> Path:
+        return self.folder / f"{self.prefix}{RESULT_SUFFIX}"
+
 
 @dataclass
 class UnitCall:
@@ -112,34 +106,9 @@ class UnitCall:
     files: UnitFiles
     env: dict[str, str] = field(default_factory=dict)
 
-    def argv(self) -> list[str]:
-        task_argv = split_command(self.command)
-        return [
-            "/bin/sh",
-            "-c",
-            WRAPPER,
-            "fractal-like-unit",
-            str(self.files.exit_code),
-            str(self.files.pid),
-            *task_argv,
-            "--args-json",
-            str(self.files.args),
-            "--out-json",
-            str(self.files.output),
-        ]
-
-    def prepare(self) -> None:
-        """Write the args file and clear what an earlier, unfinished attempt left."""
-        for stale in (self.files.output, self.files.exit_code, self.files.pid):
-            stale.unlink(missing_ok=True)
-        self.files.args.write_text(json.dumps(self.args))
-
 
 def read_exit_code(files: UnitFiles) -> int | None:
-    try:
-        return int(files.exit_code.read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return node_report.read_exit_code(str(files.exit_code))
 
 
 def read_pid(files: UnitFiles) -> int | None:

@@ -24,7 +24,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import Job, JobStatus, Profile, Resource, UnitStatus, UserOAuth
+from ..models import Job, JobStatus, Profile, Resource, UnitStatus, UserOAuth, table_of
 from ..services.accounting import record_ended_job
 from ..services.image_updates import ImageChangeError, apply_image_changes
 from ..services.images import query_images
@@ -45,10 +45,11 @@ from .taskcall import (
     read_init_output,
     read_task_output,
 )
-from .warm import warm_wanted
+from .warm_choice import warm_wanted
 
 logger = logging.getLogger("fractal_like.runner")
 STOPPED_BY_USER = "stopped by user"
+JOBS = table_of(Job)
 FLUSH_SECONDS = 1.0  # results reach the history at most this late (each flush is a transaction)
 CONVERTERS = ("converter_non_parallel", "converter_compound")
 
@@ -176,8 +177,8 @@ class WorkflowRunner:
         job_id = ctx.job.id or 0
         async with self.engine.begin() as connection:
             ended = await connection.execute(
-                update(Job.__table__)
-                .where(Job.__table__.c.id == job_id, Job.__table__.c.runner_id == self.runner_id)
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.runner_id == self.runner_id)
                 .values(
                     status=status,
                     end_timestamp=datetime.now(UTC),
@@ -298,7 +299,7 @@ class WorkflowRunner:
         )
         seen: set[str] = set()
         specs = []
-        for item in init_output.parallelization_list:  # type: ignore[attr-defined]
+        for item in init_output.parallelization_list:
             key = f"{item.zarr_url}\x00{sorted(item.init_args.items())}"
             if key in seen:
                 continue
@@ -375,7 +376,7 @@ class WorkflowRunner:
                 codes[unit_id], reasons[unit_id] = adopted.exit_code, adopted.reason
                 continue
             calls.append(call)
-        already = [
+        already: list[tuple[int, str, str | None]] = [
             (unit_id, UnitStatus.DONE if code == 0 else UnitStatus.FAILED, None)
             for unit_id, code in codes.items()
         ]

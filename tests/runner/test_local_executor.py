@@ -340,10 +340,13 @@ def test_warm_units_are_forks_of_one_warm_parent(folder: Path, probe: Path) -> N
     assert len(parents) == 1 and launcher not in parents, "forked by a warm parent"
     assert len({output["pid"] for output in outputs}) == 4
 
-    cold = calls_of(folder, f"{sys.executable} {probe}", [{}, {}])
+    # A new folder: units whose exit-code files exist already are never run again.
+    cold_folder = folder.with_name("2_cold")
+    cold_folder.mkdir()
+    cold = calls_of(cold_folder, f"{sys.executable} {probe}", [{}, {}])
     results = run(cold, warm=False)
     assert all(result.warm is False for result in results.values())
-    launcher = int(UnitFiles(folder, LAUNCHER_PREFIX).pid.read_text())
+    launcher = int(UnitFiles(cold_folder, LAUNCHER_PREFIX).pid.read_text())
     assert {json.loads(c.files.output.read_text())["ppid"] for c in cold} == {launcher}
 
 
@@ -403,6 +406,8 @@ def test_memory_limit_per_unit_holds_warm_and_cold(folder: Path, probe: Path, wa
     )
     assert "MemoryError" in calls[0].files.log.read_text()
     assert results[101] == ended(101, 0, None, warm)
-    # Without the limit the same unit runs.
-    again = calls_of(folder, f"{sys.executable} {probe}", [{"megabytes": 400}])
+    # Without the limit the same unit runs (in a new folder: a finished unit never reruns).
+    again_folder = folder.with_name("2_again")
+    again_folder.mkdir()
+    again = calls_of(again_folder, f"{sys.executable} {probe}", [{"megabytes": 400}])
     assert run(again, warm=warm)[100] == ended(100, 0, None, warm)

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from fractal_like.config import Settings
-from fractal_like.runner import sandbox
 from fractal_like.runner.accounts import as_account, server_user
+from fractal_like.runner.node import sandbox
 from fractal_like.runner.server_files import private_paths
 from fractal_like.runner.slurm.commands import SlurmCommands
 from fractal_like.runner.unit_env import pip_environment, unit_environment

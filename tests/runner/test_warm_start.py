@@ -25,13 +25,17 @@ from typing import Any
 
 import pytest
 
-from fractal_like.runner import remote, warm
+from fractal_like.runner import node
 from fractal_like.runner.executors.base import TaskInfo, UnitResult
 from fractal_like.runner.executors.local import LocalExecutor
+from fractal_like.runner.node.batch import check_batch
+from fractal_like.runner.node.report import LOST_EXIT_CODE
+from fractal_like.runner.node.worker import EXIT_STOPPED
 from fractal_like.runner.slurm.executor import SlurmExecutor
 from fractal_like.runner.taskcall import UnitCall, UnitFiles
+from fractal_like.runner.warm_choice import warm_wanted
 
-from ..support.runner_support import parse_standalone_stdlib_file
+from ..support.runner_support import node_batch
 
 REPO = Path(__file__).resolve().parents[2]
 PKG_ROOT = REPO / "tests" / "support" / "tasks_pkg" / "fl_test_tasks"
@@ -119,13 +123,13 @@ def unit(
 
 
 def write_batch(path: Path, units: list[dict[str, Any]], **top: Any) -> Path:
-    path.write_text(json.dumps({"format": remote.FORMAT, "units": units, **top}))
+    path.write_text(json.dumps(node_batch(units, **top)))
     return path
 
 
 def start_worker(batch: Path, argv: list[str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        argv or [PYTHON, "-m", "fractal_like.runner.remote", str(batch)],
+        argv or [PYTHON, "-m", "fractal_like.runner.node", str(batch)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,7 +139,7 @@ def start_worker(batch: Path, argv: list[str] | None = None) -> subprocess.Popen
 
 def run_worker(batch: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "fractal_like.runner.remote", str(batch)],
+        [PYTHON, "-m", "fractal_like.runner.node", str(batch)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -186,14 +190,10 @@ def read_pid(path: Path) -> int:
 # ---------------------------------------------------------------------------- the stdlib rule
 
 
-def test_warm_is_one_stdlib_file_that_python39_parses() -> None:
-    parse_standalone_stdlib_file(Path(warm.__file__))
-
-
 # ---------------------------------------------------------------------------- equivalence
 
 
-BACKENDS = ["worker", "local"]  # the SLURM batch worker, the local executor's launcher
+BACKENDS = ["worker", "local"]  # the node worker alone (as on SLURM), the local executor
 
 
 def run_units(
@@ -239,8 +239,8 @@ def run_every_task(
     for number, (name, args) in enumerate(cases, start=1):
         extra: dict[str, Any] = {}
         if name == "change_cwd_env.py":
-            # Local units all start in their task's folder; the worker's, in their own.
-            workdir = root / "task" if backend == "local" else root / f"workdir-{number}"
+            # Units start in their task's folder (the task changes folder itself).
+            workdir = root / "task"
             workdir.mkdir(parents=True, exist_ok=True)
             extra = {"cwd": str(workdir), "env": {"FL_TEST_VALUE": f"unit {number}"}}
         units.append(
@@ -325,12 +325,17 @@ def test_a_script_that_does_not_compile_runs_cold_with_the_same_error(tmp_path: 
     ids=["option", "relative-python", "relative-script", "shell"],
 )
 def test_other_command_forms_run_cold(tmp_path: Path, argv: list[str]) -> None:
-    entry = unit(tmp_path / "task", 1, argv, {"zarr_url": str(tmp_path)}, cwd=str(PKG_ROOT))
+    # A unit starts in its folder: the relative script must lie there.
+    (tmp_path / "task").mkdir()
+    for name in ("no_output.py", "_contract.py"):
+        shutil.copyfile(PKG_ROOT / name, tmp_path / "task" / name)
+    entry = unit(tmp_path / "task", 1, argv, {"zarr_url": str(tmp_path)})
     done = run_worker(write_batch(tmp_path / "b.json", [entry]))
     assert done.returncode == 0, done.stderr
     assert exit_code(entry) == "0\n"
     assert result(entry)["warm"] is False
-    assert json.loads(done.stdout.splitlines()[0]) == {"unit_id": 1, "exit_code": 0, "warm": False}
+    line = {"id": 1, "code": 0, "reason": None, "warm": False}
+    assert json.loads(done.stdout.splitlines()[0]) == line
 
 
 def test_warm_false_in_the_batch_runs_cold(tmp_path: Path) -> None:
@@ -341,17 +346,17 @@ def test_warm_false_in_the_batch_runs_cold(tmp_path: Path) -> None:
 
 
 def test_the_meta_switch_and_the_command_form_set_warm_in_the_batch(tmp_path: Path) -> None:
-    assert warm.warm_wanted() and warm.warm_wanted({}, {"mem": 1})
-    assert not warm.warm_wanted({"warm_start": False})
-    assert warm.warm_wanted({"warm_start": False}, {"warm_start": True}), "the last one wins"
-    assert not warm.warm_wanted({"warm_start": True}, {"warm_start": False})
+    assert warm_wanted() and warm_wanted({}, {"mem": 1})
+    assert not warm_wanted({"warm_start": False})
+    assert warm_wanted({"warm_start": False}, {"warm_start": True}), "the last one wins"
+    assert not warm_wanted({"warm_start": True}, {"warm_start": False})
     files = UnitFiles(tmp_path, "par_000001")
     plain = UnitCall(1, f"{PYTHON} {PKG_ROOT / 'no_output.py'}", {}, files)
     other = UnitCall(2, f"{PYTHON} -u {PKG_ROOT / 'no_output.py'}", {}, files)
     for meta, expected in (({}, [True, False]), ({"warm_start": False}, [False, False])):
-        document = SlurmExecutor._batch_document([plain, other], 2, warm.warm_wanted(meta))
-        assert [entry["warm"] for entry in document["units"]] == expected
-        remote.check_batch(document)
+        document = SlurmExecutor._batch_document([plain, other], 2, warm_wanted(meta))
+        assert [command["warm"] for command in document["commands"]] == expected
+        check_batch(document)
 
 
 # ---------------------------------------------------------------------------- isolation
@@ -427,7 +432,7 @@ def test_a_killed_parent_fails_its_units_and_is_restarted(
     os.kill(first_parent, signal.SIGKILL)
     _, stderr = worker.communicate(timeout=60)
     assert worker.returncode == 0, stderr
-    assert exit_code(long) == f"{warm.LOST_EXIT_CODE}\n"
+    assert exit_code(long) == f"{LOST_EXIT_CODE}\n"
     assert "warm parent" in result(long)["error"] and "SIGKILL" in result(long)["error"]
     assert "warm parent process running the unit died" in Path(long["log_file"]).read_text()
     wait_for(lambda: gone(child))  # the orphan was killed with its parent's death
@@ -459,7 +464,7 @@ def test_stop_kills_warm_children_and_their_groups(
     grandchildren = [int((tmp_path / f"g{n}").read_text()) for n in (1, 2)]
     worker.send_signal(signal.SIGTERM)
     worker.communicate(timeout=30)
-    assert worker.returncode == remote.EXIT_STOPPED
+    assert worker.returncode == EXIT_STOPPED
     for pid in pids + grandchildren:
         wait_for(lambda pid=pid: gone(pid))
     assert all(exit_code(entry) is None for entry in units), "killed units did not finish"
@@ -488,8 +493,7 @@ def test_fail_fast_kills_running_warm_units(
 def test_the_copies_beside_a_job_run_warm_with_the_system_python(tmp_path: Path) -> None:
     if not SYSTEM_PYTHON.exists():
         pytest.skip("no system python3")
-    shutil.copyfile(remote.__file__, tmp_path / "fractal_like_remote.py")
-    shutil.copyfile(warm.__file__, tmp_path / "fractal_like_warm.py")
+    copy = node.install(str(tmp_path))
     entry = unit(
         tmp_path / "t",
         1,
@@ -498,7 +502,7 @@ def test_the_copies_beside_a_job_run_warm_with_the_system_python(tmp_path: Path)
     )
     batch = write_batch(tmp_path / "b.json", [entry])
     done = subprocess.run(
-        [str(SYSTEM_PYTHON), "-I", str(tmp_path / "fractal_like_remote.py"), str(batch)],
+        node.worker_argv(str(SYSTEM_PYTHON), copy, str(batch)),
         capture_output=True,
         text=True,
         timeout=60,

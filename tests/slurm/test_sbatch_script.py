@@ -28,7 +28,7 @@ TYPICAL = SbatchSpec(
     mem_mb=1000,
     time_minutes=20,
     worker_python="/usr/bin/python3",
-    worker_script="/srv/fractal/jobs/12/fractal_like_remote.py",
+    worker_script="/srv/fractal/jobs/12/fractal_like_node",
     batch_file="/srv/fractal/jobs/12/1_task/fl-j12-r3-b0.json",
 )
 
@@ -51,7 +51,7 @@ GPU = SbatchSpec(
     },
     shebang_line="#!/bin/bash -l",
     worker_python="/opt/python3.9/bin/python3",
-    worker_script="/srv/fractal/jobs/12/fractal_like_remote.py",
+    worker_script="/srv/fractal/jobs/12/fractal_like_node",
     batch_file="/srv/fractal/jobs/12/2_gpu/fl-j12-r4-b7.json",
 )
 

@@ -7,13 +7,17 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fractal_like.config import Settings
+from fractal_like.runner import node
 from fractal_like.runner.main import Runner
+from fractal_like.runner.node.batch import FORMAT
+from fractal_like.runner.warm_choice import command_runs_warm
 
 from .helpers import ApiClient, UserClient, expect, make_dataset, make_project
 
@@ -130,16 +134,66 @@ def images(user: UserClient, project_id: int, dataset_id: int, **query: Any) -> 
     return page["items"]
 
 
-def parse_standalone_stdlib_file(path: Path) -> ast.Module:
-    """Parse a file the runner copies or runs alone (by path, with any Python >= 3.9):
-    Python 3.9 syntax, standard-library imports only, no relative imports."""
+def parse_stdlib_file(path: Path, relative_ok: bool) -> ast.Module:
+    """Parse a file of the node package (run with any Python >= 3.9): Python 3.9 syntax,
+    standard-library imports only, relative imports (of the package's own modules) only
+    where the file is never run alone by path."""
     tree = ast.parse(path.read_text(), feature_version=(3, 9))
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the file runs alone"
-            imported.add((node.module or "").split(".")[0])
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+    for statement in ast.walk(tree):
+        if isinstance(statement, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in statement.names)
+        elif isinstance(statement, ast.ImportFrom):
+            if statement.level:
+                assert relative_ok, f"{path.name}: no relative imports, it runs alone"
+                continue
+            imported.add((statement.module or "").split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, (path.name, imported)
     return tree
+
+
+# Files of the node package started by path on their own (a warm parent with the task's
+# interpreter, the sandbox around pip): no relative imports.
+RUN_ALONE = {"warm.py", "sandbox.py"}
+
+
+def check_node_package() -> list[str]:
+    """Check every file of `runner/node/` (see parse_stdlib_file); their names."""
+    folder = Path(node.PACKAGE_DIR)
+    names = sorted(path.name for path in folder.glob("*.py"))
+    assert names == node.package_files(), "the copy beside a job holds every file"
+    for name in names:
+        parse_stdlib_file(folder / name, relative_ok=name not in RUN_ALONE)
+    assert not [p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    return names
+
+
+# The files of a unit entry as tests write them (the runner's names, see UnitFiles).
+FILE_KEYS = ("args_file", "out_file", "log_file", "exit_code_file", "result_file")
+
+
+def node_batch(units: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    """A node batch from test entries {unit_id, argv, args, *FILE_KEYS, env, warm}: the
+    files name the unit's folder and prefix; `warm` asks for warm start, which the runner
+    grants to the `<python> <script.py>` form only (`warm_choice`)."""
+    commands: list[dict[str, Any]] = []
+    indexes: dict[tuple[tuple[str, ...], bool], int] = {}
+    entries = []
+    for unit in units:
+        warm = command_runs_warm(bool(unit.get("warm")), unit["argv"])
+        key = (tuple(unit["argv"]), warm)
+        if key not in indexes:
+            indexes[key] = len(commands)
+            commands.append({"argv": list(unit["argv"]), "warm": warm})
+        folder, name = os.path.split(unit["args_file"])
+        entry = {
+            "id": unit["unit_id"],
+            "command": indexes[key],
+            "args": unit["args"],
+            "folder": folder,
+            "prefix": name.removesuffix("-args.json"),
+        }
+        if unit.get("env"):
+            entry["env"] = unit["env"]
+        entries.append(entry)
+    return {"format": FORMAT, "result_files": True, **top, "commands": commands, "units": entries}

@@ -1,15 +1,16 @@
 """Run units as local processes, N at a time, each in its own process group.
 
-The units of one `run` go to one launcher process (`launcher.py`, next to this file): it
-starts them with `posix_spawn`, writes their args and exit-code files and reports each end
-on a pipe. The runner's event loop does no per-unit process or file work: it writes one
-batch file and reads one line per unit. The launcher lives in its own session: when the
-runner dies or shuts down it starts no more units, lets the running ones end and records
-them, and a runner that takes the job over waits for it (`adopt`) before running the rest.
+The units of one `run` go to one node worker process (the launcher: `runner/node/`, the
+same worker a SLURM job runs): it starts them with `posix_spawn`, writes their args and
+exit-code files and reports each end on a pipe. The runner's event loop does no per-unit
+process or file work: it writes one batch file and reads one line per unit. The launcher
+lives in its own session: when the runner dies or shuts down it starts no more units, lets
+the running ones end and records them, and a runner that takes the job over waits for it
+(`adopt`) before running the rest.
 
 The launcher starts with the units' allow-listed environment (`unit_env`), never the
-runner's. With `private_paths` it confines itself and so every unit (`sandbox.py`: Landlock
-keeps them from the server's secret and database files). With `account` (a local profile's
+runner's. With `private_paths` it confines itself and so every unit (`node/sandbox.py`:
+Landlock keeps them from the server's secret and database files). With `account` (a local profile's
 `username`) it runs as that Unix account through `sudo -n -u`, as slurm_sudo's commands do:
 the units' folders are created as that account, while the batch file and the launcher's log
 stay in the runner's own folder of the job (`working_dir`), as a SLURM job's files do.
@@ -21,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,28 +30,18 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .. import sandbox, warm
+from .. import node
 from ..accounts import as_account, make_folder
-from ..taskcall import (
-    ARGS_SUFFIX,
-    EXIT_CODE_SUFFIX,
-    LOG_SUFFIX,
-    OUTPUT_SUFFIX,
-    PID_SUFFIX,
-    UnitCall,
-    UnitFiles,
-    log_tail,
-    read_exit_code,
-    read_pid,
-    split_command,
-)
+from ..node import sandbox
+from ..node.report import STOPPED as STOPPED  # what a stopped unit's reason says
+from ..node.report import parse_report_line
+from ..node.worker import EXIT_OK, EXIT_STOPPED
+from ..node_batch import WorkerOptions, build_batch
+from ..taskcall import UnitCall, UnitFiles, log_tail, read_exit_code, read_pid
 from ..unit_env import unit_environment
-from . import launcher
 from .base import Executor, ResultCallback, TaskInfo, UnitResult
 
-KILL_GRACE_SECONDS = 2.0
 ADOPT_POLL_SECONDS = 0.2
-STOPPED = launcher.STOPPED
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
 # The launcher's own files sit beside the units' and are named like a unit's:
 # launcher-pid (its pid, for the runner that takes a job over) and launcher-log.txt.
@@ -68,25 +58,19 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _is_our_unit(pid: int) -> bool:
-    """A pid from a unit's pid file still belongs to that unit's /bin/sh wrapper (units run
-    through `UnitCall.argv`, e.g. by a runner of an earlier version), not a reused pid."""
-    return b"fractal-like-unit" in _cmdline(pid)
-
-
 def _live_launcher(
-    folder: Path, batch_folder: Path | None = None, script_file: str = launcher.__file__
+    folder: Path, batch_folder: Path | None = None, package: str = node.PACKAGE_DIR
 ) -> int | None:
     """The pid of the launcher still running units in `folder`, if any.
 
-    Its command line names `script_file` (launcher.py or its copy) and its batch file,
+    Its command line names `package` (the node package or its copy) and its batch file,
     which lives in `batch_folder` (default: `folder`); a launcher that has ended (even
     as a zombie) has recorded every unit it ran."""
     pid = read_pid(UnitFiles(folder, LAUNCHER_PREFIX))
     if pid is None:
         return None
     arguments = _cmdline(pid).split(b"\0")
-    script, batch = os.fsencode(script_file), os.fsencode(batch_folder or folder)
+    script, batch = os.fsencode(package), os.fsencode(batch_folder or folder)
     if script in arguments and any(arg.startswith(batch + b"/") for arg in arguments):
         return pid
     return None
@@ -161,18 +145,15 @@ class LocalExecutor(Executor):
             return folder
         return self.working_dir / folder.name
 
-    def _node_file(self, module_file: str, install: bool = False) -> str:
-        """Where the launcher process reads a stdlib-only runner file (launcher, warm,
-        sandbox) from: the module itself, or, for units run as another account (which may
-        not read the server's install), a copy in the runner's folder of the job, as the
-        SLURM worker is copied beside its job. `install` writes the copy if missing."""
+    def _node_package(self, install: bool = False) -> str:
+        """Where the launcher runs the node package from: the package itself, or, for units
+        run as another account (which may not read the server's install), a copy in the
+        runner's folder of the job, as for a SLURM job. `install` makes the copy if missing."""
         if self.account is None or self.working_dir is None:
-            return module_file
-        copy = self.working_dir / Path(module_file).name
-        if install and not copy.exists():
-            shutil.copyfile(module_file, copy)
-            copy.chmod(0o644)
-        return str(copy)
+            return node.PACKAGE_DIR
+        if install:
+            return node.install(str(self.working_dir))
+        return str(self.working_dir / node.COPY_NAME)
 
     async def run(
         self,
@@ -186,15 +167,13 @@ class LocalExecutor(Executor):
         `warm_start` is false (its `warm_start` meta)."""
         if not calls:
             return
-        warm_start = task.warm_start
         folder = calls[0].files.folder
         runner_folder = self._runner_folder(folder)
         runner_folder.mkdir(parents=True, exist_ok=True)
-        batch_file = self._write_batch(calls, fail_fast, warm_start, runner_folder)
+        batch_file = self._write_batch(calls, fail_fast, task.warm_start, runner_folder)
         reported: set[int] = set()
         calls_by_id = {call.unit_id: call for call in calls}
-        script = self._node_file(launcher.__file__, install=True)
-        argv = [self.python, "-I", "-S", script, str(batch_file)]
+        argv = node.worker_argv(self.python, self._node_package(install=True), str(batch_file))
         with UnitFiles(runner_folder, LAUNCHER_PREFIX).log.open("ab") as log:
             try:
                 process = subprocess.Popen(
@@ -213,7 +192,7 @@ class LocalExecutor(Executor):
         stopper = asyncio.create_task(_stop_on(stop, process.stdin))
         try:
             async for line in _lines(process.stdout):
-                result = json.loads(line)
+                result = parse_report_line(line)
                 reported.add(result["id"])
                 on_result(
                     UnitResult(
@@ -239,7 +218,8 @@ class LocalExecutor(Executor):
             return
         # Units never started (a failed unit or a stop), or the launcher itself died: then
         # the units it had started may still be running, and are waited for like any other.
-        died = returncode != 0
+        # Stopped by a signal (an admin, a runner that took the job over) is a stop, not a death.
+        died = returncode not in (EXIT_OK, EXIT_STOPPED)
         if died:
             tail = log_tail(UnitFiles(runner_folder, LAUNCHER_PREFIX)).strip()
             reason = f"the unit launcher ended with code {returncode}" + (
@@ -265,46 +245,17 @@ class LocalExecutor(Executor):
     def _write_batch(
         self, calls: list[UnitCall], fail_fast: bool, warm_start: bool, runner_folder: Path
     ) -> Path:
-        commands: dict[str, int] = {}
-        folders: dict[Path, str] = {}
-        units: list[dict[str, Any]] = []
-        # Plain strings and the C JSON encoder: thousands of units, written in the event loop.
-        for call in calls:
-            index = commands.setdefault(call.command, len(commands))
-            folder = folders.setdefault(call.files.folder, str(call.files.folder))
-            base = f"{folder}/{call.files.prefix}"
-            units.append(
-                {
-                    "id": call.unit_id,
-                    "command": index,
-                    "args": call.args,
-                    "cwd": folder,
-                    "env": call.env or None,
-                    "args_file": base + ARGS_SUFFIX,
-                    "output": base + OUTPUT_SUFFIX,
-                    "log": base + LOG_SUFFIX,
-                    "exit_code": base + EXIT_CODE_SUFFIX,
-                    # A pid file left by a wrapper-run attempt would be taken for this run's.
-                    "stale": [base + PID_SUFFIX],
-                }
-            )
-        batch = {
-            "parallelism": self.parallelism,
-            "fail_fast": fail_fast,
-            "kill_grace": KILL_GRACE_SECONDS,
-            "warm_file": self._node_file(warm.__file__, install=True) if warm_start else None,
-            "memory_limit_mb": self.memory_limit_mb,
-            "sandbox_file": (
-                self._node_file(sandbox.__file__, install=True)
-                if self.private_paths is not None
-                else None
-            ),
-            "private_paths": self.private_paths or [],
-            "umask": ACCOUNT_UMASK if self.account is not None else None,
-            "pid_file": str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
-            "commands": [split_command(command) for command in commands],
-            "units": units,
-        }
+        options = WorkerOptions(
+            parallelism=self.parallelism,
+            fail_fast=fail_fast,
+            pid_file=str(UnitFiles(calls[0].files.folder, LAUNCHER_PREFIX).pid),
+            control_on_stdin=True,
+            memory_limit_mb=self.memory_limit_mb,
+            confine=self.private_paths,
+            umask=ACCOUNT_UMASK if self.account is not None else None,
+            remove_batch=True,
+        )
+        batch = build_batch(calls, warm_start, options)
         handle, name = tempfile.mkstemp(prefix="launcher-batch-", suffix=".json", dir=runner_folder)
         with os.fdopen(handle, "w") as out:
             if self.account is not None:
@@ -321,11 +272,8 @@ class LocalExecutor(Executor):
         if code is not None:
             return UnitResult(call.unit_id, code)
         runner_folder = self._runner_folder(call.files.folder)
-        script = self._node_file(launcher.__file__)
-        while _live_launcher(call.files.folder, runner_folder, script) is not None:
-            await asyncio.sleep(ADOPT_POLL_SECONDS)
-        pid = read_pid(call.files)
-        while pid is not None and _is_our_unit(pid):
+        package = self._node_package()
+        while _live_launcher(call.files.folder, runner_folder, package) is not None:
             await asyncio.sleep(ADOPT_POLL_SECONDS)
         code = read_exit_code(call.files)
         return UnitResult(call.unit_id, code) if code is not None else None

@@ -1,7 +1,8 @@
 """Run a task's units on SLURM: batches through sbatch as the user, one poller, reattach.
 
 Per task: the units are split into batches by the resource's batching rules; each batch
-is one SLURM job running `remote.py` on a JSON batch file. Before each `sbatch`, a
+is one SLURM job running the node worker (`runner/node/`, copied beside the job) on a JSON
+batch file. Before each `sbatch`, a
 `slurmjob` row (unique name carrying job, run and batch) is committed; after it, the
 SLURM job id. A runner that restarts reads the rows of the run: a job with an id is
 watched again, a job without one is looked up by name in squeue, and only units in no
@@ -14,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...slurm_config import SlurmConfig
-from .. import remote, warm
+from .. import node
 from ..executors.base import Executor, ResultCallback, TaskInfo, UnitResult
-from ..taskcall import UnitCall, read_exit_code, split_command
+from ..node_batch import WorkerOptions, build_batch
+from ..taskcall import UnitCall, read_exit_code
 from .batching import BatchingError, effective_section, plan_batches, split_into_batches
 from .commands import FINAL_STATES, SlurmCommandError, SlurmCommands, SlurmReader
 from .diagnose import JobLimits, explain, read_tail
@@ -30,8 +31,6 @@ from .poller import SlurmPoller
 from .script import SbatchSpec, build_sbatch_script, sbatch_argv
 from .store import SlurmJobStore
 
-WORKER_FILE = "fractal_like_remote.py"
-WARM_FILE = "fractal_like_warm.py"  # beside the worker, which looks for it there
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
 
 
@@ -152,8 +151,7 @@ class SlurmExecutor(Executor):
     ) -> tuple[list[SlurmJobWatch], bool]:
         section = effective_section(self.settings.config, task.meta)
         plan = plan_batches(len(calls), section, self.settings.config.batching_config)
-        worker = self._install_worker()
-        warm_start = task.warm_start and warm.warm_wanted(task.meta)
+        worker = node.install(str(self.settings.working_dir))
         user_folder = calls[0].files.folder
         server_folder = self.settings.working_dir / user_folder.name
         server_folder.mkdir(parents=True, exist_ok=True)
@@ -162,7 +160,7 @@ class SlurmExecutor(Executor):
         for number, batch in enumerate(split_into_batches(calls, plan.units_per_job)):
             name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}"
             batch_file = server_folder / f"{name}.json"
-            document = self._batch_document(batch, plan.parallel_per_job, warm_start)
+            document = self._batch_document(batch, plan.parallel_per_job, task.warm_start)
             batch_file.write_text(json.dumps(document))
             script = server_folder / f"{name}.sh"
             script.write_text(
@@ -183,7 +181,7 @@ class SlurmExecutor(Executor):
                         exports=self.settings.extra_env,
                         shebang_line=section.shebang_line,
                         worker_python=self.settings.python_worker,
-                        worker_script=str(worker),
+                        worker_script=worker,
                         batch_file=str(batch_file),
                     )
                 )
@@ -223,42 +221,13 @@ class SlurmExecutor(Executor):
             self.poller.watch([slurm_job_id])
         return watches, False
 
-    def _install_worker(self) -> Path:
-        """A copy of the stdlib-only worker beside the job: the cluster needs only a Python."""
-        target = self.settings.working_dir / WORKER_FILE
-        for source, copy in ((warm.__file__, WARM_FILE), (remote.__file__, WORKER_FILE)):
-            if not (self.settings.working_dir / copy).exists():
-                shutil.copyfile(source, self.settings.working_dir / copy)
-                (self.settings.working_dir / copy).chmod(0o644)
-        return target
-
     @staticmethod
     def _batch_document(
         batch: list[UnitCall], parallelism: int, warm_start: bool = True
     ) -> dict[str, Any]:
-        argvs = [split_command(call.command) for call in batch]
-        return {
-            "format": remote.FORMAT,
-            "parallelism": parallelism,
-            "fail_fast": False,
-            "units": [
-                {
-                    "unit_id": call.unit_id,
-                    "argv": argv,
-                    "cwd": str(call.files.folder),
-                    "args": call.args,
-                    "args_file": str(call.files.args),
-                    "out_file": str(call.files.output),
-                    "log_file": str(call.files.log),
-                    "exit_code_file": str(call.files.exit_code),
-                    "result_file": str(call.files.folder / f"{call.files.prefix}-result.json"),
-                    "env": call.env,
-                    # `<python> <script.py>` only, and not switched off by the task's meta
-                    "warm": warm_start and warm.warm_form(argv),
-                }
-                for call, argv in zip(batch, argvs, strict=True)
-            ],
-        }
+        # Nobody reads a SLURM worker's stdout live: each unit's result goes to a file.
+        options = WorkerOptions(parallelism=parallelism, fail_fast=False, result_files=True)
+        return build_batch(batch, warm_start, options)
 
     async def _watch(
         self,
@@ -343,7 +312,7 @@ class SlurmExecutor(Executor):
 def _ran_warm(call: UnitCall) -> bool | None:
     """What the worker's result file says: did the unit run from a warm parent?"""
     try:
-        result = json.loads((call.files.folder / f"{call.files.prefix}-result.json").read_text())
+        result = json.loads(call.files.result.read_text())
     except (OSError, ValueError):
         return None
     return result.get("warm") if isinstance(result, dict) else None

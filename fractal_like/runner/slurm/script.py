@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..node import worker_argv
 from .batching import format_time_minutes
 
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@+%/\-\[\]]{1,255}$")
@@ -50,7 +51,7 @@ class SbatchSpec:
     mem_mb: int | None
     time_minutes: int | None
     worker_python: str
-    worker_script: str
+    worker_script: str  # the node package (its copy beside the job), run by path
     batch_file: str
     account: str | None = None
     constraint: str | None = None
@@ -183,7 +184,7 @@ def build_sbatch_script(spec: SbatchSpec) -> str:
         *extra_commands,
         "umask 0022",  # the runner, another uid, must be able to read what the job writes
         *_exports(spec.exports),
-        "exec " + " ".join(shlex.quote(part) for part in worker),
+        "exec " + " ".join(shlex.quote(part) for part in worker_argv(*worker)),
     ]
     return "\n".join(lines) + "\n"
 

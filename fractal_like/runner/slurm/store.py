@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...models import HistoryUnit, SlurmJob, UnitStatus
+from ...models import HistoryUnit, SlurmJob, UnitStatus, table_of
 
-JOBS = SlurmJob.__table__
-UNITS = HistoryUnit.__table__
+JOBS = table_of(SlurmJob)
+UNITS = table_of(HistoryUnit)
 
 
 @dataclass

@@ -33,7 +33,7 @@ class ActivityRun:
     group_id: int | None
     log: ActivityLog
     # The server's files that pip and the build scripts it runs must not reach (None: not
-    # confined; see runner/sandbox.py).
+    # confined; see runner/node/sandbox.py).
     private_paths: list[str] | None = None
     # Set once the work changed files in a way that cannot simply be undone by a retry
     # (e.g. a venv half removed), or found a folder that is not ours to remove.

@@ -29,7 +29,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ...runner import sandbox
+from ...runner.node import sandbox
 from ...runner.unit_env import pip_environment
 from .python import PipOptions, PythonChoice
 
@@ -96,7 +96,7 @@ async def run(
 ) -> tuple[int, str]:
     """Run a command; its exit code and its combined output. Killed on timeout or cancel.
 
-    `confine`: the server's files the command must not reach (see runner/sandbox.py): pip
+    `confine`: the server's files the command must not reach (see runner/node/sandbox.py): pip
     runs the build scripts of the packages it installs, which are the users' code."""
     env = _child_env()
     shown_name = argv[0]

@@ -17,4 +17,4 @@ module load cuda/12.1
 umask 0022
 export CELLPOSE_LOCAL_MODELS_PATH='/home/u/.cache/cellpose models'
 export OMP_NUM_THREADS=8
-exec /opt/python3.9/bin/python3 /srv/fractal/jobs/12/fractal_like_remote.py /srv/fractal/jobs/12/2_gpu/fl-j12-r4-b7.json
+exec /opt/python3.9/bin/python3 -I -S /srv/fractal/jobs/12/fractal_like_node /srv/fractal/jobs/12/2_gpu/fl-j12-r4-b7.json

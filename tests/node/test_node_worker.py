@@ -1,12 +1,10 @@
-"""The batch worker run as a real process, on real commands that follow the task-call contract."""
+"""The node worker run as a real process, on real commands that follow the task-call contract."""
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from fractal_like.runner import remote
+from fractal_like.runner import node
+from fractal_like.runner.node.batch import FORMAT, KILL_GRACE_SECONDS, BatchError, check_batch
+from fractal_like.runner.node.report import STOPPED
 
-from ..support.runner_support import parse_standalone_stdlib_file
+from ..support.runner_support import FILE_KEYS, check_node_package, node_batch
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER_FILE = Path(remote.__file__)
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 # A task following the contract; what it does is driven by its args.
@@ -77,18 +76,17 @@ def unit(folder: Path, unit_id: int, argv: list[str], **extra: Any) -> dict[str,
 
 
 def write_batch(path: Path, units: list[dict[str, Any]], **top: Any) -> Path:
-    path.write_text(json.dumps({"format": remote.FORMAT, "units": units, **top}))
+    path.write_text(json.dumps(node_batch(units, **top)))
     return path
 
 
 def worker_argv(batch: Path, how: str = "module") -> list[str]:
     if how == "module":
-        return [sys.executable, "-m", "fractal_like.runner.remote", str(batch)]
-    # The copy a runner puts next to a job: a lone file, run by the system's Python in
-    # isolated mode (no site-packages, no PYTHONPATH), so only the stdlib is importable.
-    copy = batch.parent / "remote.py"
-    shutil.copyfile(WORKER_FILE, copy)
-    return [str(SYSTEM_PYTHON), "-I", str(copy), str(batch)]
+        return [sys.executable, "-m", "fractal_like.runner.node", str(batch)]
+    # The copy a runner puts next to a job, run by the system's Python in isolated mode
+    # without site-packages, so only the stdlib is importable.
+    copy = node.install(str(batch.parent))
+    return node.worker_argv(str(SYSTEM_PYTHON), copy, str(batch))
 
 
 def run_worker(
@@ -147,10 +145,10 @@ def spawner(tmp_path: Path) -> Iterator[Any]:
 # ---------------------------------------------------------------------------- the stdlib rule
 
 
-def test_worker_is_one_stdlib_file_that_python39_parses() -> None:
-    tree = parse_standalone_stdlib_file(WORKER_FILE)
-    first = next(n for n in tree.body if not isinstance(n, ast.Expr))
-    assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
+def test_every_file_of_the_node_package_is_stdlib_only_and_python39() -> None:
+    checked = check_node_package()
+    assert {"batch.py", "report.py", "worker.py", "warm.py", "warm_pool.py"} <= set(checked)
+    assert "sandbox.py" in checked and "__main__.py" in checked and "__init__.py" in checked
 
 
 # ---------------------------------------------------------------------------- running units
@@ -161,10 +159,8 @@ def test_units_run_with_contract_files(tmp_path: Path, task: list[str], how: str
     if how == "copy" and not SYSTEM_PYTHON.exists():
         pytest.skip("no system python3")
     folder = tmp_path / "1_task"
-    cwd = tmp_path / "workdir"
-    cwd.mkdir()
     units = [
-        unit(folder, 17, task, env={"UNIT_ENV": "value with spaces"}, cwd=str(cwd)),
+        unit(folder, 17, task, env={"UNIT_ENV": "value with spaces"}),
         unit(folder, 18, task, args={"name": "unit-18", "exit_code": 3}),
     ]
     batch = write_batch(tmp_path / "batch.json", units, pid_file=str(tmp_path / "worker.pid"))
@@ -173,20 +169,20 @@ def test_units_run_with_contract_files(tmp_path: Path, task: list[str], how: str
 
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout) == [
-        {"unit_id": 17, "exit_code": 0, "warm": False},
-        {"unit_id": 18, "exit_code": 3, "warm": False},
+        {"id": 17, "code": 0, "reason": None, "warm": False},
+        {"id": 18, "code": 3, "reason": None, "warm": False},
     ]
     first, second = units
     assert json.loads(Path(first["args_file"]).read_text()) == {"name": "unit-17"}
     output = json.loads(Path(first["out_file"]).read_text())
     assert output["image_list_updates"] == [{"zarr_url": "unit-17"}]
     assert output["env"] == "value with spaces"
-    assert output["cwd"] == str(cwd)
+    assert output["cwd"] == str(folder), "a unit runs in its folder"
     log = Path(first["log_file"]).read_text()
     assert "stdout of unit-17" in log and "stderr of unit-17" in log
     assert exit_code(first) == "0\n" and exit_code(second) == "3\n"
     result = json.loads(Path(second["result_file"]).read_text())
-    assert result["unit_id"] == 18 and result["exit_code"] == 3 and "signal" not in result
+    assert result["id"] == 18 and result["code"] == 3 and "signal" not in result
     assert result["started"].endswith("Z") and result["ended"] >= result["started"]
     assert result["host"] and result["pid"] > 0 and result["seconds"] >= 0
     assert int((tmp_path / "worker.pid").read_text()) > 0
@@ -199,7 +195,7 @@ def test_log_is_appended_and_stale_output_removed(tmp_path: Path, task: list[str
     Path(entry["out_file"]).write_text('{"stale": true}')
     assert run_worker(write_batch(tmp_path / "b.json", [entry])).returncode == 0
     assert Path(entry["log_file"]).read_text().startswith("earlier attempt\nstdout of x")
-    assert "stale" not in Path(entry["out_file"]).read_text()
+    assert '"stale": true' not in Path(entry["out_file"]).read_text()
 
 
 def test_parallelism_is_honoured(tmp_path: Path) -> None:
@@ -230,9 +226,9 @@ def test_finished_units_are_skipped(tmp_path: Path, task: list[str]) -> None:
     done = run_worker(batch)
 
     assert lines(done.stdout) == [
-        {"unit_id": 1, "exit_code": 5, "skipped": True},
-        {"unit_id": 2, "exit_code": 0, "warm": False},
-        {"unit_id": 3, "exit_code": 0, "warm": False},
+        {"id": 1, "code": 5, "reason": None, "warm": False, "skipped": True},
+        {"id": 2, "code": 0, "reason": None, "warm": False},
+        {"id": 3, "code": 0, "reason": None, "warm": False},
     ]
     assert not Path(done_before["args_file"]).exists()
     assert not Path(done_before["result_file"]).exists()
@@ -248,9 +244,9 @@ def test_fail_fast_starts_nothing_after_a_failure(tmp_path: Path, task: list[str
     done = run_worker(batch)
 
     assert done.returncode == 0, done.stderr
-    assert [line["exit_code"] for line in lines(done.stdout)] == [0, 4]
+    assert [line["code"] for line in lines(done.stdout)] == [0, 4]
     assert exit_code(failing) == "4\n"
-    assert not any(Path(never[key]).exists() for key in remote._FILE_KEYS)
+    assert not any(Path(never[key]).exists() for key in FILE_KEYS)
 
 
 def test_fail_fast_kills_running_units(tmp_path: Path, task: list[str], spawner: Any) -> None:
@@ -272,9 +268,11 @@ def test_fail_fast_kills_running_units(tmp_path: Path, task: list[str], spawner:
 def test_signal_death_is_128_plus_signal(tmp_path: Path, task: list[str]) -> None:
     entry = unit(tmp_path, 1, task, args={"name": "x", "signal": int(signal.SIGKILL)})
     done = run_worker(write_batch(tmp_path / "b.json", [entry]))
-    assert lines(done.stdout) == [{"unit_id": 1, "exit_code": 137, "warm": False}]
+    assert lines(done.stdout) == [
+        {"id": 1, "code": 137, "reason": "killed by SIGKILL", "warm": False}
+    ]
     result = json.loads(Path(entry["result_file"]).read_text())
-    assert result["exit_code"] == 137 and result["signal"] == "SIGKILL"
+    assert result["code"] == 137 and result["signal"] == "SIGKILL"
     assert exit_code(entry) == "137\n"
 
 
@@ -283,7 +281,7 @@ def test_a_command_that_cannot_start_fails_like_a_shell(tmp_path: Path) -> None:
     done = run_worker(write_batch(tmp_path / "b.json", [entry]))
     assert done.returncode == 0
     assert exit_code(entry) == "127\n"
-    assert "cannot start unit 1" in Path(entry["log_file"]).read_text()
+    assert "cannot run" in Path(entry["log_file"]).read_text()
     assert "error" in json.loads(Path(entry["result_file"]).read_text())
 
 
@@ -321,8 +319,10 @@ def test_sigterm_kills_running_units_and_their_groups(
     stdout, _ = worker.communicate(timeout=10)
 
     assert worker.returncode == 143
-    assert time.monotonic() - start < remote.KILL_GRACE_SECONDS  # units obeyed SIGTERM
-    assert stdout == ""
+    assert time.monotonic() - start < KILL_GRACE_SECONDS  # units obeyed SIGTERM
+    # Killed units are reported without a code: they did not finish.
+    assert sorted(line["id"] for line in lines(stdout)) == [1, 2]
+    assert all(line["code"] is None and line["reason"] == STOPPED for line in lines(stdout))
     for entry in running:
         assert exit_code(entry) is None and not Path(entry["result_file"]).exists()
     assert not Path(queued["args_file"]).exists()
@@ -339,7 +339,7 @@ def test_units_ignoring_sigterm_get_sigkill_after_the_grace(tmp_path: Path, spaw
     worker.send_signal(signal.SIGINT)
     worker.communicate(timeout=10)
     assert worker.returncode == 143
-    assert remote.KILL_GRACE_SECONDS <= time.monotonic() - start < remote.KILL_GRACE_SECONDS + 2
+    assert KILL_GRACE_SECONDS <= time.monotonic() - start < KILL_GRACE_SECONDS + 2
     assert exit_code(entry) is None
     wait_for(lambda: process_gone(int((tmp_path / "grandchild-1").read_text())), 3)
 
@@ -352,9 +352,10 @@ def test_units_ignoring_sigterm_get_sigkill_after_the_grace(tmp_path: Path, spaw
     [
         ("not json", "is not valid JSON"),
         ('{"format": "other/1", "units": []}', "format must be"),
-        (json.dumps({"format": remote.FORMAT, "units": [], "parallelism": 0}), "parallelism"),
-        (json.dumps({"format": remote.FORMAT, "units": [{"unit_id": 1}]}), "units[0].argv"),
-        (json.dumps({"format": remote.FORMAT, "units": [], "pickle": "x"}), "unknown keys"),
+        (json.dumps({"format": FORMAT, "units": [], "parallelism": 0}), "parallelism"),
+        (json.dumps({"format": FORMAT, "commands": [], "units": [{"id": 1}]}), "units[0].command"),
+        (json.dumps({"format": FORMAT, "units": [], "pickle": "x"}), "unknown keys"),
+        (json.dumps({"format": "fractal-like-batch/1", "units": []}), "format must be"),
     ],
 )
 def test_malformed_batch_exits_2_with_a_plain_message(
@@ -373,16 +374,16 @@ def test_missing_batch_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_unit_errors_name_the_unit() -> None:
-    entry = {
-        "unit_id": 1,
-        "argv": ["/bin/true"],
-        "args": {},
-        **{key: "/tmp/x" for key in remote._FILE_KEYS},
-    }
-    with pytest.raises(remote.BatchError, match=r"units\[1\]\.unit_id 1 appears twice"):
-        remote.check_batch({"format": remote.FORMAT, "units": [entry, entry]})
-    with pytest.raises(remote.BatchError, match=r"units\[0\]\.argv\[1\]"):
-        remote.check_batch({"format": remote.FORMAT, "units": [{**entry, "argv": ["a", "b\0"]}]})
+    entry = {"id": 1, "command": 0, "args": {}, "folder": "/tmp", "prefix": "x"}
+    batch = {"format": FORMAT, "commands": [{"argv": ["/bin/true"], "warm": False}]}
+    with pytest.raises(BatchError, match=r"units\[1\]\.id 1 appears twice"):
+        check_batch({**batch, "units": [entry, entry]})
+    with pytest.raises(BatchError, match=r"commands\[0\]\.argv\[1\]"):
+        check_batch({**batch, "commands": [{"argv": ["a", "b\0"]}], "units": [entry]})
+    with pytest.raises(BatchError, match=r"commands\[0\] runs warm but is not"):
+        check_batch({**batch, "commands": [{"argv": ["python3", "t.py"], "warm": True}]})
+    with pytest.raises(BatchError, match=r"units\[0\]\.prefix must not contain"):
+        check_batch({**batch, "units": [{**entry, "prefix": "../x"}]})
 
 
 # ---------------------------------------------------------------------------- overhead
@@ -413,3 +414,112 @@ def test_200_noop_units_are_quick(tmp_path: Path) -> None:
     cpu = usage.ru_utime + usage.ru_stime  # the worker and all 200 units together
     assert cpu < 2.0, f"{cpu:.2f} s of CPU"
     assert elapsed < max(3.0, 10 * xargs_elapsed), f"{elapsed:.2f} s, xargs {xargs_elapsed:.2f} s"
+
+
+# ---------------------------------------------------------------------------- control on stdin
+
+
+def _controlled_worker(batch: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        worker_argv(batch),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_stop_line_on_stdin_kills_the_running_units(tmp_path: Path, spawner: Any) -> None:
+    argv = spawner()
+    running = [unit(tmp_path, i, [*argv, str(i)], args={}) for i in (1, 2)]
+    queued = unit(tmp_path, 3, [*argv, "3"], args={})
+    batch = write_batch(tmp_path / "b.json", [*running, queued], parallelism=2, control="stdin")
+    worker = _controlled_worker(batch)
+    wait_for(lambda: len([p for p in tmp_path.glob("grandchild-*") if p.read_text()]) == 2)
+
+    assert worker.stdin is not None
+    worker.stdin.write("stop\n")
+    worker.stdin.flush()
+    worker.wait(timeout=10)  # stdin stays open: its end would mean "the runner is gone"
+    assert worker.stdout is not None and worker.stderr is not None
+    stdout, stderr = worker.stdout.read(), worker.stderr.read()
+    worker.stdin.close()
+
+    assert worker.returncode == 0, stderr  # asked to stop: not stopped by a signal
+    assert sorted(line["id"] for line in lines(stdout)) == [1, 2]
+    assert all(line["code"] is None and line["reason"] == STOPPED for line in lines(stdout))
+    assert all(exit_code(entry) is None for entry in running), "stopped units did not finish"
+    assert not Path(queued["args_file"]).exists(), "nothing starts after a stop"
+    for pid_file in tmp_path.glob("grandchild-*"):
+        wait_for(lambda pid_file=pid_file: process_gone(int(pid_file.read_text())), 3)
+
+
+def test_end_of_file_on_stdin_lets_the_running_units_finish(
+    tmp_path: Path, task: list[str]
+) -> None:
+    """The runner went away: start no more units, let the running one end and record it."""
+    units = [unit(tmp_path, i, task, args={"name": f"u{i}", "sleep": 1.0}) for i in (1, 2, 3)]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=1, control="stdin")
+    worker = _controlled_worker(batch)
+    wait_for(lambda: Path(units[0]["log_file"]).exists())
+
+    assert worker.stdin is not None
+    worker.stdin.close()
+    worker.wait(timeout=20)
+
+    assert worker.returncode == 0
+    assert exit_code(units[0]) == "0\n", "the running unit ended and was recorded"
+    assert not any(Path(entry["args_file"]).exists() for entry in units[1:])
+
+
+def test_without_stdin_control_end_of_file_changes_nothing(tmp_path: Path, task: list[str]) -> None:
+    """A SLURM job's stdin is /dev/null: every unit runs."""
+    units = [unit(tmp_path, i, task) for i in (1, 2)]
+    batch = write_batch(tmp_path / "b.json", units)
+    done = subprocess.run(
+        worker_argv(batch), cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert [exit_code(entry) for entry in units] == ["0\n", "0\n"]
+
+
+# ---------------------------------------------------------------------------- warm and stops
+
+# A warm-form task that records its pid, then waits.
+WAITER = """\
+import os, sys, time
+if __name__ == "__main__":
+    print("pid", os.getpid(), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_scancel_of_warm_units_is_a_stop_not_a_lost_parent(tmp_path: Path) -> None:
+    """scancel signals every process of the job, the warm parent among them: its units are
+    stopped (no exit-code file, so a restart may run them), not failed as "parent died"."""
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    units = [
+        unit(tmp_path / "t", i, [sys.executable, str(script)], args={}, warm=True) for i in (1, 2)
+    ]
+    batch = write_batch(tmp_path / "b.json", units, parallelism=2)
+    worker = subprocess.Popen(
+        worker_argv(batch), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    logs = [Path(entry["log_file"]) for entry in units]
+    wait_for(lambda: all(log.exists() and "pid" in log.read_text() for log in logs), 60)
+    children = [int(log.read_text().split()[1]) for log in logs]
+    parent = int(Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert parent != worker.pid, "the units are forks of a warm parent"
+
+    for pid in (worker.pid, parent, *children):  # as scancel does, all at once
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    stdout, stderr = worker.communicate(timeout=20)
+
+    assert worker.returncode == 143, stderr
+    reported = lines(stdout)
+    assert sorted(line["id"] for line in reported) == [1, 2]
+    assert all(line["code"] is None and line["reason"] == STOPPED for line in reported)
+    assert all(exit_code(entry) is None for entry in units)

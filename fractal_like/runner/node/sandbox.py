@@ -1,7 +1,8 @@
 """Keep units away from the server's own files and process (Linux Landlock, prctl).
 
-STDLIB ONLY, Python 3.9 syntax: the local launcher loads this file by path (it runs
-without the package), and the runner imports it.
+STDLIB ONLY, Python 3.9 syntax, no relative imports: part of the node package (the worker
+imports it), run alone by path around pip (`services/collection/venv.py`), and imported by
+the runner.
 
 On a `local` resource without a `username`, units run as the server's Unix account, so file
 permissions cannot keep them from the JWT secret or the SQLite database. The launcher
@@ -129,7 +130,7 @@ def _handled_rights(abi: int) -> int:
 
 def _ancestors(path: str) -> list[str]:
     """The folders above `path`, from its parent up to `/`."""
-    found = []
+    found: list[str] = []
     while True:
         parent = os.path.dirname(path)
         if parent == path:
