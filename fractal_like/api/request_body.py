@@ -30,6 +30,7 @@ class _YieldingDecoder(json.JSONDecoder):
 
     def __init__(self) -> None:
         super().__init__()
+        # The pure-Python scanner is not in typeshed's json.scanner.
         self.scan_once = json.scanner.py_make_scanner(self)  # type: ignore[attr-defined]
 
 

@@ -123,17 +123,17 @@ async def record_results(
             .where(UNITS.c.id.in_((warm_ids or [])[start : start + CHUNK]))
             .values(warm=True)
         )
-    added = {UnitStatus.DONE: 0, UnitStatus.FAILED: 0}
+    added: dict[str, int] = {UnitStatus.DONE: 0, UnitStatus.FAILED: 0}
     not_final = UNITS.c.status.not_in(FINAL)
-    for status in FINAL:
-        ids_plain = [unit_id for unit_id, st, error in results if st == status and error is None]
+    for final in FINAL:
+        ids_plain = [unit_id for unit_id, st, error in results if st == final and error is None]
         for start in range(0, len(ids_plain), CHUNK):
             result = await connection.execute(
                 update(UNITS)
                 .where(UNITS.c.id.in_(ids_plain[start : start + CHUNK]), not_final)
-                .values(status=status, timestamp_ended=stamp)
+                .values(status=final, timestamp_ended=stamp)
             )
-            added[status] += result.rowcount
+            added[final] += result.rowcount
     for unit_id, status, error in results:
         if error is not None:
             result = await connection.execute(

@@ -131,6 +131,7 @@ class TaskCreate(StrictModel):
     def _consistent_type(self) -> TaskCreate:
         non_parallel = self.command_non_parallel is not None
         parallel = self.command_parallel is not None
+        # resolve_task_type returns the same literals as a plain str.
         self.type = resolve_task_type(  # type: ignore[assignment]
             self.type, non_parallel=non_parallel, parallel=parallel
         )
@@ -325,6 +326,7 @@ class ManifestTask(RequestModel):
     def _consistent_type(self) -> ManifestTask:
         non_parallel = self.executable_non_parallel is not None
         parallel = self.executable_parallel is not None
+        # resolve_task_type returns the same literals as a plain str.
         self.type = resolve_task_type(  # type: ignore[assignment]
             self.type, non_parallel=non_parallel, parallel=parallel, what="executable"
         )

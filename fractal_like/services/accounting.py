@@ -23,6 +23,7 @@ from ..models import (
     Job,
     Resource,
     SlurmJob,
+    table_of,
 )
 from ..schemas.accounting import AccountingQuery, AccountingQuerySLURM
 from .pages import page_of
@@ -54,7 +55,7 @@ async def _record(
 ) -> None:
     user_id = (
         await connection.execute(
-            select(Job.__table__.c.user_id).where(Job.__table__.c.id == job_id)
+            select(table_of(Job).c.user_id).where(table_of(Job).c.id == job_id)
         )
     ).scalar_one_or_none()
     if user_id is None:  # its user was deleted meanwhile: nobody to bill

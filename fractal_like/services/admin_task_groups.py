@@ -264,7 +264,7 @@ async def _relationships(
         return {}
     rows = (
         await session.exec(
-            select(WorkflowTask.task_id, Workflow.id, Workflow.name, Project.id, Project.name)
+            select(WorkflowTask.task_id, Workflow.id, Workflow.name, Project.id, Project.name)  # type: ignore[call-overload]  # sqlmodel types select() for 4 columns at most
             .join(Workflow, col(Workflow.id) == WorkflowTask.workflow_id)
             .join(Project, col(Project.id) == Workflow.project_id)
             .where(col(WorkflowTask.task_id).in_(task_ids))

@@ -79,7 +79,7 @@ async def readable_datasets(
         .correlate(Dataset)
     )
     rows = await session.exec(
-        _joined(select(Dataset, Project, LinkUserProject, owner_email, image_count))
+        _joined(select(Dataset, Project, LinkUserProject, owner_email, image_count))  # type: ignore[call-overload]  # sqlmodel types select() for 4 columns at most
         .where(*where)
         .order_by(
             col(Dataset.is_starred).desc(),

@@ -13,8 +13,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as core_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -203,14 +205,15 @@ async def usage_totals(
     """CPU-hours per user (e-mail) or per SLURM account, of jobs that ended in the period."""
     key = col(UserOAuth.email) if group_by == "user" else func.coalesce(SlurmUsage.account, "")
     user = col(SlurmUsage.user_id) if group_by == "user" else None
-    columns = [
+    columns: list[Any] = [
         key.label("key"),
         func.count().label("slurm_jobs"),
         func.sum(SlurmUsage.num_units).label("units"),
         func.sum(SlurmUsage.cpu_seconds).label("cpu"),
         func.sum(col(SlurmUsage.elapsed_seconds) * col(SlurmUsage.alloc_cpus)).label("allocated"),
     ]
-    statement = select(*columns, *([user] if user is not None else []))
+    # Core's select: sqlmodel's is typed for at most four columns.
+    statement = core_select(*columns, *([user] if user is not None else []))
     if group_by == "user":
         statement = statement.join(UserOAuth, col(UserOAuth.id) == SlurmUsage.user_id)
     if since is not None:
@@ -228,7 +231,7 @@ async def usage_totals(
             cpu_hours=round(float(row.cpu or 0) / 3600, 6),
             allocated_cpu_hours=round(float(row.allocated or 0) / 3600, 6),
         )
-        for row in (await session.exec(statement)).all()
+        for row in (await (await session.connection()).execute(statement)).all()
     ]
 
 

@@ -182,7 +182,7 @@ async def _latest_runs(
         .label("rank")
     )
     ranked = (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel types select() for 4 columns at most
             HistoryRun.workflowtask_id,
             HistoryRun.job_id,
             HistoryRun.status,
@@ -678,9 +678,9 @@ async def job_progress(session: AsyncSession, job: Job) -> JobProgress:
     for item in task_list[job.first_task_index : job.last_task_index + 1]:
         if not isinstance(item, dict):
             continue
-        run = by_wftask.pop(item.get("id"), None)
+        found: HistoryRun | None = by_wftask.pop(item.get("id"), None)
         name, order = item.get("task_name"), item.get("order")
-        tasks.append(_progress(run, item.get("id"), name, order, waiting))
+        tasks.append(_progress(found, item.get("id"), name, order, waiting))
     for run in by_wftask.values():  # runs of tasks the snapshot does not name
         dump = run.workflowtask_dump or {}
         name = dump.get("task_name") or (dump.get("task") or {}).get("name")

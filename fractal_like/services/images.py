@@ -293,11 +293,11 @@ class ImageIndexChanges:
             # In key order, so that each page of the lookup is changed once.
             text_of = self._text
             if self._lookup_removed:
-                rows = sorted((dataset_id, k, text_of(v), i) for k, v, i in self._lookup_removed)
-                await run(_SQLITE_LOOKUP_DELETE, rows)
+                lookup = sorted((dataset_id, k, text_of(v), i) for k, v, i in self._lookup_removed)
+                await run(_SQLITE_LOOKUP_DELETE, lookup)
             if self._lookup_added:
-                rows = sorted((dataset_id, k, text_of(v), i) for k, v, i in self._lookup_added)
-                await run(_SQLITE_LOOKUP_INSERT, rows)
+                lookup = sorted((dataset_id, k, text_of(v), i) for k, v, i in self._lookup_added)
+                await run(_SQLITE_LOOKUP_INSERT, lookup)
         self._reset()
 
 

@@ -93,7 +93,8 @@ async def submit(
     first, last = _task_range(payload, len(tasks))
     # Access may have been revoked, or a task group deactivated, since the workflow was built.
     for _wftask, task, _group in tasks[first : last + 1]:
-        await usable_task(session, user, task.id)  # type: ignore[arg-type]
+        assert task.id is not None
+        await usable_task(session, user, task.id)
     busy = await session.exec(
         select(Job.id).where(Job.dataset_id == dataset.id, col(Job.status).in_(ACTIVE_JOB_STATUSES))
     )

@@ -17,5 +17,7 @@ async def page_of(
         await session.exec(select(func.count()).select_from(query.order_by(None).subquery()))
     ).one()
     size = page_size or total
-    rows = (await session.exec(query.offset((page - 1) * size).limit(size))).all()  # type: ignore[call-overload]
+    # The query may select one model or several columns: exec's overloads take one kind.
+    page_query = query.offset((page - 1) * size).limit(size)
+    rows = (await session.exec(page_query)).all()  # type: ignore[call-overload]
     return total, size, list(rows)

@@ -238,6 +238,7 @@ async def owner_emails(session: AsyncSession, user_ids: set[int]) -> dict[int, s
 async def task_group_reads(
     session: AsyncSession,
     groups: list[TaskGroup],
+    # mypy cannot check a default against a TypeVar bound; TaskGroupRead is within it.
     model: type[GroupReadModel] = TaskGroupRead,  # type: ignore[assignment]
     *,
     args_schema: bool = True,

@@ -33,7 +33,7 @@ from ...services.projects import zarr_dirs_of_projects
 from ..deps import SessionDep
 from ..login_guard import client_address, login_guard
 from ..request_body import GuardedRoute
-from ..users import AUTH_COOKIE, CurrentUser, Superuser, UserManagerDep, auth_backend
+from ..users import AUTH_COOKIE, CurrentUser, Superuser, UserManagerDep, get_jwt_strategy
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=GuardedRoute)
 
@@ -67,7 +67,7 @@ async def login(
         guard.record_failure(credentials.username, address)
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
     guard.record_success(credentials.username)
-    strategy = auth_backend.get_strategy(request)
+    strategy = get_jwt_strategy(request)
     token = await strategy.write_token(user)
     return TokenRead(access_token=token)
 
@@ -157,8 +157,8 @@ async def register(
     except fu_exceptions.InvalidPasswordException as error:
         raise HTTPException(422, detail=str(error.reason))
     default_group = await _default_group(request, session)
-    assert user.id is not None
-    await add_member(session, default_group.id, user.id)  # type: ignore[arg-type]
+    assert user.id is not None and default_group.id is not None
+    await add_member(session, default_group.id, user.id)
     await session.commit()
     return await _read(session, user)
 

@@ -183,7 +183,7 @@ async def query_images(
     page_size: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> ImagePage:
     payload = payload or ImageQuery()
-    filters = {
+    filters: dict[str, Any] = {
         "type_filters": payload.type_filters,
         "attribute_filters": payload.attribute_filters,
         "zarr_url": payload.zarr_url,

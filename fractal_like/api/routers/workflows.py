@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from ...models import Workflow
 from ...models._types import utc_now
@@ -117,8 +118,8 @@ async def import_from_template(
         task_list[position]["task"]["version"] = version
     try:
         to_import = WorkflowImport.model_validate(data)
-    except ValueError as error:
-        raise unprocessable_from(error)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise unprocessable_from(error) from None
     await service.check_name_free(session, project_id, to_import.name)
     try:
         workflow = await service.import_workflow(

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...models import TaskGroupActivity
+from ...models import TaskGroupActivity, table_of
 
 # A pip log can be long; the activity keeps its end, which is where errors are.
 MAX_LOG_CHARS = 200_000
 _CUT = "[... earlier lines cut ...]\n"
 
-ACTIVITIES = TaskGroupActivity.__table__  # type: ignore[attr-defined]
+ACTIVITIES = table_of(TaskGroupActivity)
 
 
 class ActivityLog:

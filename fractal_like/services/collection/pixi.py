@@ -30,7 +30,13 @@ from .collect import _read_manifest
 from .context import ActivityRun, GroupView, load
 from .files import UnsafeRemovalError, remove_folder
 from .pixi_start import OPTIONS_FILE, PixiRequestError, pixi_config
-from .venv import MANIFEST_NAME, QUICK_TIMEOUT_SECONDS, StepFailedError, logged_step
+from .venv import (
+    MANIFEST_NAME,
+    QUICK_TIMEOUT_SECONDS,
+    STEP_TIMEOUT_SECONDS,
+    StepFailedError,
+    logged_step,
+)
 
 SOURCE_DIR = "source_dir"
 ACTIVATION_SCRIPT = "activate_project.sh"
@@ -199,9 +205,13 @@ async def build_environment(
     where = ["--manifest-path", manifest_path, "--environment", environment]
 
     async def step(what: str, *args: str, quick: bool = False) -> str:
-        extra = {"timeout": QUICK_TIMEOUT_SECONDS} if quick else {}
         return await logged_step(
-            run.log.add, what, [*settings, *args], cwd=folder, confine=run.private_paths, **extra
+            run.log.add,
+            what,
+            [*settings, *args],
+            cwd=folder,
+            confine=run.private_paths,
+            timeout=QUICK_TIMEOUT_SECONDS if quick else STEP_TIMEOUT_SECONDS,
         )
 
     await step(

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -187,7 +188,7 @@ async def _check_no_active_job(session: AsyncSession, group: TaskGroup) -> None:
         )
 
 
-def _activity(group: TaskGroup, action: ActivityAction, **fields: object) -> TaskGroupActivity:
+def _activity(group: TaskGroup, action: ActivityAction, **fields: Any) -> TaskGroupActivity:
     assert group.id is not None
     return TaskGroupActivity(
         user_id=group.user_id,

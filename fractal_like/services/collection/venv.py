@@ -180,7 +180,7 @@ def _server_pip() -> ServerPip | None:
     package = Path(next(iter(spec.submodule_search_locations)))
     try:
         metadata = importlib.metadata.metadata("pip")
-        requires = SpecifierSet(metadata.get("Requires-Python") or "")
+        requires = SpecifierSet(metadata["Requires-Python"] or "")
     except (importlib.metadata.PackageNotFoundError, InvalidSpecifier):
         return None
     version = metadata["Version"]
