@@ -52,12 +52,18 @@ FINAL_STATES = frozenset(
 
 @dataclass
 class JobInfo:
-    """What SLURM still knows about a job that left the queue (scontrol or sacct -c)."""
+    """What SLURM still knows about a job that left the queue, and where that came from."""
 
     state: str
     exit_code: str = ""  # "3:0" = exit code 3; "0:9" = killed by signal 9
     reason: str = ""
     node: str = ""
+    source: str = ""  # one of SOURCES
+
+
+# Where job_info read a job, in the order it asks: SLURM's accounting database, the
+# controller's memory (MinJobAge seconds after the end), the job-completion text file.
+SOURCES = ("sacct", "scontrol", "the job completion file (sacct -c)")
 
 
 @dataclass
@@ -146,9 +152,13 @@ class SlurmReader:
         return ids[0] if ids else None
 
     async def job_info(self, job_id: str) -> JobInfo | None:
-        """State, exit code and reason of a job: scontrol first, then `sacct -c`."""
+        """State, exit code and reason of a job that left the queue: SLURM's accounting
+        (`sacct`) when it has the job's final state, else `scontrol`, else `sacct -c`."""
         if not JOB_ID.match(job_id):
             return None
+        from_accounting = await self._sacct(job_id, completion_file=False)
+        if from_accounting is not None and from_accounting.state in FINAL_STATES:
+            return from_accounting
         result = await self._query(["scontrol", "show", "job", "--oneliner", job_id])
         if result.returncode == 0 and "JobState=" in result.stdout:
             fields = dict(item.split("=", 1) for item in result.stdout.split() if "=" in item)
@@ -157,17 +167,27 @@ class SlurmReader:
                 exit_code=fields.get("ExitCode", ""),
                 reason=fields.get("Reason", ""),
                 node=fields.get("NodeList", ""),
+                source=SOURCES[1],
             )
+        return await self._sacct(job_id, completion_file=True) or from_accounting
+
+    async def _sacct(self, job_id: str, completion_file: bool) -> JobInfo | None:
+        """The job's allocation line from accounting, or from the completion file (-c);
+        None when sacct cannot answer (no accounting storage) or does not know the job."""
+        where = ["-c"] if completion_file else ["-X", "--allusers"]
+        fields = "JobID,State,ExitCode,NodeList" + ("" if completion_file else ",Reason")
         result = await self._query(
-            ["sacct", "-c", "-n", "-P", "-j", job_id, "--format=JobID,State,ExitCode,NodeList"]
+            ["sacct", *where, "-n", "-P", "-j", job_id, f"--format={fields}"]
         )
         for line in result.stdout.splitlines() if result.returncode == 0 else []:
             parts = line.split("|")
-            if len(parts) >= 3 and parts[0] == job_id:
+            if len(parts) >= 3 and parts[0] == job_id and parts[1]:
                 return JobInfo(
                     state=parts[1].split()[0],
                     exit_code=parts[2],
                     node=parts[3] if len(parts) > 3 else "",
+                    reason=parts[4] if len(parts) > 4 else "",
+                    source=SOURCES[2] if completion_file else SOURCES[0],
                 )
         return None
 

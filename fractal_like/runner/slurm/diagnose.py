@@ -95,4 +95,7 @@ def explain(
     said = (
         f"; its error output ends with: {' | '.join(line.strip() for line in last)}" if last else ""
     )
-    return f"has no result: SLURM job {slurm_job_id} ended without running it ({detail}){said}"
+    told = f", as {info.source} tells" if info.source else ""
+    return (
+        f"has no result: SLURM job {slurm_job_id} ended without running it ({detail}{told}){said}"
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .diagnose import JobLimits, explain, read_tail
 from .poller import SlurmPoller
 from .script import SbatchSpec, build_sbatch_script, sbatch_argv
 from .store import SlurmJobStore
+
+logger = logging.getLogger("fractal_like.runner.slurm")
 
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
 
@@ -281,6 +284,12 @@ class SlurmExecutor(Executor):
         if not missing:
             return
         info = await self.reader.job_info(watch.slurm_job_id)
+        logger.info(
+            "SLURM job %s left the queue with %d unit(s) unreported: %s",
+            watch.slurm_job_id,
+            len(missing),
+            f"state {info.state} from {info.source}" if info else "SLURM no longer knows it",
+        )
         reason = explain(
             watch.slurm_job_id, info, read_tail(watch.stderr), watch.limits, watch.cancelled_by_us
         )
