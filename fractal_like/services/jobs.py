@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..schemas.job import JobCreate
 from .errors import ForbiddenError, InvalidError, UnavailableError
+from .slurm_associations import check_accounts
 from .tasks import usable_task
 from .workflows import workflow_tasks
 
@@ -105,6 +106,8 @@ async def submit(
             "or stop it first",
         )
     account = _account(user, payload.slurm_account)
+    if account is not None:  # associations change in SLURM: checked again at each submit
+        await check_accounts(session, profile.id, [account])
     assert user.id is not None
     job = Job(
         project_id=project.id,

@@ -17,7 +17,7 @@ from typing import Any
 
 from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login
 from .runner_support import PKG_ROOT, Scene
-from .slurm_support import shared_dir, user_owned_dir
+from .slurm_support import associate, shared_dir, user_owned_dir
 
 CLUSTER_PYTHON = "/usr/bin/python3"
 _numbers = itertools.count(1)
@@ -102,6 +102,7 @@ def slurm_scene(
         "profile_id": profile["id"],
     }
     if slurm_accounts is not None:
+        associate(name, slurm_accounts)  # SLURM must know them, or registration refuses
         body["slurm_accounts"] = slurm_accounts
     expect(admin.post("/auth/register/", json=body), 201)
     token = login(api.client, email, USER_PASSWORD)

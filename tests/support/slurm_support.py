@@ -184,3 +184,37 @@ def wait_for_slurm_job(job_id: int | str, timeout: float = 60) -> tuple[str, str
         if time.monotonic() > deadline:
             raise TimeoutError(f"SLURM job {job_id} still {last} after {timeout} s")
         time.sleep(0.2)
+
+
+def has_accounting() -> bool:
+    """Whether the cluster keeps accounting (slurmdbd): sacctmgr answers."""
+    result = subprocess.run(
+        ["sacctmgr", "-n", "-P", "show", "cluster"],
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def associate(user: str, accounts: Sequence[str]) -> None:
+    """Make SLURM associate these accounts with the cluster user (creating the accounts).
+
+    Without accounting there are no associations, and nothing checks accounts: a no-op."""
+    if not accounts or not has_accounting():
+        return
+    for command in (
+        ["add", "account", ",".join(accounts)],
+        ["add", "user", user, f"accounts={','.join(accounts)}"],
+    ):
+        result = subprocess.run(
+            ["sacctmgr", "-i", *command],
+            env=slurm_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # "Nothing new added" is sacctmgr's answer when they exist already.
+        if result.returncode != 0 and "Nothing new" not in result.stdout + result.stderr:
+            raise AssertionError(f"sacctmgr {' '.join(command)}: {result.stderr}")

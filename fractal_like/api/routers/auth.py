@@ -30,6 +30,7 @@ from ...services.groups import (
     set_memberships,
 )
 from ...services.projects import zarr_dirs_of_projects
+from ...services.slurm_associations import check_accounts
 from ..deps import SessionDep
 from ..login_guard import client_address, login_guard
 from ..request_body import GuardedRoute
@@ -100,6 +101,8 @@ async def update_current_user(
 ) -> UserRead:
     # A guest account gets its 403 from CurrentUser (no write of any kind).
     changes = update.model_dump(exclude_unset=True)
+    if "slurm_accounts" in changes:
+        await check_accounts(session, user.profile_id, changes["slurm_accounts"])
     if changes:
         try:
             user = await manager.update(UserUpdate(**changes), user, safe=True)
@@ -150,6 +153,7 @@ async def register(
     manager: UserManagerDep,
 ) -> UserRead:
     await _check_profile(session, payload.profile_id)
+    await check_accounts(session, payload.profile_id, payload.slurm_accounts)
     try:
         user = await manager.create(payload, safe=False)
     except fu_exceptions.UserAlreadyExists:
@@ -197,6 +201,11 @@ async def update_user(
 ) -> UserRead:
     user = await user_or_404(session, user_id)
     await _check_profile(session, payload.profile_id)
+    if "slurm_accounts" in payload.model_fields_set:
+        profile_id = (
+            payload.profile_id if "profile_id" in payload.model_fields_set else user.profile_id
+        )
+        await check_accounts(session, profile_id, payload.slurm_accounts)
     if user.id == admin.id and payload.is_superuser is False:
         raise HTTPException(422, detail="a superuser cannot remove their own superuser status")
     will_be_superuser = user.is_superuser if payload.is_superuser is None else payload.is_superuser

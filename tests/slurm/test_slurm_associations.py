@@ -1,0 +1,82 @@
+"""SLURM accounts checked against the cluster's associations (sacctmgr), when they are
+set and at submit; the user's view of what they may charge."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from typing import Any
+
+from ..support.helpers import ApiClient, expect
+from ..support.runner_support import build_workflow
+from ..support.slurm_scene import cleanup, slurm_scene
+from ..support.slurm_support import associate, slurm_env
+
+_numbers = itertools.count(1)
+
+
+def _sacctmgr(*words: str) -> None:
+    subprocess.run(["sacctmgr", "-i", *words], env=slurm_env(), capture_output=True, check=True)
+
+
+def test_accounts_are_checked_against_slurm_associations(
+    api: ApiClient, slurm_accounting: str, slurm_user: tuple[str, int, int]
+) -> None:
+    cluster_user = slurm_user[0]
+    number = next(_numbers)
+    known, other, unknown = (f"fl-assoc-{number}", f"fl-assoc-{number}b", f"fl-none-{number}")
+    associate(cluster_user, [known, other])
+    scene = slurm_scene(api, slurm_user)
+    try:
+        user_id = scene.user.id
+        # An admin sets accounts: one SLURM does not associate with the user is refused.
+        refused = expect(
+            api.admin.patch(f"/auth/users/{user_id}/", json={"slurm_accounts": [known, unknown]}),
+            422,
+        )["detail"]
+        assert f"SLURM account {unknown!r} is not associated with cluster user" in refused
+        assert repr(cluster_user) in refused and known in refused
+        expect(api.admin.patch(f"/auth/users/{user_id}/", json={"slurm_accounts": [known]}), 200)
+        # The user sets their own: the same rule.
+        own = expect(
+            scene.user.patch("/auth/current-user/", json={"slurm_accounts": [unknown]}), 422
+        )
+        assert unknown in own["detail"]
+        expect(
+            scene.user.patch("/auth/current-user/", json={"slurm_accounts": [known, other]}), 200
+        )
+
+        view = expect(scene.user.get("/api/v2/slurm/associations/"), 200)
+        assert view["cluster_user"] == cluster_user and view["checked"] is True
+        assert {known, other} <= {entry["account"] for entry in view["associations"]}
+        assert all("normal" in entry["qos"] for entry in view["associations"])
+        assert {known, other} <= {entry["account"] for entry in view["fair_share"]}
+
+        # SLURM's associations change under us: the submit checks again.
+        _sacctmgr("remove", "user", cluster_user, f"accounts={other}")
+        workflow = build_workflow(
+            scene.user, scene.project["id"], [(scene.tasks["create_images"], {})]
+        )
+        url = (
+            f"/api/v2/project/{scene.project['id']}/job/submit/"
+            f"?workflow_id={workflow['id']}&dataset_id={scene.dataset['id']}"
+        )
+        body: dict[str, Any] = {"slurm_account": other}
+        detail = expect(scene.user.post(url, json=body), 422)["detail"]
+        assert f"SLURM account {other!r} is not associated" in detail
+        expect(scene.user.post(url, json={"slurm_account": known}), 202)
+    finally:
+        cleanup(scene)
+
+
+def test_users_off_slurm_see_why_nothing_is_listed(api: ApiClient) -> None:
+    local = api.new_user()
+    view = expect(local.get("/api/v2/slurm/associations/"), 200)
+    assert view == {
+        "cluster_user": None,
+        "checked": False,
+        "note": "your profile is not on a SLURM resource",
+        "associations": [],
+        "fair_share": [],
+    }
+    assert api.client.get("/api/v2/slurm/associations/").status_code == 401
