@@ -25,8 +25,10 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
+resource_app = typer.Typer(help="Compute resources.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(resource_app, name="resource")
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -184,6 +186,27 @@ def user_set_password(
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from None
     console.print(f"password of {email} changed")
+
+
+@resource_app.command("check")
+def resource_check(resource_id: int) -> None:
+    """Run the setup checks of a SLURM resource and its profiles; exit 1 if one fails."""
+    from .services.errors import DomainError
+    from .services.resources import setup_checks_by_id
+
+    settings = _settings()
+    try:
+        check_schema(settings.database_url)
+        checks = asyncio.run(setup_checks_by_id(settings, resource_id))
+    except (SchemaMismatchError, DomainError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(1) from None
+    if not checks:
+        console.print(f"resource {resource_id} is not a SLURM resource: nothing to check")
+    for check in checks:
+        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {check.name}: {check.message}", highlight=False)
+    raise typer.Exit(0 if all(check.ok for check in checks) else 1)
 
 
 @app.command()

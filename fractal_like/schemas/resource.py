@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
@@ -271,3 +272,11 @@ def check_profile_for_resource(resource_type: str, profile: dict[str, Any]) -> N
         for key in ("ssh_key_path", "jobs_remote_dir"):
             if not profile.get(key):
                 raise ValueError(f"a slurm_ssh profile needs {key}")
+
+
+class SetupCheckRead(BaseModel):
+    """One setup check of a SLURM resource: what was checked, and what to fix if it failed."""
+
+    name: str
+    ok: bool
+    message: str

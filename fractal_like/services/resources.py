@@ -5,7 +5,11 @@ from __future__ import annotations
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ..config import Settings
+from ..db import make_async_engine, make_session_factory
 from ..models import Profile, Resource, UserOAuth
+from ..runner.slurm.checks import Check, check_resource
+from .access import get_or_404
 from .errors import InvalidError
 
 
@@ -52,3 +56,22 @@ async def check_profile_unused(session: AsyncSession, profile_id: int) -> None:
     users = sorted(user_id for user_id in rows.all() if user_id is not None)
     if users:
         raise InvalidError(f"profile {profile_id} is still used by users {users}")
+
+
+async def setup_checks(session: AsyncSession, resource: Resource) -> list[Check]:
+    """The SLURM setup checks of a resource and its profiles (none for a local resource)."""
+    if resource.type != "slurm_sudo":
+        return []
+    assert resource.id is not None
+    return await check_resource(resource, await all_profiles(session, resource.id))
+
+
+async def setup_checks_by_id(settings: Settings, resource_id: int) -> list[Check]:
+    """The setup checks of a resource, for the command line (outside the web app)."""
+    engine = make_async_engine(settings.database_url)
+    try:
+        async with make_session_factory(engine)() as session:
+            resource = await get_or_404(session, Resource, resource_id, "resource")
+            return await setup_checks(session, resource)
+    finally:
+        await engine.dispose()

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from ...models import Profile, Resource
+from ...runner.slurm.checks import Check
 from ...schemas._base import Id
 from ...schemas.resource import (
     ProfileCreate,
@@ -17,6 +18,7 @@ from ...schemas.resource import (
     ResourceCreate,
     ResourceRead,
     ResourceUpdate,
+    SetupCheckRead,
     check_profile_for_resource,
 )
 from ...services import resources
@@ -105,6 +107,13 @@ async def update_resource(
     await _commit_unique(session, "resource", merged.name)
     await session.refresh(resource)
     return resource
+
+
+@router.get("/resource/{resource_id}/check/", response_model=list[SetupCheckRead])
+async def check_resource(resource_id: Id, _admin: Superuser, session: SessionDep) -> list[Check]:
+    """Ours: the setup checks of a SLURM resource and its profiles, as
+    `fractal-like resource check ID` runs them (a local resource has none)."""
+    return await resources.setup_checks(session, await _get_resource(session, resource_id))
 
 
 @router.delete("/resource/{resource_id}/", status_code=status.HTTP_204_NO_CONTENT)
