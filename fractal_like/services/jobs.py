@@ -93,9 +93,16 @@ async def submit(
     tasks = await workflow_tasks(session, workflow.id)
     first, last = _task_range(payload, len(tasks))
     # Access may have been revoked, or a task group deactivated, since the workflow was built.
-    for _wftask, task, _group in tasks[first : last + 1]:
+    for _wftask, task, group in tasks[first : last + 1]:
         assert task.id is not None
         await usable_task(session, user, task.id)
+        if group.resource_id is not None and group.resource_id != resource.id:
+            # Its environment was built for that resource's machines: here it would not run.
+            raise InvalidError(
+                f"task {task.name!r} belongs to task group {group.id}, collected for another "
+                f"resource than yours ({resource.name!r}): collect it again with your current "
+                "profile, or ask an admin to move you back",
+            )
     busy = await session.exec(
         select(Job.id).where(Job.dataset_id == dataset.id, col(Job.status).in_(ACTIVE_JOB_STATUSES))
     )

@@ -112,3 +112,32 @@ def test_stop_and_download(api: ApiClient) -> None:
     expect(user.post(_submit_url(project, workflow, dataset), json={}), 202)
     expect(api.new_user().get(base), 403)
     expect(user.get(f"/api/v2/project/{project['id']}/job/9999/"), 404)
+
+
+def test_task_groups_of_another_resource_are_refused_at_submit(api: ApiClient) -> None:
+    user, project, dataset, workflow = _setup(api)
+    folder = api.tmp_path / "other-resource"
+    other = expect(
+        api.admin.post(
+            "/admin/v2/resource/",
+            json={
+                "name": "other-local",
+                "type": "local",
+                "jobs_local_dir": str(folder / "jobs"),
+                "tasks_local_dir": str(folder / "tasks"),
+            },
+        ),
+        201,
+    )
+    profile = expect(
+        api.admin.post(
+            f"/admin/v2/resource/{other['id']}/profile/",
+            json={"name": "other-local-profile", "resource_type": "local"},
+        ),
+        201,
+    )
+    # The user moves to another resource; their tasks were registered for the first one.
+    expect(api.admin.patch(f"/auth/users/{user.id}/", json={"profile_id": profile["id"]}), 200)
+    detail = expect(user.post(_submit_url(project, workflow, dataset), json={}), 422)["detail"]
+    assert "task 'convert' belongs to task group" in detail
+    assert "collected for another resource than yours ('other-local')" in detail
