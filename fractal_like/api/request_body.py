@@ -10,6 +10,9 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from .limits import limited_receive, refuse_declared_oversize
@@ -65,16 +68,39 @@ class GuardedRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         needs_login = requires_login(self.dependant)
+        path_fields, query_fields = _path_and_query_fields(self.dependant)
 
         async def guarded_handler(request: Request) -> Response:
             limit: int = getattr(request.app.state.settings, self.body_limit_setting)
             refuse_declared_oversize(request, limit)
             if needs_login and not has_valid_token(request):
                 return unauthorized()
+            # Ids and query values are checked before any dependency runs: a project
+            # dependency's 404 must not hide a workflow_id=0 in the query (422, as Fractal).
+            _, path_errors = request_params_to_args(path_fields, request.path_params)
+            _, query_errors = request_params_to_args(query_fields, request.query_params)
+            if path_errors or query_errors:
+                raise RequestValidationError([*path_errors, *query_errors])
             receive = limited_receive(request.receive, limit)
             return await handler(OffLoopJSONRequest(request.scope, receive))
 
         return guarded_handler
+
+
+def _path_and_query_fields(dependant: Dependant) -> tuple[list[Any], list[Any]]:
+    """The path and query parameters of a route and all its dependencies, once each.
+
+    FastAPI's request_params_to_args is internal API (FastAPI 0.165); it is what FastAPI
+    itself validates them with, so the errors have its exact shape."""
+    path: dict[str, Any] = {}
+    query: dict[str, Any] = {}
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        path.update({field.alias: field for field in current.path_params})
+        query.update({field.alias: field for field in current.query_params})
+        pending.extend(current.dependencies)
+    return list(path.values()), list(query.values())
 
 
 class UploadRoute(GuardedRoute):
