@@ -44,7 +44,7 @@ GROUPS = {
     "admin": r"^/admin/",
     "tasks": r"^/api/v2/(task|task-group)/",
     "templates": r"^/api/v2/workflow-template/",
-    "jobs": r"^/api/v2/(job/|project/\{project_id\}/(job|status)/)",
+    "jobs": r"^/api/v2/(job/|slurm/|project/\{project_id\}/(job|status)/)",
     "workflows": r"^/api/v2/project/\{project_id\}/workflow/",
     "projects": r"^/api/v2/(project|dataset)/",
 }
