@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..accounts import check_account
-from .process import CommandResult, SlurmCommandError, run_command
+from .process import CommandResult, SlurmCommandError, last_line, run_command
 
 ASSOC_FIELDS = "Account,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmit,MaxWall,GrpTRES"
 SHARE_FIELDS = "Account,User,RawShares,NormShares,RawUsage,EffectvUsage,FairShare"
@@ -104,9 +104,7 @@ async def fair_share_of(cluster_user: str) -> list[FairShare]:
 async def _ask(argv: list[str]) -> CommandResult:
     result = await run_command(argv, timeout=30)
     if result.returncode != 0:
-        words = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        said = words[-1].strip() if words else f"exit code {result.returncode}"
-        raise AccountingUnavailableError(f"{argv[0]} cannot answer: {said}")
+        raise AccountingUnavailableError(f"{argv[0]} cannot answer: {last_line(result)}")
     return result
 
 

@@ -18,7 +18,7 @@ from ...models import Profile, Resource
 from ...slurm_config import SlurmConfig
 from ..accounts import as_account, check_account
 from ..unit_env import unit_environment
-from .process import CommandResult, SlurmCommandError, run_command
+from .process import CommandResult, SlurmCommandError, last_line, run_command
 
 CHECK_TIMEOUT = 30.0
 
@@ -73,7 +73,7 @@ async def _commands() -> Check:
             f"{error}: install SLURM's client commands where the server runs",
         )
     if result.returncode != 0:
-        return Check("SLURM commands", False, f"sinfo fails: {_said(result)}")
+        return Check("SLURM commands", False, f"sinfo fails: {last_line(result)}")
     return Check("SLURM commands", True, result.stdout.strip())
 
 
@@ -87,7 +87,7 @@ async def _partitions(resource: Resource) -> Check:
         wanted.add(config.gpu_slurm_config.partition)
     result = await run_command(["sinfo", "--noheader", "--format=%P"], timeout=CHECK_TIMEOUT)
     if result.returncode != 0:
-        return Check("partitions", False, f"sinfo cannot list partitions: {_said(result)}")
+        return Check("partitions", False, f"sinfo cannot list partitions: {last_line(result)}")
     known = {line.strip().rstrip("*") for line in result.stdout.splitlines() if line.strip()}
     missing = sorted(partition for partition in wanted if partition not in known)
     if missing:
@@ -123,7 +123,7 @@ async def _profile(resource: Resource, profile: Profile) -> list[Check]:
                 f"{name}: sudo",
                 False,
                 f"the server cannot run commands as {profile.username!r} without a password "
-                f"({_said(sudo)}): allow it in sudoers (see docs/slurm.md)",
+                f"({last_line(sudo)}): allow it in sudoers (see docs/slurm.md)",
             )
         ]
     checks.append(Check(f"{name}: sudo", True, f"sudo -n -u {profile.username} works"))
@@ -140,7 +140,7 @@ async def _profile(resource: Resource, profile: Profile) -> list[Check]:
                 ran.returncode == 0,
                 f"{python} runs as {profile.username}: Python {ran.stdout.strip()}"
                 if ran.returncode == 0
-                else f"{profile.username} cannot run {python} ({_said(ran)}): install Python "
+                else f"{profile.username} cannot run {python} ({last_line(ran)}): install Python "
                 "there, or name one that user can read and run",
             )
         )
@@ -161,8 +161,3 @@ async def _profile(resource: Resource, profile: Profile) -> list[Check]:
         )
     )
     return checks
-
-
-def _said(result: CommandResult) -> str:
-    lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line]
-    return lines[-1] if lines else f"exit code {result.returncode}"

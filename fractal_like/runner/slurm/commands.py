@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from ..accounts import as_account, check_account
 from ..unit_env import unit_environment
 from .cluster_host import ClusterHost, CommandRunner, LocalSudoHost, ServerAccount
-from .process import COMMAND_TIMEOUT_SECONDS, CommandResult, SlurmCommandError, run_command
+from .process import (
+    COMMAND_TIMEOUT_SECONDS,
+    CommandResult,
+    SlurmCommandError,
+    last_line,
+    run_command,
+)
 
 __all__ = [
     "COMMAND_TIMEOUT_SECONDS",
@@ -135,7 +141,7 @@ class SlurmReader:
         if result.returncode != 0:
             if "Invalid job id" in result.stderr:
                 return {}  # none of them is known any more
-            raise SlurmCommandError(f"squeue failed: {_last_line(result)}")
+            raise SlurmCommandError(f"squeue failed: {last_line(result)}")
         states: dict[str, str] = {}
         for line in result.stdout.splitlines():
             job_id, _, state = line.strip().partition("|")
@@ -190,11 +196,6 @@ class SlurmReader:
                     source=SOURCES[2] if completion_file else SOURCES[0],
                 )
         return None
-
-
-def _last_line(result: CommandResult) -> str:
-    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else f"exit code {result.returncode}"
 
 
 def _sbatch_refusal(result: CommandResult) -> str:

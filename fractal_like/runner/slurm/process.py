@@ -49,3 +49,9 @@ async def run_command(
     return CommandResult(
         process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
     )
+
+
+def last_line(result: CommandResult) -> str:
+    """The last words a command printed (its error output first), or its exit code."""
+    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else f"exit code {result.returncode}"
