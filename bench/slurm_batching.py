@@ -141,7 +141,7 @@ async def run_job(settings: Settings, job_id: int) -> tuple[str, int]:
         while True:
             status = (await runner.queue.statuses([job_id])).get(job_id)
             if status in ("done", "failed"):
-                return status, runner.workflow_runner.slurm_poller.squeue_calls
+                return status, runner.workflow_runner.slurm.poller.squeue_calls
             await asyncio.sleep(0.05)
     finally:
         task.cancel()

@@ -114,6 +114,26 @@ class BatchingConfig(_Strict):
         return self
 
 
+_ABSOLUTE_PATH = r"^/[A-Za-z0-9_.,:=@+%/\-]*$"
+AbsoluteClusterPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096, pattern=_ABSOLUTE_PATH)
+]
+
+
+class SshSettings(_Strict):
+    """How a slurm_ssh resource reaches its login node (the resource's `host`), beyond
+    Fractal's fields: the port, where the host's key is known, and the login node's
+    SLURM_CONF when its SLURM commands need one."""
+
+    port: int = Field(default=22, gt=0, lt=65536)
+    # A file of the server's; None: ~/.ssh/known_hosts of the account the runner runs as.
+    known_hosts: AbsoluteClusterPath | None = None
+    # Trust a host not yet in known_hosts on first contact (and store its key there); a
+    # listed host presenting another key is always refused.
+    accept_new_host_keys: bool = False
+    slurm_conf: AbsoluteClusterPath | None = None
+
+
 class SlurmConfig(_Strict):
     default_slurm_config: DefaultSlurmSection
     gpu_slurm_config: SlurmSection | None = None
@@ -121,6 +141,7 @@ class SlurmConfig(_Strict):
     user_local_exports: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict
     )
+    ssh: SshSettings | None = None  # slurm_ssh resources only
 
     @field_validator("user_local_exports")
     @classmethod

@@ -88,7 +88,7 @@ class Runner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             # SLURM jobs go on; a new runner reattaches.
-            await self.workflow_runner.slurm_poller.close()
+            await self.workflow_runner.slurm.close()
             if self._owns_engine:
                 await self.engine.dispose()
 

@@ -33,7 +33,7 @@ from .accounts import AccountCommandError
 from .executors.base import Executor, ExecutorUnavailableError, TaskInfo, UnitResult
 from .executors.select import RunnerFacilities, executor_for
 from .joblog import JobLog
-from .slurm.poller import SlurmPoller
+from .slurm.facilities import SlurmFacilities
 from .snapshot import JobSnapshot, SnapshotError, SnapshotWorkflowTask
 from .taskcall import (
     TaskOutput,
@@ -118,10 +118,10 @@ class WorkflowRunner:
         self.engine = engine
         self.session_factory = session_factory
         self.runner_id = runner_id
-        self.slurm_poller = SlurmPoller()  # one squeue per interval for all jobs of this runner
+        self.slurm = SlurmFacilities()  # pollers and SSH connections of all its SLURM jobs
         # private_paths: the server's files that local units must not reach (None: units are
         # not confined).
-        self.facilities = RunnerFacilities(engine, self.slurm_poller, parallelism, private_paths)
+        self.facilities = RunnerFacilities(engine, self.slurm, parallelism, private_paths)
 
     async def run_job(self, job_id: int, stop: asyncio.Event, resumed: bool = False) -> JobStatus:
         """Run (or resume) a claimed job to its end; returns its final status."""

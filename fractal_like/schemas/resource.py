@@ -177,6 +177,8 @@ class ResourceCreate(_OpenModel):
             )
         if self.type == "slurm_ssh" and not self.host:
             raise ValueError("a slurm_ssh resource needs host, the login node to reach")
+        if self.type != "slurm_ssh" and "ssh" in self.jobs_runner_config:
+            raise ValueError("only a slurm_ssh resource may set jobs_runner_config.ssh")
         return self
 
 

@@ -21,7 +21,9 @@ from fractal_like.runner.executors.base import Executor, ExecutorUnavailableErro
 from fractal_like.runner.executors.local import LocalExecutor
 from fractal_like.runner.executors.select import RunnerFacilities, executor_for
 from fractal_like.runner.slurm.executor import SlurmExecutor
-from fractal_like.runner.slurm.poller import SlurmPoller
+from fractal_like.runner.slurm.facilities import SlurmFacilities, SshLogin
+from fractal_like.runner.slurm.job_files import SshClusterFiles
+from fractal_like.runner.slurm.ssh_host import SshTarget
 
 from ..support.slurm_scene import slurm_config
 
@@ -36,7 +38,7 @@ def database() -> Iterator[AsyncEngine]:
 
 
 def facilities(database: AsyncEngine, parallelism: int | None = None) -> RunnerFacilities:
-    return RunnerFacilities(database, SlurmPoller(), parallelism, private_paths=None)
+    return RunnerFacilities(database, SlurmFacilities(), parallelism, private_paths=None)
 
 
 def job(tmp_path: Path) -> Job:
@@ -117,15 +119,47 @@ def test_slurm_sudo_resource_gets_the_slurm_executor(tmp_path: Path, database: A
     assert chosen.settings.python_worker == WORKER_PYTHON and chosen.settings.job_id == 7
 
 
+def test_slurm_ssh_resource_gets_the_slurm_executor_over_its_login(
+    tmp_path: Path, database: AsyncEngine
+) -> None:
+    config = {**slurm_config(), "ssh": {"port": 2222, "known_hosts": "/srv/known_hosts"}}
+    cluster = resource("slurm_ssh", config)
+    cluster.host = "login.example.org"
+    login = profile("slurm_ssh", "alice")
+    login.ssh_key_path = "/srv/keys/alice"
+    shared = facilities(database)
+    chosen = executor_for(job(tmp_path), cluster, login, shared)
+    assert isinstance(chosen, SlurmExecutor) and isinstance(chosen.files, SshClusterFiles)
+    assert chosen.commands.cluster.user == "alice"
+    assert chosen.poller is not shared.slurm.poller  # squeue runs on the login node
+    target = shared.slurm.ssh_poller(
+        SshLogin(
+            SshTarget("login.example.org", "alice", "/srv/keys/alice", "/srv/known_hosts", 2222)
+        )
+    )
+    assert chosen.poller is target  # one poller per login, shared by its jobs
+    # No key: a sentence, not a connection attempt.
+    login.ssh_key_path = None
+    with pytest.raises(ExecutorUnavailableError, match="has no ssh_key_path"):
+        executor_for(job(tmp_path), cluster, login, shared)
+
+
 @pytest.mark.parametrize(
     ("kind", "config", "python", "username", "words"),
     [
+        (
+            "pbs",
+            slurm_config(),
+            WORKER_PYTHON,
+            "alice",
+            "resource 'cluster' is of type 'pbs', which this runner cannot drive",
+        ),
         (
             "slurm_ssh",
             slurm_config(),
             WORKER_PYTHON,
             "alice",
-            "resource 'cluster' is of type 'slurm_ssh', which this runner cannot drive yet",
+            "resource 'cluster' has no host to reach: tell an admin",
         ),
         (
             "slurm_sudo",

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...local_runner_config import LocalRunnerConfig
 from ...models import Job, Profile, Resource
-from ..slurm.poller import SlurmPoller
-from ..slurm.setup import slurm_sudo_executor
+from ..slurm.facilities import SlurmFacilities
+from ..slurm.setup import slurm_executor
 from .base import Executor, ExecutorUnavailableError
 from .local import LocalExecutor
 
@@ -22,7 +22,7 @@ class RunnerFacilities:
     """What a runner lends every executor it makes, whatever the job."""
 
     database: AsyncEngine  # SLURM jobs are recorded there before and after sbatch
-    slurm_poller: SlurmPoller  # one squeue per interval for all the runner's SLURM jobs
+    slurm: SlurmFacilities  # pollers and SSH connections shared by all its SLURM jobs
     parallelism: int | None = None  # units at once locally; over the resource's setting
     # The server's files that local units must not reach (None: units are not confined).
     private_paths: Callable[[], list[str]] | None = None
@@ -38,13 +38,11 @@ def executor_for(
         return _local_executor(job, None, None, facilities)
     if resource.type == "local":
         return _local_executor(job, resource, profile, facilities)
-    if resource.type == "slurm_sudo":
-        return slurm_sudo_executor(
-            resource, profile, job, facilities.database, facilities.slurm_poller
-        )
+    if resource.type in ("slurm_sudo", "slurm_ssh"):
+        return slurm_executor(resource, profile, job, facilities.database, facilities.slurm)
     raise ExecutorUnavailableError(
         f"resource {resource.name!r} is of type {resource.type!r}, which this runner "
-        "cannot drive yet (it runs 'local' and 'slurm_sudo' resources)"
+        "cannot drive (it runs 'local', 'slurm_sudo' and 'slurm_ssh' resources)"
     )
 
 

@@ -145,6 +145,18 @@ class SshClusterHost:
         except SshError as error:
             raise ClusterHostError(str(error)) from error
 
+    async def read_bytes(self, path: str) -> bytes:
+        try:
+            return await self.ssh.read_bytes(path)
+        except SshError as error:
+            raise ClusterHostError(str(error)) from error
+
+    async def listdir(self, path: str) -> list[str]:
+        try:
+            return await self.ssh.listdir(path)
+        except SshError as error:
+            raise ClusterHostError(str(error)) from error
+
     async def put(self, local: str | Path, remote: str) -> None:
         """Copy a server file to the host (the batch worker, batch files)."""
         try:

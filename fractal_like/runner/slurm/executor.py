@@ -21,13 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from ...slurm_config import SlurmConfig
-from .. import node
 from ..executors.base import Executor, ResultCallback, TaskInfo, UnitResult
 from ..node_batch import WorkerOptions, build_batch
 from ..taskcall import UnitCall, read_exit_code
-from .batching import BatchingError, effective_section, plan_batches, split_into_batches
+from .batching import (
+    BatchingError,
+    BatchPlan,
+    EffectiveSection,
+    effective_section,
+    plan_batches,
+    split_into_batches,
+)
+from .cluster_host import ClusterHostError
 from .commands import FINAL_STATES, SlurmCommandError, SlurmCommands, SlurmReader
 from .diagnose import JobLimits, explain, read_tail
+from .job_files import ClusterFiles
 from .poller import SlurmPoller
 from .script import SbatchSpec, build_sbatch_script, sbatch_argv
 from .store import SlurmJobStore
@@ -55,7 +63,6 @@ class SlurmSettings:
     config: SlurmConfig
     python_worker: str
     job_id: int
-    working_dir: Path  # the server's folder: batch files, scripts, the worker
     account: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -67,9 +74,11 @@ class SlurmExecutor(Executor):
         commands: SlurmCommands,
         poller: SlurmPoller,
         store: SlurmJobStore,
+        files: ClusterFiles,
     ) -> None:
         self.settings = settings
         self.commands = commands
+        self.files = files
         self.poller = poller
         self.reader: SlurmReader = poller.reader
         self.store = store
@@ -80,9 +89,9 @@ class SlurmExecutor(Executor):
         return True  # the cluster user of the profile, always
 
     async def prepare_folder(self, folder: Path) -> Path:
-        """The task's folder, created by (and owned by) the cluster user."""
-        await self.commands.mkdir(str(folder))
-        return folder
+        """The task's folder, created by (and owned by) the cluster user; the runner reads
+        the units' files from the folder returned (the same one on a shared file system)."""
+        return await self.files.prepare_folder(folder)
 
     async def adopt(self, call: UnitCall) -> UnitResult | None:
         return None  # reattaching happens per SLURM job in `run`, from the database
@@ -154,75 +163,97 @@ class SlurmExecutor(Executor):
     ) -> tuple[list[SlurmJobWatch], bool]:
         section = effective_section(self.settings.config, task.meta)
         plan = plan_batches(len(calls), section, self.settings.config.batching_config)
-        worker = node.install(str(self.settings.working_dir))
-        user_folder = calls[0].files.folder
-        server_folder = self.settings.working_dir / user_folder.name
-        server_folder.mkdir(parents=True, exist_ok=True)
         first = await self.store.count(task.run_id)
         watches: list[SlurmJobWatch] = []
         for number, batch in enumerate(split_into_batches(calls, plan.units_per_job)):
             name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}"
-            batch_file = server_folder / f"{name}.json"
-            document = self._batch_document(batch, plan.parallel_per_job, task.warm_start)
-            batch_file.write_text(json.dumps(document))
-            script = server_folder / f"{name}.sh"
-            script.write_text(
-                build_sbatch_script(
-                    SbatchSpec(
-                        job_name=name,
-                        partition=section.partition,
-                        cpus_per_task=plan.cpus_per_job,
-                        mem_mb=plan.mem_per_job_mb,
-                        time_minutes=plan.time_per_job_minutes,
-                        account=self.settings.account or section.account,
-                        constraint=section.constraint,
-                        gres=section.gres,
-                        gpus=section.gpus,
-                        exclude=section.exclude,
-                        nodelist=section.nodelist,
-                        extra_lines=list(section.extra_lines),
-                        exports=self.settings.extra_env,
-                        shebang_line=section.shebang_line,
-                        worker_python=self.settings.python_worker,
-                        worker_script=worker,
-                        batch_file=str(batch_file),
-                    )
-                )
-            )
-            unit_ids = [call.unit_id for call in batch]
-            parallel_units = min(len(batch), plan.parallel_per_job)
-            row_id = await self.store.add(
-                task.run_id, name, unit_ids, str(user_folder), parallel_units
-            )
-            argv = sbatch_argv(
-                str(script), str(user_folder / f"{name}.out"), str(user_folder / f"{name}.err")
-            )
-            self.sbatch_calls += 1
             try:
-                slurm_job_id = await self.commands.sbatch(argv)
+                watch = await self._submit_batch(task, name, batch, section, plan)
             except SlurmCommandError as error:
-                await self.store.ended(row_id)
-                for unit_id in unit_ids:
-                    pending.pop(unit_id, None)
-                    on_result(
-                        UnitResult(unit_id, None, f"was not submitted: SLURM refused it ({error})")
-                    )
+                for call in batch:
+                    pending.pop(call.unit_id, None)
+                    on_result(UnitResult(call.unit_id, None, f"was not submitted: {error}"))
                 if fail_fast:
                     return watches, True
                 continue
-            await self.store.submitted(row_id, slurm_job_id, unit_ids)
-            watches.append(
-                SlurmJobWatch(
-                    row_id,
-                    name,
-                    slurm_job_id,
-                    unit_ids,
-                    user_folder / f"{name}.err",
-                    JobLimits(plan.mem_per_job_mb, plan.time_per_job_minutes),
-                )
-            )
-            self.poller.watch([slurm_job_id])
+            watches.append(watch)
+            self.poller.watch([watch.slurm_job_id])
         return watches, False
+
+    async def _submit_batch(
+        self,
+        task: TaskInfo,
+        name: str,
+        batch: list[UnitCall],
+        section: EffectiveSection,
+        plan: BatchPlan,
+    ) -> SlurmJobWatch:
+        """Write the batch's files where the cluster reads them, record the SLURM job,
+        sbatch it; SlurmCommandError (saying why) when it could not be submitted."""
+        folder = batch[0].files.folder  # the runner's view
+        cluster_folder = self.files.cluster_folder(folder)
+        document = self._batch_document(
+            [self.files.cluster_call(call) for call in batch],
+            plan.parallel_per_job,
+            task.warm_start,
+        )
+        worker = await self.files.worker()
+        batch_file = await self.files.write_job_file(folder, f"{name}.json", json.dumps(document))
+        script = build_sbatch_script(
+            SbatchSpec(
+                job_name=name,
+                partition=section.partition,
+                cpus_per_task=plan.cpus_per_job,
+                mem_mb=plan.mem_per_job_mb,
+                time_minutes=plan.time_per_job_minutes,
+                account=self.settings.account or section.account,
+                constraint=section.constraint,
+                gres=section.gres,
+                gpus=section.gpus,
+                exclude=section.exclude,
+                nodelist=section.nodelist,
+                extra_lines=list(section.extra_lines),
+                exports=self.settings.extra_env,
+                shebang_line=section.shebang_line,
+                worker_python=self.settings.python_worker,
+                worker_script=worker,
+                batch_file=batch_file,
+            )
+        )
+        script_file = await self.files.write_job_file(folder, f"{name}.sh", script)
+        unit_ids = [call.unit_id for call in batch]
+        parallel_units = min(len(batch), plan.parallel_per_job)
+        row_id = await self.store.add(task.run_id, name, unit_ids, str(folder), parallel_units)
+        argv = sbatch_argv(
+            script_file, str(cluster_folder / f"{name}.out"), str(cluster_folder / f"{name}.err")
+        )
+        self.sbatch_calls += 1
+        try:
+            slurm_job_id = await self.commands.sbatch(argv)
+        except ClusterHostError as error:
+            # The transport failed, perhaps after SLURM took the job: its unique name tells.
+            found = await self._find_after_lost_sbatch(name)
+            if found is None:
+                await self.store.ended(row_id)
+                raise SlurmCommandError(f"the cluster did not take it ({error})") from None
+            slurm_job_id = found
+        except SlurmCommandError as error:
+            await self.store.ended(row_id)
+            raise SlurmCommandError(f"SLURM refused it ({error})") from None
+        await self.store.submitted(row_id, slurm_job_id, unit_ids)
+        return SlurmJobWatch(
+            row_id,
+            name,
+            slurm_job_id,
+            unit_ids,
+            folder / f"{name}.err",
+            JobLimits(plan.mem_per_job_mb, plan.time_per_job_minutes),
+        )
+
+    async def _find_after_lost_sbatch(self, name: str) -> str | None:
+        with contextlib.suppress(SlurmCommandError):
+            return await self.reader.find_by_name(name)
+        return None
 
     @staticmethod
     def _batch_document(
@@ -247,19 +278,32 @@ class SlurmExecutor(Executor):
             if (stop.is_set() or (fail_fast and failed)) and not stopping:
                 stopping = True
                 await self._cancel(live)
+            # States first, then files: a job seen ended has all its files in this round.
+            states = dict(self.poller.states)
+            fetched = await self._fetch(live, pending)
             for watch in list(live):
                 failed |= self._collect(watch, pending, on_result)
                 if not any(unit_id in pending for unit_id in watch.unit_ids):
                     await self._end(watch, live)
                     continue
-                state = self.poller.states.get(watch.slurm_job_id)
-                if state is not None and (state == "" or state in FINAL_STATES):
-                    failed |= self._collect(watch, pending, on_result)  # written just before
+                state = states.get(watch.slurm_job_id)
+                if fetched and state is not None and (state == "" or state in FINAL_STATES):
                     await self._explain_missing(watch, pending, on_result)
                     failed = True
                     await self._end(watch, live)
             if live:
                 await self._next_round(stop)
+
+    async def _fetch(self, live: list[SlurmJobWatch], pending: dict[int, UnitCall]) -> bool:
+        """Bring ended units' files to the runner; False when the cluster could not be
+        read this round (no job is then judged by missing files)."""
+        calls = [pending[i] for watch in live for i in watch.unit_ids if i in pending]
+        try:
+            await self.files.fetch_ended(calls)
+        except SlurmCommandError as error:
+            logger.warning("results not fetched from the cluster (%s); trying again", error)
+            return False
+        return True
 
     def _collect(
         self, watch: SlurmJobWatch, pending: dict[int, UnitCall], on_result: ResultCallback
@@ -284,6 +328,8 @@ class SlurmExecutor(Executor):
         if not missing:
             return
         info = await self.reader.job_info(watch.slurm_job_id)
+        with contextlib.suppress(SlurmCommandError):
+            await self.files.fetch_file(watch.stderr)
         logger.info(
             "SLURM job %s left the queue with %d unit(s) unreported: %s",
             watch.slurm_job_id,

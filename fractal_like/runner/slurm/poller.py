@@ -17,7 +17,12 @@ logger = logging.getLogger("fractal_like.runner.slurm")
 
 
 class SlurmPoller:
-    def __init__(self, min_interval: float = 0.5, max_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        min_interval: float = 0.5,
+        max_interval: float = 5.0,
+        reader: SlurmReader | None = None,  # where squeue runs; default: this machine
+    ) -> None:
         self.min_interval = min_interval
         self.max_interval = max(min_interval, max_interval)
         self.interval = min_interval
@@ -27,7 +32,7 @@ class SlurmPoller:
         self._task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self.squeue_calls = 0
-        self.reader = SlurmReader()
+        self.reader = reader or SlurmReader()
 
     def watch(self, job_ids: list[str]) -> None:
         new = set(job_ids) - self._watched

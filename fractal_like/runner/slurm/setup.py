@@ -1,7 +1,8 @@
-"""Build the SLURM executor of a job from its slurm_sudo resource and profile."""
+"""Build the SLURM executor of a job from its resource and profile (slurm_sudo, slurm_ssh)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -12,16 +13,19 @@ from ...slurm_config import SlurmConfig
 from ..executors.base import ExecutorUnavailableError
 from .commands import SlurmCommands
 from .executor import SlurmExecutor, SlurmSettings
+from .facilities import SlurmFacilities, SshLogin
+from .job_files import ClusterFiles, SharedClusterFiles, SshClusterFiles
 from .poller import SlurmPoller
+from .ssh_host import SshTarget
 from .store import SlurmJobStore
 
 
-def slurm_sudo_executor(
+def slurm_executor(
     resource: Resource,
     profile: Profile,
     job: Job,
     engine: AsyncEngine,
-    poller: SlurmPoller,
+    slurm: SlurmFacilities,
 ) -> SlurmExecutor:
     """The executor; ExecutorUnavailableError says why the resource or profile cannot run it."""
     try:
@@ -38,8 +42,22 @@ def slurm_sudo_executor(
         raise ExecutorUnavailableError(
             f"profile {profile.name!r} has no cluster username: tell an admin"
         )
+    commands: SlurmCommands
+    files: ClusterFiles
+    poller: SlurmPoller
     try:
-        commands = SlurmCommands(profile.username)
+        if resource.type == "slurm_ssh":
+            login = ssh_login(resource, profile, config)
+            host = login.host(slurm.ssh)
+            commands = SlurmCommands(profile.username, slurm_conf=None, host=host)
+            poller = slurm.ssh_poller(login)
+            if not job.working_dir_user:
+                raise ExecutorUnavailableError(f"job {job.id} has no folder on the cluster")
+            files = SshClusterFiles(host, job.working_dir_user, Path(job.working_dir or ""))
+        else:
+            commands = SlurmCommands(profile.username)
+            poller = slurm.poller
+            files = SharedClusterFiles(commands.cluster, Path(job.working_dir or ""))
     except ValueError as error:
         raise ExecutorUnavailableError(str(error)) from None
     poller.max_interval = max(poller.min_interval, float(resource.jobs_poll_interval))
@@ -56,8 +74,26 @@ def slurm_sudo_executor(
         config=config,
         python_worker=resource.jobs_slurm_python_worker,
         job_id=job.id or 0,
-        working_dir=Path(job.working_dir or ""),
         account=job.slurm_account,
         extra_env=exports,
     )
-    return SlurmExecutor(settings, commands, poller, SlurmJobStore(engine, job.id or 0))
+    return SlurmExecutor(settings, commands, poller, SlurmJobStore(engine, job.id or 0), files)
+
+
+def ssh_login(resource: Resource, profile: Profile, config: SlurmConfig) -> SshLogin:
+    """How the profile reaches the resource's login node; ValueError says what is missing."""
+    if not resource.host:
+        raise ValueError(f"resource {resource.name!r} has no host to reach: tell an admin")
+    if not profile.ssh_key_path:
+        raise ValueError(f"profile {profile.name!r} has no ssh_key_path: tell an admin")
+    ssh = config.ssh
+    known_hosts = (ssh.known_hosts if ssh else None) or os.path.expanduser("~/.ssh/known_hosts")
+    target = SshTarget(
+        host=resource.host,
+        user=profile.username or "",
+        key_path=profile.ssh_key_path,
+        known_hosts=known_hosts,
+        port=ssh.port if ssh else 22,
+        accept_new=ssh.accept_new_host_keys if ssh else False,
+    )
+    return SshLogin(target, ssh.slurm_conf if ssh else None)

@@ -380,13 +380,25 @@ class SshHost:
         await self._sftp(f"writing {path}", write, idempotent=False)
 
     async def read_text(self, path: str) -> str:
-        async def read(live: _Live) -> str:
+        return (await self.read_bytes(path)).decode(errors="replace")
+
+    async def read_bytes(self, path: str) -> bytes:
+        async def read(live: _Live) -> bytes:
             async with (await live.sftp_client()).open(path, "rb") as stream:
                 data = await stream.read()
             # Opened in binary mode, so bytes (asyncssh's annotations say str).
-            return data.decode(errors="replace") if isinstance(data, bytes) else data
+            return data if isinstance(data, bytes) else data.encode()
 
         return await self._sftp(f"reading {path}", read, idempotent=True)
+
+    async def listdir(self, path: str) -> list[str]:
+        """The names in a folder (without . and ..)."""
+
+        async def names(live: _Live) -> list[str]:
+            found = await (await live.sftp_client()).listdir(path)
+            return [str(name) for name in found if name not in (".", "..")]
+
+        return await self._sftp(f"listing {path}", names, idempotent=True)
 
     async def exists(self, path: str) -> bool:
         async def check(live: _Live) -> bool:
