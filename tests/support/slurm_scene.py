@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from .helpers import USER_PASSWORD, ApiClient, UserClient, expect, login
 from .runner_support import PKG_ROOT, Scene
 from .slurm_support import associate, shared_dir, user_owned_dir
+from .ssh_support import SshServer
 
 CLUSTER_PYTHON = "/usr/bin/python3"
 _numbers = itertools.count(1)
@@ -56,8 +58,25 @@ def slurm_scene(
     unix_user: tuple[str, int, int],
     config: dict[str, Any] | None = None,
     slurm_accounts: list[str] | None = None,
+    ssh: SshServer | None = None,
 ) -> SlurmScene:
+    """With `ssh`, a slurm_ssh resource whose login node is that sshd (the same machine,
+    but the runner reaches the cluster only through it), else a slurm_sudo one."""
     name, uid, _gid = unix_user
+    kind = "slurm_sudo" if ssh is None else "slurm_ssh"
+    config = config or slurm_config()
+    reach: dict[str, Any] = {}
+    if ssh is not None:
+        assert ssh.user == name, "the SSH server lets in the scene's user only"
+        config = {
+            **config,
+            "ssh": {
+                "port": ssh.port,
+                "known_hosts": str(ssh.known_hosts),
+                "slurm_conf": os.environ["SLURM_CONF"],
+            },
+        }
+        reach = {"host": "127.0.0.1"}
     number = next(_numbers)
     root = shared_dir(f"scene{number}")
     package = root / "pkg"
@@ -72,10 +91,11 @@ def slurm_scene(
             "/admin/v2/resource/",
             json={
                 "name": f"slurm-{number}-{root.name}",
-                "type": "slurm_sudo",
+                "type": kind,
                 "jobs_local_dir": str(jobs),
                 "tasks_local_dir": str(root / "tasks"),
-                "jobs_runner_config": config or slurm_config(),
+                "jobs_runner_config": config,
+                **reach,
                 "jobs_slurm_python_worker": CLUSTER_PYTHON,
                 "jobs_poll_interval": 1,
             },
@@ -87,9 +107,10 @@ def slurm_scene(
             f"/admin/v2/resource/{resource['id']}/profile/",
             json={
                 "name": f"slurm-profile-{number}-{root.name}",
-                "resource_type": "slurm_sudo",
+                "resource_type": kind,
                 "username": name,
                 "jobs_remote_dir": str(remote),
+                **({"ssh_key_path": str(ssh.user_key)} if ssh is not None else {}),
             },
         ),
         201,

@@ -1,0 +1,233 @@
+"""Workflows on a slurm_ssh resource: the runner reaches the real cluster only through a real
+sshd on 127.0.0.1, as the non-root test user with its key (tests/support/ssh_support.py).
+
+The login node shares this machine's file system, but the runner does not rely on it: it
+reads every unit's files from its own mirror of the job (the server's job folder), which
+only SFTP fills.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fractal_like.config import Settings
+
+from ..support.helpers import ApiClient, expect
+from ..support.runner_support import images, run_until_final
+from ..support.slurm_scene import SlurmScene, cleanup, slurm_config, slurm_scene
+from ..support.ssh_support import SshServer, free_port, make_key
+from .test_slurm_runner import (
+    SLEEPING,
+    _rows,
+    _run_in_background,
+    _slurm_jobs,
+    _start_runner,
+    _wait_for_slurm_id,
+)
+
+ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def ssh_scene_factory(
+    api: ApiClient, slurm_conf: str, slurm_user: tuple[str, int, int], ssh_server: SshServer
+):
+    made: list[SlurmScene] = []
+
+    def make(**kwargs: Any) -> SlurmScene:
+        scene = slurm_scene(api, slurm_user, ssh=ssh_server, **kwargs)
+        made.append(scene)
+        return scene
+
+    yield make
+    for scene in made:
+        cleanup(scene)
+
+
+def _resource(scene: SlurmScene, api: ApiClient) -> dict[str, Any]:
+    profile = expect(api.admin.get(f"/admin/v2/profile/{scene.user.user['profile_id']}/"), 200)
+    return expect(api.admin.get(f"/admin/v2/resource/{profile['resource_id']}/"), 200)
+
+
+def test_every_task_type_runs_over_ssh_as_the_user(
+    ssh_scene_factory, settings: Settings, ssh_server: SshServer
+) -> None:
+    scene = ssh_scene_factory()
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 3}}),
+        ("measure_intensity", {}),
+        ("illumination_correction", {}),
+        ("aggregate", {}),
+        ("create_images_compound", {"args_non_parallel": {"num_images": 2}}),
+    )
+    statuses = run_until_final(settings, [job_id], timeout=150)
+    job = scene.job(job_id)
+    assert statuses[job_id] == "done", job["log"]
+    found = images(scene.user, scene.project["id"], scene.dataset["id"])
+    assert len(found) == 3 + 2
+    assert all(
+        image["attributes"].get("measured")
+        for image in found
+        if "compound" not in image["zarr_url"]
+    )
+    units = 1 + 3 + (1 + 3) + 1 + (1 + 2)
+    # On the cluster side the units ran as the SSH user ...
+    remote_logs = list(Path(job["working_dir_user"]).rglob("*-log.txt"))
+    assert len(remote_logs) == units
+    assert {log.stat().st_uid for log in remote_logs} == {scene.uid}
+    # ... and the runner read their results from its own mirror, filled over SFTP.
+    mirrored = list(Path(job["working_dir"]).rglob("*-log.txt"))
+    assert len(mirrored) == units
+    assert len(list(Path(job["working_dir"]).rglob("*-exitcode"))) == units
+    assert all(log.stat().st_uid == 0 for log in mirrored)
+    # The batch worker and the scripts live on the cluster side only.
+    assert list(Path(job["working_dir_user"]).rglob("fractal_like_node/__main__.py"))
+    assert not list(Path(job["working_dir"]).rglob("*.sh"))
+    assert f"Accepted publickey for {ssh_server.user}" in ssh_server.log()
+    # A unit's log reads through the API as on any resource.
+    unit_logs = _rows(
+        settings,
+        "SELECT u.logfile, u.slurm_job_id FROM historyunit u "
+        "JOIN historyrun r ON r.id = u.history_run_id WHERE r.job_id = :j",
+        j=job_id,
+    )
+    assert len(unit_logs) == units and all(slurm_id for _, slurm_id in unit_logs)
+    assert all(logfile.startswith(job["working_dir"]) for logfile, _ in unit_logs)
+    assert all(status == "ended" for _, _, status in _slurm_jobs(settings, job_id))
+
+
+@ONE_DATABASE
+def test_a_failing_unit_fails_the_job_over_ssh_with_its_log(
+    ssh_scene_factory, settings: Settings
+) -> None:
+    scene = ssh_scene_factory()
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 2}}),
+        ("fail", {"args_parallel": {"message": "broken over ssh"}}),
+    )
+    statuses = run_until_final(settings, [job_id], timeout=90)
+    assert statuses[job_id] == "failed"
+    message = scene.job(job_id)["executor_error_log"]
+    assert "broken over ssh" in message  # the unit's log, fetched from the cluster
+
+
+@ONE_DATABASE
+def test_stop_cancels_the_slurm_jobs_over_ssh(ssh_scene_factory, settings: Settings) -> None:
+    scene = ssh_scene_factory()
+    job_id = scene.submit_steps(*SLEEPING)
+    thread, result = _run_in_background(settings, job_id, 120)
+    slurm_id = _wait_for_slurm_id(settings, job_id, nth=2)
+    expect(scene.user.get(f"/api/v2/project/{scene.project['id']}/job/{job_id}/stop/"), 202)
+    thread.join(130)
+    assert result[job_id] == "failed"
+    assert scene.job(job_id)["executor_error_log"] == "stopped by user"
+    shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True)
+    assert "JobState=CANCELLED" in shown.stdout
+
+
+@ONE_DATABASE
+def test_a_dropped_connection_mid_job_does_not_lose_it(
+    ssh_scene_factory, settings: Settings, ssh_server: SshServer
+) -> None:
+    scene = ssh_scene_factory(config=slurm_config(target_num_jobs=2))
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 4}}),
+        ("measure_intensity", {"args_parallel": {"sleep": 4}}),
+    )
+    thread, result = _run_in_background(settings, job_id, 150)
+    _wait_for_slurm_id(settings, job_id, nth=2)
+    dropped = 0
+    for _ in range(3):  # while the parallel units run: every connection, three times
+        dropped += ssh_server.drop_connections()
+        time.sleep(1.5)
+    thread.join(160)
+    job = scene.job(job_id)
+    assert result[job_id] == "done", job["log"]
+    assert dropped >= 1
+    assert len(_slurm_jobs(settings, job_id)) == 1 + 2  # nothing submitted twice
+    found = images(scene.user, scene.project["id"], scene.dataset["id"])
+    assert len(found) == 4 and all(image["attributes"].get("measured") for image in found)
+
+
+def test_a_killed_runner_reattaches_over_ssh_without_submitting_twice(
+    ssh_scene_factory, settings: Settings, tmp_path: Path
+) -> None:
+    config = slurm_config(target_num_jobs=3, target_cpus_per_job=1, max_cpus_per_job=1)
+    scene = ssh_scene_factory(config=config)
+    job_id = scene.submit_steps(
+        ("create_images", {"args_non_parallel": {"num_images": 6}}),
+        ("measure_intensity", {"args_parallel": {"sleep": 3}}),
+    )
+    zarr_dir = Path(scene.dataset["zarr_dir"])
+    runner = _start_runner(settings, tmp_path / "runner.log")
+    try:
+        deadline = time.monotonic() + 90
+        while not list(zarr_dir.rglob("runs.log")):
+            assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
+            time.sleep(0.1)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(10)
+        assert len(_slurm_jobs(settings, job_id)) == 1 + 3
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    again = _start_runner(settings, tmp_path / "runner.log")
+    try:
+        deadline = time.monotonic() + 120
+        while scene.job(job_id)["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
+            time.sleep(0.2)
+    finally:
+        again.terminate()
+        again.wait(30)
+    job = scene.job(job_id)
+    assert job["status"] == "done", job["log"]
+    assert "Resuming job" in job["log"]
+    assert len(_slurm_jobs(settings, job_id)) == 1 + 3  # no sbatch after the restart
+    runs = sorted(zarr_dir.rglob("runs.log"))
+    assert len(runs) == 6
+    for run_log in runs:
+        assert len(run_log.read_text().splitlines()) == 1, f"{run_log} ran more than once"
+
+
+@ONE_DATABASE
+def test_a_refused_key_or_a_silent_host_fails_the_job_in_plain_words(
+    ssh_scene_factory, settings: Settings, api: ApiClient, tmp_path: Path
+) -> None:
+    scene = ssh_scene_factory()
+    resource = _resource(scene, api)
+    profile_id = scene.user.user["profile_id"]
+    stranger = make_key(tmp_path / "stranger")
+    expect(
+        api.admin.patch(
+            f"/admin/v2/profile/{profile_id}/",
+            json={"ssh_key_path": str(stranger)},
+        ),
+        200,
+    )
+    refused = scene.submit_steps(("create_images", {"args_non_parallel": {"num_images": 1}}))
+    assert run_until_final(settings, [refused], timeout=60)[refused] == "failed"
+    message = scene.job(refused)["executor_error_log"]
+    assert f"refused the SSH key {stranger}" in message, message
+
+    closed = free_port()  # nothing listens there
+    config = {**resource["jobs_runner_config"]}
+    config["ssh"] = {**config["ssh"], "port": closed}
+    expect(
+        api.admin.patch(
+            f"/admin/v2/resource/{resource['id']}/", json={"jobs_runner_config": config}
+        ),
+        200,
+    )
+    silent = scene.submit_steps(("create_images", {"args_non_parallel": {"num_images": 1}}))
+    started = time.monotonic()
+    assert run_until_final(settings, [silent], timeout=90)[silent] == "failed"
+    assert time.monotonic() - started < 60  # a bounded retry, not a hang
+    message = scene.job(silent)["executor_error_log"]
+    assert f"cannot reach 127.0.0.1:{closed} over SSH" in message, message
