@@ -52,7 +52,7 @@ class Runner:
             private_paths=lambda: private_paths(settings),
         )
         # What ended SLURM jobs used, from sacct (idle when no SLURM job is waiting for it).
-        self.usage_recorder = UsageRecorder(self.engine)
+        self.usage_recorder = UsageRecorder(self.engine, slurm=self.workflow_runner.slurm)
 
     async def run_forever(self) -> None:
         logger.info("runner %s started", self.runner_id)

@@ -24,35 +24,42 @@ from ..support.slurm_scene import cleanup, slurm_scene
 MIB = 1 << 20
 
 
-def _record_all(settings: Settings, expected: int, timeout: float = 90.0) -> int:
-    """Run the recorder until `expected` SLURM jobs are recorded (slurmdbd lags a little)."""
+def _record_all(settings: Settings, expected: int, timeout: float = 90.0) -> tuple[int, int]:
+    """Run the recorder until `expected` SLURM jobs are recorded (slurmdbd lags a little),
+    at least once; how many it recorded, and how many SSH connections it opened."""
 
-    async def go() -> int:
+    async def go() -> tuple[int, int]:
         engine = make_async_engine(settings.database_url)
         recorder = UsageRecorder(engine)
         recorded = 0
         deadline = time.monotonic() + timeout
         try:
-            while recorded < expected and time.monotonic() < deadline:
+            while True:
                 recorded += await recorder.record_once()
-                if recorded < expected:
-                    await asyncio.sleep(1)
-            return recorded
+                if recorded >= expected or time.monotonic() > deadline:
+                    return recorded, recorder.slurm.ssh.connects
+                await asyncio.sleep(1)
         finally:
+            await recorder.slurm.close()
             await engine.dispose()
 
     return asyncio.run(go())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("transport", ["slurm_sudo", "slurm_ssh"])
 def test_usage_of_every_slurm_job_is_recorded_and_summarised(
     api: ApiClient,
     slurm_conf: str,
     slurm_user: tuple[str, int, int],
     slurm_accounting: Any,
     settings: Settings,
+    transport: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    scene = slurm_scene(api, slurm_user)
+    over_ssh = transport == "slurm_ssh"
+    ssh = request.getfixturevalue("ssh_server") if over_ssh else None
+    scene = slurm_scene(api, slurm_user, ssh=ssh)
     try:
         job_id = scene.submit_steps(
             ("create_images", {"args_non_parallel": {"num_images": 3}}),
@@ -72,8 +79,11 @@ def test_usage_of_every_slurm_job_is_recorded_and_summarised(
         slurm_jobs = before["slurm_jobs_pending"] + before["summary"]["slurm_jobs"]
         assert slurm_jobs >= 2  # one for create_images, at least one for allocate_memory
 
-        assert _record_all(settings, slurm_jobs) == slurm_jobs
-        assert _record_all(settings, 1, timeout=0) == 0  # nothing recorded twice
+        recorded, connections = _record_all(settings, slurm_jobs)
+        assert recorded == slurm_jobs
+        # A slurm_ssh job's sacct runs on its login node, over one SSH connection.
+        assert connections == (1 if over_ssh else 0)
+        assert _record_all(settings, 1, timeout=0) == (0, 0)  # nothing recorded twice
 
         report = expect(scene.user.get(route), 200)
         assert report["slurm_jobs_pending"] == 0

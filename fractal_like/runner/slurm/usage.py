@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .cluster_host import CommandRunner, ServerAccount
 from .commands import FINAL_STATES, JOB_ID
-from .process import SlurmCommandError, run_command
+from .process import SlurmCommandError
 
 FIELDS = (
     "JobID",
@@ -61,14 +62,15 @@ def sacct_argv(job_ids: list[str]) -> list[str]:
     ]
 
 
-async def read_usage(job_ids: list[str]) -> dict[str, JobUsage]:
+async def read_usage(job_ids: list[str], where: CommandRunner | None = None) -> dict[str, JobUsage]:
     """The usage of each of these jobs that sacct reports as ended; the others are missing.
+    sacct runs `where` the jobs were submitted (default: this machine, as the server).
 
     Raises SlurmCommandError when sacct cannot answer (e.g. no accounting storage)."""
     ids = [job_id for job_id in job_ids if JOB_ID.match(job_id)]
     if not ids:
         return {}
-    result = await run_command(sacct_argv(ids))
+    result = await (where or ServerAccount()).run(sacct_argv(ids), idempotent=True)
     if result.returncode != 0:
         words = (result.stderr or result.stdout).strip().splitlines()
         raise SlurmCommandError(f"sacct failed: {words[-1] if words else result.returncode}")

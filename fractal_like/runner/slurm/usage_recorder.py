@@ -2,8 +2,10 @@
 
 The runner's SLURM jobs are `slurmjob` rows; once a row has ended, sacct is asked for its
 usage until it answers (slurmdbd may lag behind the queue by a few seconds) or the row is
-older than GIVE_UP_AFTER. One sacct call serves every pending job. Two runners may record
-the same job at once: the unique slurmjob_id keeps one row, the other insert is dropped.
+older than GIVE_UP_AFTER. One sacct call serves every pending job of one place: this
+machine for slurm_sudo, each SSH login (over the runner's shared connection) for
+slurm_ssh. Two runners may record the same job at once: the unique slurmjob_id keeps one
+row, the other insert is dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ...models import HistoryRun, Job, SlurmJob, SlurmUsage, table_of
+from ...models import HistoryRun, Job, Profile, Resource, SlurmJob, SlurmUsage, UserOAuth, table_of
+from ...slurm_config import SlurmConfig
+from .facilities import SlurmFacilities, SshLogin
 from .process import SlurmCommandError
+from .setup import ssh_login
 from .usage import JobUsage, read_usage
 
 logger = logging.getLogger("fractal_like.runner.slurm.usage")
@@ -32,12 +37,21 @@ SLURMJOB = table_of(SlurmJob)
 RUN = table_of(HistoryRun)
 JOB = table_of(Job)
 USAGE = table_of(SlurmUsage)
+USER = table_of(UserOAuth)
+PROFILE = table_of(Profile)
+RESOURCE = table_of(Resource)
 
 
 class UsageRecorder:
-    def __init__(self, engine: AsyncEngine, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        poll_seconds: float = POLL_SECONDS,
+        slurm: SlurmFacilities | None = None,  # the runner's SSH connections, to share them
+    ) -> None:
         self.engine = engine
         self.poll_seconds = poll_seconds
+        self.slurm = slurm or SlurmFacilities()
 
     async def run_forever(self) -> None:
         while True:
@@ -56,12 +70,29 @@ class UsageRecorder:
         pending = await self._pending()
         if not pending:
             return 0
-        usage = await read_usage([row["slurm_job_id"] for row in pending])
-        rows = [
-            _usage_row(row, usage[row["slurm_job_id"]])
-            for row in pending
-            if row["slurm_job_id"] in usage
-        ]
+        by_place: dict[SshLogin | None, list[dict[str, Any]]] = {}
+        for row in pending:
+            by_place.setdefault(_where(row), []).append(row)
+        rows: list[dict[str, Any]] = []
+        refused: SlurmCommandError | None = None
+        for login, waiting in by_place.items():
+            where = login.host(self.slurm.ssh) if login is not None else None
+            try:
+                usage = await read_usage([row["slurm_job_id"] for row in waiting], where)
+            except SlurmCommandError as error:
+                refused = error  # the other places are still asked
+                continue
+            rows.extend(
+                _usage_row(row, usage[row["slurm_job_id"]])
+                for row in waiting
+                if row["slurm_job_id"] in usage
+            )
+        recorded = await self._insert(rows)
+        if refused is not None:
+            raise refused
+        return recorded
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> int:
         recorded = 0
         for row in rows:
             try:
@@ -84,9 +115,20 @@ class UsageRecorder:
                 RUN.c.workflowtask_id,
                 RUN.c.task_id,
                 JOB.c.user_id,
+                RESOURCE.c.type.label("resource_type"),
+                RESOURCE.c.name.label("resource_name"),
+                RESOURCE.c.host,
+                RESOURCE.c.jobs_runner_config,
+                PROFILE.c.name.label("profile_name"),
+                PROFILE.c.username,
+                PROFILE.c.ssh_key_path,
             )
             .join(RUN, RUN.c.id == SLURMJOB.c.history_run_id)
             .join(JOB, JOB.c.id == SLURMJOB.c.job_id)
+            # Where sacct is asked: the resource of the user's profile (the job's own).
+            .outerjoin(USER, USER.c.id == JOB.c.user_id)
+            .outerjoin(PROFILE, PROFILE.c.id == USER.c.profile_id)
+            .outerjoin(RESOURCE, RESOURCE.c.id == PROFILE.c.resource_id)
             .where(
                 SLURMJOB.c.status == "ended",
                 SLURMJOB.c.slurm_job_id.is_not(None),
@@ -99,6 +141,32 @@ class UsageRecorder:
         )
         async with self.engine.connect() as connection:
             return [dict(row._mapping) for row in await connection.execute(statement)]
+
+
+def _where(row: dict[str, Any]) -> SshLogin | None:
+    """The SSH login whose sacct knows the job; None for this machine's."""
+    if row["resource_type"] != "slurm_ssh":
+        return None
+    try:
+        config = SlurmConfig.model_validate(row["jobs_runner_config"])
+        resource = Resource(
+            name=row["resource_name"],
+            type="slurm_ssh",
+            host=row["host"],
+            jobs_local_dir="",
+            tasks_local_dir="",
+        )
+        profile = Profile(
+            resource_id=0,
+            name=row["profile_name"],
+            resource_type="slurm_ssh",
+            username=row["username"],
+            ssh_key_path=row["ssh_key_path"],
+        )
+        return ssh_login(resource, profile, config)
+    except ValueError as error:  # pydantic's ValidationError is one
+        logger.warning("usage of SLURM job %s not readable: %s", row["slurm_job_id"], error)
+        return None
 
 
 def _usage_row(pending: dict[str, Any], usage: JobUsage) -> dict[str, Any]:
