@@ -18,6 +18,7 @@ from ..db import make_async_engine, make_session_factory
 from ..migrate import check_schema
 from ..services.bootstrap import ensure_first_admin
 from ..services.errors import DomainError
+from ..services.slurm_place import close_connections
 from .docs_pages import install_docs_pages
 from .errors import domain_error, request_validation_error
 from .request_body import GuardedRoute
@@ -58,6 +59,7 @@ def create_app(
         finally:
             if runner_thread is not None:
                 await anyio.to_thread.run_sync(runner_thread.stop)
+            await close_connections()
             await engine.dispose()
 
     app = FastAPI(

@@ -3,7 +3,8 @@
 The command is an argv list (never a shell); the only values that reach it from the
 database (the profile's cluster user name, the user's SLURM accounts) are checked to be
 plain names first. `squeue` only reads state, so it runs as the server's own account, as
-the runner's queue polls do (runner/slurm/commands.py), with the server's SLURM_CONF.
+the runner's queue polls do (runner/slurm/commands.py), with the server's SLURM_CONF; for a
+slurm_ssh resource, on its login node as the profile's user (services/slurm_place.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from enum import StrEnum
 
 from ..models import Profile, Resource, UserOAuth
 from ..runner.accounts import check_account
-from ..runner.slurm.commands import SlurmCommandError, run_command
+from ..runner.slurm.commands import SlurmCommandError
+from .slurm_place import SlurmUnreachableError, slurm_place
 
 SLURM_RESOURCE_TYPES = ("slurm_sudo", "slurm_ssh")
 # Fractal's columns: id, partition, name, user, account, state, time, nodes, CPUs, memory,
@@ -46,11 +48,6 @@ def squeue_argv(scope: Scope, user: UserOAuth, profile: Profile, resource: Resou
             f"{resource.type!r}: only SLURM resources ({', '.join(SLURM_RESOURCE_TYPES)}) "
             "have a queue."
         )
-    if resource.type == "slurm_ssh":
-        raise SqueueUnavailableError(
-            f"resource {resource.name!r} is reached over SSH, which this server cannot "
-            "drive yet: its queue cannot be read"
-        )
     flags: list[str] = []
     if scope == Scope.USER:
         try:
@@ -70,10 +67,15 @@ def squeue_argv(scope: Scope, user: UserOAuth, profile: Profile, resource: Resou
     return ["squeue", *flags, f"--format={SQUEUE_FORMAT}"]
 
 
-async def read_queue(argv: list[str]) -> str:
-    """squeue's output; SqueueFailedError (logged by the caller) when it cannot run or fails."""
+async def read_queue(argv: list[str], resource: Resource, profile: Profile | None) -> str:
+    """squeue's output, asked where the resource's SLURM is (slurm_place); SqueueFailedError
+    (logged by the caller) when it cannot run or fails."""
     try:
-        result = await run_command(argv, timeout=SQUEUE_TIMEOUT_SECONDS)
+        place = slurm_place(resource, profile)
+    except SlurmUnreachableError as error:
+        raise SqueueUnavailableError(str(error)) from None
+    try:
+        result = await place.run(argv, timeout=SQUEUE_TIMEOUT_SECONDS, idempotent=True)
     except SlurmCommandError as error:
         raise SqueueFailedError(str(error)) from None
     if result.returncode != 0:

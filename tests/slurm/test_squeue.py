@@ -19,6 +19,7 @@ from fractal_like.models import UserOAuth
 from ..support.helpers import ApiClient, UserClient, expect, run_in_session
 from ..support.slurm_scene import SlurmScene, cleanup, slurm_scene
 from ..support.slurm_support import BOB, ensure_unix_user, run_as, sbatch_as
+from ..support.ssh_support import SshServer, make_key
 
 HEADER = "JOBID PARTITION NAME USER ACCOUNT STATE TIME NODES CPUS MIN_MEMORY"
 _numbers = itertools.count(1)
@@ -141,6 +142,34 @@ def test_a_failing_squeue_is_a_422_in_fractals_words(
     scene = slurm_scene(api, slurm_user)
     try:
         monkeypatch.setenv("PATH", str(tmp_path))
+        detail = expect(scene.user.get("/api/v2/job/squeue/?scope=user"), 422)["detail"]
+        assert detail == "Error executing squeue command - please retry later."
+    finally:
+        cleanup(scene)
+
+
+def test_a_slurm_ssh_users_queue_is_read_on_the_login_node(
+    api: ApiClient,
+    slurm_user: tuple[str, int, int],
+    ssh_server: SshServer,
+    queue: tuple[SlurmScene, dict],
+    tmp_path: Path,
+) -> None:
+    _scene, jobs = queue
+    scene = slurm_scene(api, slurm_user, ssh=ssh_server)
+    try:
+        sessions_before = ssh_server.log().count("Accepted publickey")
+        own = _squeue(scene.user, "user")
+        assert " ".join(own.split()).startswith(HEADER)
+        assert str(jobs["alice"]) in _ids(own) and str(jobs["bob"]) not in _ids(own)
+        assert ssh_server.log().count("Accepted publickey") == sessions_before + 1
+        _squeue(scene.user, "all")  # the same connection again
+        assert ssh_server.log().count("Accepted publickey") == sessions_before + 1
+        # A key the login node refuses: Fractal's words, not a 500 and not a hang.
+        profile_id = scene.user.user["profile_id"]
+        stranger = make_key(tmp_path / "stranger")
+        patch = {"ssh_key_path": str(stranger)}
+        expect(api.admin.patch(f"/admin/v2/profile/{profile_id}/", json=patch), 200)
         detail = expect(scene.user.get("/api/v2/job/squeue/?scope=user"), 422)["detail"]
         assert detail == "Error executing squeue command - please retry later."
     finally:

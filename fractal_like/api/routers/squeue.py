@@ -36,7 +36,9 @@ async def get_squeue(
     except service.SqueueUnavailableError as error:
         raise HTTPException(422, detail=str(error)) from None
     try:
-        output = await service.read_queue(argv)
+        output = await service.read_queue(argv, resource, profile)
+    except service.SqueueUnavailableError as error:
+        raise HTTPException(422, detail=str(error)) from None
     except service.SqueueFailedError as error:
         logger.error("squeue failed for user %s: %s", user.id, error)
         raise HTTPException(422, detail=SQUEUE_FAILED) from None

@@ -8,8 +8,11 @@ every job of that login.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from ...models import Profile, Resource
+from ...slurm_config import SlurmConfig
 from .cluster_host import SshClusterHost
 from .commands import SlurmReader
 from .poller import SlurmPoller
@@ -50,3 +53,22 @@ class SlurmFacilities:
         for poller in self.pollers:
             await poller.close()
         await self.ssh.close()
+
+
+def ssh_login(resource: Resource, profile: Profile, config: SlurmConfig) -> SshLogin:
+    """How the profile reaches the resource's login node; ValueError says what is missing."""
+    if not resource.host:
+        raise ValueError(f"resource {resource.name!r} has no host to reach: tell an admin")
+    if not profile.ssh_key_path:
+        raise ValueError(f"profile {profile.name!r} has no ssh_key_path: tell an admin")
+    ssh = config.ssh
+    known_hosts = (ssh.known_hosts if ssh else None) or os.path.expanduser("~/.ssh/known_hosts")
+    target = SshTarget(
+        host=resource.host,
+        user=profile.username or "",
+        key_path=profile.ssh_key_path,
+        known_hosts=known_hosts,
+        port=ssh.port if ssh else 22,
+        accept_new=ssh.accept_new_host_keys if ssh else False,
+    )
+    return SshLogin(target, ssh.slurm_conf if ssh else None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -13,10 +12,9 @@ from ...slurm_config import SlurmConfig
 from ..executors.base import ExecutorUnavailableError
 from .commands import SlurmCommands
 from .executor import SlurmExecutor, SlurmSettings
-from .facilities import SlurmFacilities, SshLogin
+from .facilities import SlurmFacilities, ssh_login
 from .job_files import ClusterFiles, SharedClusterFiles, SshClusterFiles
 from .poller import SlurmPoller
-from .ssh_host import SshTarget
 from .store import SlurmJobStore
 
 
@@ -78,22 +76,3 @@ def slurm_executor(
         extra_env=exports,
     )
     return SlurmExecutor(settings, commands, poller, SlurmJobStore(engine, job.id or 0), files)
-
-
-def ssh_login(resource: Resource, profile: Profile, config: SlurmConfig) -> SshLogin:
-    """How the profile reaches the resource's login node; ValueError says what is missing."""
-    if not resource.host:
-        raise ValueError(f"resource {resource.name!r} has no host to reach: tell an admin")
-    if not profile.ssh_key_path:
-        raise ValueError(f"profile {profile.name!r} has no ssh_key_path: tell an admin")
-    ssh = config.ssh
-    known_hosts = (ssh.known_hosts if ssh else None) or os.path.expanduser("~/.ssh/known_hosts")
-    target = SshTarget(
-        host=resource.host,
-        user=profile.username or "",
-        key_path=profile.ssh_key_path,
-        known_hosts=known_hosts,
-        port=ssh.port if ssh else 22,
-        accept_new=ssh.accept_new_host_keys if ssh else False,
-    )
-    return SshLogin(target, ssh.slurm_conf if ssh else None)

@@ -21,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...models import HistoryRun, Job, Profile, Resource, SlurmJob, SlurmUsage, UserOAuth, table_of
 from ...slurm_config import SlurmConfig
-from .facilities import SlurmFacilities, SshLogin
+from .facilities import SlurmFacilities, SshLogin, ssh_login
 from .process import SlurmCommandError
-from .setup import ssh_login
 from .usage import JobUsage, read_usage
 
 logger = logging.getLogger("fractal_like.runner.slurm.usage")
