@@ -123,7 +123,7 @@ class Setup:
     task_id: int = 0
 
 
-def prepare(client: TestClient, noop: Path) -> Setup:
+def prepare(client: TestClient, noop: Path, python: str = sys.executable) -> Setup:
     """As the admin (who has the embedded local profile): a task, a project, a dataset and
     a one-task workflow."""
     token = ok(
@@ -133,7 +133,7 @@ def prepare(client: TestClient, noop: Path) -> Setup:
         200,
     )["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(noop))}"
+    command = f"{shlex.quote(python)} {shlex.quote(str(noop))}"
     task = ok(
         client.post(
             "/api/v2/task/",

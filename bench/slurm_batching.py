@@ -8,6 +8,7 @@ SLURM issue (runner <= 1.3 x a job array running the same commands).
     .venv/bin/python bench/slurm_batching.py                 # 2,000 units
     .venv/bin/python bench/slurm_batching.py --units 200 --target-jobs 4
     .venv/bin/python bench/slurm_batching.py --cold      # runner without warm start only
+    .venv/bin/python bench/slurm_batching.py --ssh --warm   # slurm_ssh against slurm_sudo
 
 The runner runs twice, with warm start (the default) and without (the workflow task's
 meta `warm_start: false`), unless --warm or --cold picks one.
@@ -16,6 +17,10 @@ meta `warm_start: false`), unless --warm or --cold picks one.
     `python noop.py`, on a `slurm_sudo` resource whose profile is this account (so no
     sudo hop), submitted through the API (the real app in a TestClient) and run by the
     real Runner in this process; timed from the submit request to the job's end.
+(a') with --ssh, the runner twice more as a non-root user (`fl-bench`, made if missing),
+    with Debian's /usr/bin/python3: on slurm_sudo (through sudo) and on slurm_ssh (through a
+    real sshd started on 127.0.0.1 for the run, tests/support/ssh_support.py); prints the
+    ratio ssh/sudo. Needs root and openssh-server.
 (b) the array: the same N command lines, their args files written beforehand, as one
     `sbatch --array=0-(N-1)` whose task i runs line i; timed from sbatch to the moment
     the last task's exit-code file exists (each task writes one, as our worker does).
@@ -29,10 +34,12 @@ import getpass
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -46,6 +53,22 @@ from fractal_like.migrate import upgrade
 from fractal_like.runner.main import Runner
 
 TARGET_RATIO = 1.3
+BENCH_USER = "fl-bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, for --ssh
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who the units run as and how the runner reaches SLURM."""
+
+    label: str
+    username: str
+    python: str
+    ssh: object | None = None  # a tests.support.ssh_support.SshServer for slurm_ssh
+
+    @property
+    def kind(self) -> str:
+        return "slurm_ssh" if self.ssh is not None else "slurm_sudo"
 
 
 def slurm_config(target_jobs: int, parallel: int) -> dict:
@@ -68,7 +91,13 @@ def slurm_config(target_jobs: int, parallel: int) -> dict:
 
 
 def prepare(
-    client: TestClient, workdir: Path, noop: Path, target_jobs: int, parallel: int, warm: bool
+    client: TestClient,
+    workdir: Path,
+    noop: Path,
+    target_jobs: int,
+    parallel: int,
+    warm: bool,
+    login: Login,
 ):
     token = ok(
         client.post(
@@ -77,18 +106,31 @@ def prepare(
         200,
     )["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
+    config = slurm_config(target_jobs, parallel)
+    reach: dict = {}
+    profile_extra: dict = {}
+    if login.ssh is not None:
+        server = login.ssh
+        config["ssh"] = {
+            "port": server.port,  # type: ignore[attr-defined]
+            "known_hosts": str(server.known_hosts),  # type: ignore[attr-defined]
+            "slurm_conf": os.environ["SLURM_CONF"],
+        }
+        reach = {"host": "127.0.0.1"}
+        profile_extra = {"ssh_key_path": str(server.user_key)}  # type: ignore[attr-defined]
     resource = ok(
         client.post(
             "/admin/v2/resource/",
             headers=headers,
             json={
                 "name": "bench-slurm",
-                "type": "slurm_sudo",
+                "type": login.kind,
                 "jobs_local_dir": str(workdir / "jobs"),
                 "tasks_local_dir": str(workdir / "tasks"),
-                "jobs_runner_config": slurm_config(target_jobs, parallel),
-                "jobs_slurm_python_worker": sys.executable,
+                "jobs_runner_config": config,
+                "jobs_slurm_python_worker": login.python,
                 "jobs_poll_interval": 2,
+                **reach,
             },
         ),
         201,
@@ -99,9 +141,10 @@ def prepare(
             headers=headers,
             json={
                 "name": "bench-profile",
-                "resource_type": "slurm_sudo",
-                "username": getpass.getuser(),
+                "resource_type": login.kind,
+                "username": login.username,
                 "jobs_remote_dir": str(workdir / "user-jobs"),
+                **profile_extra,
             },
         ),
         201,
@@ -114,7 +157,7 @@ def prepare(
         200,
     )
     # The task, project, dataset and one-task workflow: as in runner_overhead.py.
-    setup = prepare_workflow(client, noop)
+    setup = prepare_workflow(client, noop, python=login.python)
     workflow = ok(
         client.get(
             f"/api/v2/project/{setup.project_id}/workflow/{setup.workflow_id}/", headers=headers
@@ -141,7 +184,8 @@ async def run_job(settings: Settings, job_id: int) -> tuple[str, int]:
         while True:
             status = (await runner.queue.statuses([job_id])).get(job_id)
             if status in ("done", "failed"):
-                return status, runner.workflow_runner.slurm.poller.squeue_calls
+                pollers = runner.workflow_runner.slurm.pollers
+                return status, sum(poller.squeue_calls for poller in pollers)
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
@@ -163,11 +207,12 @@ def count_sbatch(url: str, job_id: int) -> int:
 
 
 def run_with_runner(
-    workdir: Path, units: int, target_jobs: int, parallel: int, warm: bool = True
+    workdir: Path, units: int, target_jobs: int, parallel: int, warm: bool, login: Login
 ) -> dict:
     noop = workdir / "noop.py"
-    workdir = workdir / ("warm" if warm else "cold")  # a database and folders of its own
-    workdir.mkdir()
+    # A database and folders of its own.
+    workdir = workdir / f"{login.label}-{'warm' if warm else 'cold'}"
+    workdir.mkdir(mode=0o755)
     url = f"sqlite:///{workdir / 'bench.db'}"
     upgrade(url)
     settings = Settings(
@@ -180,9 +225,10 @@ def run_with_runner(
         BOOTSTRAP_LOCAL_RESOURCE=False,
     )
     (workdir / "user-jobs").mkdir()
+    shutil.chown(workdir / "user-jobs", login.username)
     with TestClient(create_app(settings)) as client:
         headers, pid, dataset, workflow_id = prepare(
-            client, workdir, noop, target_jobs, parallel, warm
+            client, workdir, noop, target_jobs, parallel, warm, login
         )
         asyncio.run(load_images(url, dataset["id"], dataset["zarr_dir"], units))
         log(f"runner: submitting {units} units")
@@ -264,6 +310,9 @@ def main() -> int:
     )
     parser.add_argument("--warm", action="store_true", help="only the runner with warm start")
     parser.add_argument("--cold", action="store_true", help="only the runner without it")
+    parser.add_argument(
+        "--ssh", action="store_true", help="also slurm_ssh against slurm_sudo, as a non-root user"
+    )
     args = parser.parse_args()
     modes = [warm for warm, asked in ((True, args.warm), (False, args.cold)) if asked]
     modes = modes or [True, False]  # neither flag: both, for the warm/cold ratio
@@ -272,13 +321,27 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="fl-bench-slurm-") as name:
         workdir = Path(name)
+        workdir.chmod(0o755)  # the bench user's jobs read the task from here
         (workdir / "noop.py").write_text("")
-        sides = {
-            f"runner ({'warm' if warm else 'cold'})": run_with_runner(
-                workdir, args.units, args.target_jobs, args.parallel, warm
-            )
-            for warm in modes
-        }
+        logins = [Login("runner", getpass.getuser(), sys.executable)]
+        server = None
+        if args.ssh:
+            server = start_bench_sshd(workdir)
+            logins += [
+                Login("sudo", BENCH_USER, SYSTEM_PYTHON),
+                Login("ssh", BENCH_USER, SYSTEM_PYTHON, server),
+            ]
+        try:
+            sides = {
+                f"{login.label} ({'warm' if warm else 'cold'})": run_with_runner(
+                    workdir, args.units, args.target_jobs, args.parallel, warm, login
+                )
+                for login in logins
+                for warm in modes
+            }
+        finally:
+            if server is not None:
+                server.stop()
         array = run_with_array(workdir, args.units)
     print(f"SLURM batching benchmark: {args.units} no-op units, {os.cpu_count()} cores")
     print("| side          | sbatch calls | squeue calls | seconds | per unit |")
@@ -291,10 +354,26 @@ def main() -> int:
     for label, side in sides.items():
         ratio = side["seconds"] / array["seconds"]
         print(f"ratio {label}/array: {ratio:.2f} (target <= {TARGET_RATIO})")
-    if len(sides) == 2:
-        warm, cold = (side["seconds"] for side in sides.values())
+    if len(modes) == 2:
+        warm, cold = (sides[f"runner ({mode})"]["seconds"] for mode in ("warm", "cold"))
         print(f"ratio warm/cold through SLURM: {warm / cold:.2f}")
+    if args.ssh:
+        for mode in ("warm" if warm else "cold" for warm in modes):
+            ssh, sudo = (sides[f"{label} ({mode})"]["seconds"] for label in ("ssh", "sudo"))
+            print(f"ratio slurm_ssh/slurm_sudo ({mode}, as {BENCH_USER}): {ssh / sudo:.2f}")
     return 0
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by the bench user, unlike this venv
+
+
+def start_bench_sshd(workdir: Path):
+    """A real sshd on 127.0.0.1 letting the bench user in (made if missing)."""
+    from tests.support.ssh_support import start_sshd
+
+    folder = workdir / "sshd"
+    folder.mkdir(mode=0o755)
+    return start_sshd(folder, BENCH_USER)
 
 
 if __name__ == "__main__":
