@@ -98,6 +98,34 @@ def test_resource_validation(api: ApiClient) -> None:
     assert ssh["host"] == "login.example.org"
 
 
+def test_the_ssh_section_of_a_slurm_ssh_resource(api: ApiClient) -> None:
+    admin = api.admin
+    example = json.loads(
+        (Path(__file__).parents[2] / "slurm-config" / "slurm-ssh.json").read_text()
+    )
+    body = _slurm_resource(
+        name="ssh-example", type="slurm_ssh", host="login.example.org", jobs_runner_config=example
+    )
+    saved = expect(admin.post("/admin/v2/resource/", json=body), 201)
+    assert saved["jobs_runner_config"]["ssh"]["known_hosts"] == "/etc/fractal-like/known_hosts"
+    # Only a slurm_ssh resource reaches a host; values are checked, never passed on blindly.
+    sudo = _slurm_resource(name="sudo-ssh", jobs_runner_config=example)
+    detail = expect(admin.post("/admin/v2/resource/", json=sudo), 422)
+    assert "only a slurm_ssh resource may set jobs_runner_config.ssh" in json.dumps(detail)
+    for bad in (
+        {"port": 0},
+        {"port": 70000},
+        {"known_hosts": "relative/known_hosts"},
+        {"slurm_conf": "/etc/slurm.conf; rm -rf /"},
+        {"ciphers": "none"},
+    ):
+        config = {**example, "ssh": bad}
+        body = _slurm_resource(
+            name="bad-ssh", type="slurm_ssh", host="login", jobs_runner_config=config
+        )
+        expect(admin.post("/admin/v2/resource/", json=body), 422)
+
+
 def test_profiles(api: ApiClient) -> None:
     admin = api.admin
     resource = expect(admin.post("/admin/v2/resource/", json=_slurm_resource()), 201)
