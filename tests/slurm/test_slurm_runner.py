@@ -217,8 +217,12 @@ def test_a_bad_partition_fails_the_job_with_slurms_words(scene_factory, settings
 
 
 @ONE_DATABASE
-def test_stop_cancels_the_slurm_jobs(scene_factory, settings: Settings) -> None:
-    scene = scene_factory()
+@pytest.mark.parametrize("transport", ["slurm_sudo", "slurm_ssh"])
+def test_stop_cancels_the_slurm_jobs(
+    scene_factory, settings: Settings, transport: str, request
+) -> None:
+    ssh = request.getfixturevalue("ssh_server") if transport == "slurm_ssh" else None
+    scene = scene_factory(ssh=ssh)
     job_id = scene.submit_steps(*SLEEPING)
     thread, result = _run_in_background(settings, job_id, 120)
     slurm_id = _wait_for_slurm_id(settings, job_id, nth=2)
@@ -267,12 +271,15 @@ def _start_runner(settings: Settings, log: Path) -> subprocess.Popen:
         )
 
 
+@pytest.mark.parametrize("transport", ["slurm_sudo", "slurm_ssh"])
 def test_a_killed_runner_reattaches_to_its_slurm_jobs_without_submitting_twice(
-    scene_factory, settings: Settings, tmp_path: Path
+    scene_factory, settings: Settings, tmp_path: Path, transport: str, request
 ) -> None:
     # Three SLURM jobs of two units each, one after the other inside each job.
     config = slurm_config(target_num_jobs=3, target_cpus_per_job=1, max_cpus_per_job=1)
-    scene = scene_factory(config=config)
+    # Over SSH, what ended while no runner ran is fetched by the next one.
+    ssh = request.getfixturevalue("ssh_server") if transport == "slurm_ssh" else None
+    scene = scene_factory(config=config, ssh=ssh)
     job_id = scene.submit_steps(
         ("create_images", {"args_non_parallel": {"num_images": 6}}),
         ("measure_intensity", {"args_parallel": {"sleep": 3}}),

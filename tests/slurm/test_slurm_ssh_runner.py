@@ -3,13 +3,12 @@ sshd on 127.0.0.1, as the non-root test user with its key (tests/support/ssh_sup
 
 The login node shares this machine's file system, but the runner does not rely on it: it
 reads every unit's files from its own mirror of the job (the server's job folder), which
-only SFTP fills.
+only SFTP fills. A stop and a SIGKILLed runner are tested on both transports in
+test_slurm_runner.py.
 """
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,9 @@ from ..support.runner_support import images, run_until_final
 from ..support.slurm_scene import SlurmScene, cleanup, slurm_config, slurm_scene
 from ..support.ssh_support import SshServer, free_port, make_key
 from .test_slurm_runner import (
-    SLEEPING,
     _rows,
     _run_in_background,
     _slurm_jobs,
-    _start_runner,
     _wait_for_slurm_id,
 )
 
@@ -118,20 +115,6 @@ def test_a_failing_unit_fails_the_job_over_ssh_with_its_log(
 
 
 @ONE_DATABASE
-def test_stop_cancels_the_slurm_jobs_over_ssh(ssh_scene_factory, settings: Settings) -> None:
-    scene = ssh_scene_factory()
-    job_id = scene.submit_steps(*SLEEPING)
-    thread, result = _run_in_background(settings, job_id, 120)
-    slurm_id = _wait_for_slurm_id(settings, job_id, nth=2)
-    expect(scene.user.get(f"/api/v2/project/{scene.project['id']}/job/{job_id}/stop/"), 202)
-    thread.join(130)
-    assert result[job_id] == "failed"
-    assert scene.job(job_id)["executor_error_log"] == "stopped by user"
-    shown = subprocess.run(["scontrol", "show", "job", slurm_id], capture_output=True, text=True)
-    assert "JobState=CANCELLED" in shown.stdout
-
-
-@ONE_DATABASE
 def test_a_dropped_connection_mid_job_does_not_lose_it(
     ssh_scene_factory, settings: Settings, ssh_server: SshServer
 ) -> None:
@@ -153,47 +136,6 @@ def test_a_dropped_connection_mid_job_does_not_lose_it(
     assert len(_slurm_jobs(settings, job_id)) == 1 + 2  # nothing submitted twice
     found = images(scene.user, scene.project["id"], scene.dataset["id"])
     assert len(found) == 4 and all(image["attributes"].get("measured") for image in found)
-
-
-def test_a_killed_runner_reattaches_over_ssh_without_submitting_twice(
-    ssh_scene_factory, settings: Settings, tmp_path: Path
-) -> None:
-    config = slurm_config(target_num_jobs=3, target_cpus_per_job=1, max_cpus_per_job=1)
-    scene = ssh_scene_factory(config=config)
-    job_id = scene.submit_steps(
-        ("create_images", {"args_non_parallel": {"num_images": 6}}),
-        ("measure_intensity", {"args_parallel": {"sleep": 3}}),
-    )
-    zarr_dir = Path(scene.dataset["zarr_dir"])
-    runner = _start_runner(settings, tmp_path / "runner.log")
-    try:
-        deadline = time.monotonic() + 90
-        while not list(zarr_dir.rglob("runs.log")):
-            assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
-            time.sleep(0.1)
-        runner.send_signal(signal.SIGKILL)
-        runner.wait(10)
-        assert len(_slurm_jobs(settings, job_id)) == 1 + 3
-    finally:
-        if runner.poll() is None:
-            runner.kill()
-    again = _start_runner(settings, tmp_path / "runner.log")
-    try:
-        deadline = time.monotonic() + 120
-        while scene.job(job_id)["status"] not in ("done", "failed"):
-            assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()
-            time.sleep(0.2)
-    finally:
-        again.terminate()
-        again.wait(30)
-    job = scene.job(job_id)
-    assert job["status"] == "done", job["log"]
-    assert "Resuming job" in job["log"]
-    assert len(_slurm_jobs(settings, job_id)) == 1 + 3  # no sbatch after the restart
-    runs = sorted(zarr_dir.rglob("runs.log"))
-    assert len(runs) == 6
-    for run_log in runs:
-        assert len(run_log.read_text().splitlines()) == 1, f"{run_log} ran more than once"
 
 
 @ONE_DATABASE
