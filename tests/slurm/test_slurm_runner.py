@@ -58,8 +58,12 @@ def _slurm_jobs(settings: Settings, job_id: int) -> list[tuple]:
     )
 
 
-def test_every_task_type_runs_on_slurm_as_the_user(scene_factory, settings: Settings) -> None:
-    scene = scene_factory()
+@pytest.mark.parametrize("transport", ["slurm_sudo", "slurm_ssh"])
+def test_every_task_type_runs_on_slurm_as_the_user(
+    scene_factory, settings: Settings, transport: str, request
+) -> None:
+    ssh = request.getfixturevalue("ssh_server") if transport == "slurm_ssh" else None
+    scene = scene_factory(ssh=ssh)
     job_id = scene.submit_steps(
         ("create_images", {"args_non_parallel": {"num_images": 3}}),
         ("measure_intensity", {}),
@@ -67,7 +71,7 @@ def test_every_task_type_runs_on_slurm_as_the_user(scene_factory, settings: Sett
         ("aggregate", {}),
         ("create_images_compound", {"args_non_parallel": {"num_images": 2}}),
     )
-    statuses = run_until_final(settings, [job_id], timeout=120)
+    statuses = run_until_final(settings, [job_id], timeout=150)
     job = scene.job(job_id)
     assert statuses[job_id] == "done", job["log"]
     found = images(scene.user, scene.project["id"], scene.dataset["id"])
@@ -79,18 +83,30 @@ def test_every_task_type_runs_on_slurm_as_the_user(scene_factory, settings: Sett
         if "compound" not in image["zarr_url"]
     )
     # Every unit ran as the cluster user: its log files belong to that uid.
+    units = 1 + 3 + (1 + 3) + 1 + (1 + 2)
     logs = list(Path(job["working_dir_user"]).rglob("*-log.txt"))
-    assert len(logs) == 1 + 3 + (1 + 3) + 1 + (1 + 2)
+    assert len(logs) == units
     assert {log.stat().st_uid for log in logs} == {scene.uid}
-    # Each unit knows the SLURM job that ran it.
-    units = _rows(
+    # Each unit knows the SLURM job that ran it, and the runner read its log from there.
+    rows = _rows(
         settings,
-        "SELECT u.slurm_job_id FROM historyunit u JOIN historyrun r ON r.id = u.history_run_id "
-        "WHERE r.job_id = :j",
+        "SELECT u.slurm_job_id, u.logfile FROM historyunit u "
+        "JOIN historyrun r ON r.id = u.history_run_id WHERE r.job_id = :j",
         j=job_id,
     )
-    assert units and all(row[0] for row in units)
+    assert len(rows) == units and all(slurm_id for slurm_id, _ in rows)
     assert all(status == "ended" for _, _, status in _slurm_jobs(settings, job_id))
+    if ssh is not None:
+        # The runner read the results from its own mirror, filled over SFTP only; the
+        # worker and the scripts stayed on the cluster side.
+        mirror = Path(job["working_dir"])
+        assert len(list(mirror.rglob("*-log.txt"))) == units
+        assert len(list(mirror.rglob("*-exitcode"))) == units
+        assert {log.stat().st_uid for log in mirror.rglob("*-log.txt")} == {0}
+        assert all(logfile.startswith(job["working_dir"]) for _, logfile in rows)
+        assert list(Path(job["working_dir_user"]).rglob("fractal_like_node/__main__.py"))
+        assert not list(mirror.rglob("*.sh"))
+        assert f"Accepted publickey for {ssh.user}" in ssh.log()
 
 
 def test_200_units_are_batched_into_the_configured_number_of_jobs(

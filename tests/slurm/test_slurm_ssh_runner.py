@@ -3,8 +3,8 @@ sshd on 127.0.0.1, as the non-root test user with its key (tests/support/ssh_sup
 
 The login node shares this machine's file system, but the runner does not rely on it: it
 reads every unit's files from its own mirror of the job (the server's job folder), which
-only SFTP fills. A stop and a SIGKILLed runner are tested on both transports in
-test_slurm_runner.py.
+only SFTP fills. Every task type, a stop and a SIGKILLed runner are tested on both
+transports in test_slurm_runner.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from ..support.runner_support import images, run_until_final
 from ..support.slurm_scene import SlurmScene, cleanup, slurm_config, slurm_scene
 from ..support.ssh_support import SshServer, free_port, make_key
 from .test_slurm_runner import (
-    _rows,
     _run_in_background,
     _slurm_jobs,
     _wait_for_slurm_id,
@@ -50,53 +49,6 @@ def ssh_scene_factory(
 def _resource(scene: SlurmScene, api: ApiClient) -> dict[str, Any]:
     profile = expect(api.admin.get(f"/admin/v2/profile/{scene.user.user['profile_id']}/"), 200)
     return expect(api.admin.get(f"/admin/v2/resource/{profile['resource_id']}/"), 200)
-
-
-def test_every_task_type_runs_over_ssh_as_the_user(
-    ssh_scene_factory, settings: Settings, ssh_server: SshServer
-) -> None:
-    scene = ssh_scene_factory()
-    job_id = scene.submit_steps(
-        ("create_images", {"args_non_parallel": {"num_images": 3}}),
-        ("measure_intensity", {}),
-        ("illumination_correction", {}),
-        ("aggregate", {}),
-        ("create_images_compound", {"args_non_parallel": {"num_images": 2}}),
-    )
-    statuses = run_until_final(settings, [job_id], timeout=150)
-    job = scene.job(job_id)
-    assert statuses[job_id] == "done", job["log"]
-    found = images(scene.user, scene.project["id"], scene.dataset["id"])
-    assert len(found) == 3 + 2
-    assert all(
-        image["attributes"].get("measured")
-        for image in found
-        if "compound" not in image["zarr_url"]
-    )
-    units = 1 + 3 + (1 + 3) + 1 + (1 + 2)
-    # On the cluster side the units ran as the SSH user ...
-    remote_logs = list(Path(job["working_dir_user"]).rglob("*-log.txt"))
-    assert len(remote_logs) == units
-    assert {log.stat().st_uid for log in remote_logs} == {scene.uid}
-    # ... and the runner read their results from its own mirror, filled over SFTP.
-    mirrored = list(Path(job["working_dir"]).rglob("*-log.txt"))
-    assert len(mirrored) == units
-    assert len(list(Path(job["working_dir"]).rglob("*-exitcode"))) == units
-    assert all(log.stat().st_uid == 0 for log in mirrored)
-    # The batch worker and the scripts live on the cluster side only.
-    assert list(Path(job["working_dir_user"]).rglob("fractal_like_node/__main__.py"))
-    assert not list(Path(job["working_dir"]).rglob("*.sh"))
-    assert f"Accepted publickey for {ssh_server.user}" in ssh_server.log()
-    # A unit's log reads through the API as on any resource.
-    unit_logs = _rows(
-        settings,
-        "SELECT u.logfile, u.slurm_job_id FROM historyunit u "
-        "JOIN historyrun r ON r.id = u.history_run_id WHERE r.job_id = :j",
-        j=job_id,
-    )
-    assert len(unit_logs) == units and all(slurm_id for _, slurm_id in unit_logs)
-    assert all(logfile.startswith(job["working_dir"]) for logfile, _ in unit_logs)
-    assert all(status == "ended" for _, _, status in _slurm_jobs(settings, job_id))
 
 
 @ONE_DATABASE
