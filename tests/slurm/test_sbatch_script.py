@@ -187,6 +187,7 @@ def test_sbatch_argv_escapes_percent_and_keeps_paths_out_of_a_shell() -> None:
     assert argv == [
         "sbatch",
         "--parsable",
+        "--no-requeue",
         "--output=/jobs/100%%/it's $(id).out",
         "--error=/jobs/%%j.err",
         "/jobs/a b/x.sh",

@@ -58,6 +58,7 @@ class SlurmSettings:
     working_dir: Path  # the server's folder: batch files, scripts, the worker
     account: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker_init: str | None = None  # the job's lines, run before the worker (worker_init.py)
 
 
 class SlurmExecutor(Executor):
@@ -183,6 +184,7 @@ class SlurmExecutor(Executor):
                         extra_lines=list(section.extra_lines),
                         exports=self.settings.extra_env,
                         shebang_line=section.shebang_line,
+                        worker_init=self.settings.worker_init,
                         worker_python=self.settings.python_worker,
                         worker_script=worker,
                         batch_file=str(batch_file),

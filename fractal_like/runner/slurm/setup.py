@@ -59,5 +59,6 @@ def slurm_sudo_executor(
         working_dir=Path(job.working_dir or ""),
         account=job.slurm_account,
         extra_env=exports,
+        worker_init=job.worker_init,
     )
     return SlurmExecutor(settings, commands, poller, SlurmJobStore(engine, job.id or 0))
