@@ -56,6 +56,7 @@ def slurm_scene(
     unix_user: tuple[str, int, int],
     config: dict[str, Any] | None = None,
     slurm_accounts: list[str] | None = None,
+    poll_interval: int = 1,
 ) -> SlurmScene:
     name, uid, _gid = unix_user
     number = next(_numbers)
@@ -77,7 +78,7 @@ def slurm_scene(
                 "tasks_local_dir": str(root / "tasks"),
                 "jobs_runner_config": config or slurm_config(),
                 "jobs_slurm_python_worker": CLUSTER_PYTHON,
-                "jobs_poll_interval": 1,
+                "jobs_poll_interval": poll_interval,
             },
         ),
         201,
