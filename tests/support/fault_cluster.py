@@ -88,7 +88,9 @@ def start_fault_cluster() -> FaultCluster:
         done = _run_script("start", "--preemption", str(folder))
     except subprocess.TimeoutExpired:
         purge_fault_cluster(folder)
-        raise FaultClusterError(f"{SCRIPT.name} start did not finish in {START_TIMEOUT} s") from None
+        raise FaultClusterError(
+            f"{SCRIPT.name} start did not finish in {START_TIMEOUT} s"
+        ) from None
     conf = folder / "slurm.conf"
     if done.returncode != 0 or not conf.is_file():
         purge_fault_cluster(folder)
