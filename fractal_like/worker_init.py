@@ -36,6 +36,8 @@ ACCEPTED = (
 )
 
 Kind = Literal["source", "module", "export"]
+# How the sbatch script says a line failed; the runner quotes that line of the error file.
+WORKER_INIT_FAILED = "fractal-like: worker_init line "
 
 
 class WorkerInitError(ValueError):
@@ -137,7 +139,7 @@ def shell_lines(lines: Sequence[InitLine]) -> list[str]:
         if line.kind == "export":
             rendered.append(command)  # an assignment of a quoted word cannot fail
             continue
-        said = shlex.quote(f"fractal-like: worker_init line {line.number} failed: {line.text}")
+        said = shlex.quote(f"{WORKER_INIT_FAILED}{line.number} failed: {line.text}")
         rendered.append(f"{command} || {{ echo {said} >&2; exit 1; }}")
     return rendered
 

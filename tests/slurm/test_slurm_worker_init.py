@@ -83,4 +83,8 @@ def test_a_worker_init_line_that_fails_ends_the_job_in_plain_words(
     job_id = _submit(scene, "export FL_A=1\nmodule load no-such-module/1.0")
     assert run_until_final(settings, [job_id], timeout=120)[job_id] == "failed"
     message = scene.job(job_id)["executor_error_log"]
-    assert "worker_init line 2 failed: module load no-such-module/1.0" in message
+    assert (
+        "never started: worker_init line 2 failed: module load no-such-module/1.0 (SLURM job"
+        in message
+    )
+    assert "correct worker_init and submit again" in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...worker_init import WORKER_INIT_FAILED
 from .commands import JobInfo
 
 MEMORY_MARKERS = ("exceeded job memory limit", "exceeded memory limit", "oom-kill", "oom_kill")
@@ -62,6 +63,14 @@ def _preempted(slurm_job_id: str, info: JobInfo | None) -> str:
     )
 
 
+def _worker_init_failure(stderr_tail: str) -> str:
+    """What the sbatch script said when a worker_init line failed (worker_init.py)."""
+    for line in reversed(stderr_tail.splitlines()):
+        if line.startswith(WORKER_INIT_FAILED):
+            return line.removeprefix("fractal-like: ").strip()
+    return ""
+
+
 def explain(
     slurm_job_id: str,
     info: JobInfo | None,
@@ -100,6 +109,12 @@ def explain(
         return f"never started: the node of SLURM job {slurm_job_id} failed to boot"
     if state == "DEADLINE":
         return f"never finished: SLURM job {slurm_job_id} reached its deadline"
+    init_failed = _worker_init_failure(stderr_tail)
+    if init_failed:
+        return (
+            f"never started: {init_failed} (SLURM job {slurm_job_id}), before the worker; "
+            "correct worker_init and submit again"
+        )
     if info is None:
         return (
             f"has no result, and SLURM no longer knows job {slurm_job_id} (it left the queue "
