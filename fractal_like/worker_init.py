@@ -22,8 +22,9 @@ from typing import Literal
 # An absolute path of plain characters: no spaces, quotes, `$`, globs or `~` (which a
 # quoted word would not expand, silently naming another file).
 _PATH = re.compile(r"^/[A-Za-z0-9_.+@/-]*$")
-# Lmod/Environment Modules names such as `gcc/12.2.0` or `Python/3.11.3-GCCcore-12.3.0`.
-_MODULE = re.compile(r"^[A-Za-z0-9_.+@/-]+$")
+# Lmod/Environment Modules names such as `gcc/12.2.0` or `Python/3.11.3-GCCcore-12.3.0`;
+# never starting with `-`, which `module` would read as an option.
+_MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+@/-]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Values without any character a shell treats specially (no `$`: no expansion of $PATH).
 _VALUE = re.compile(r"^[A-Za-z0-9_.,:/@%+=-]*$")
@@ -88,7 +89,8 @@ def _parse_line(number: int, line: str) -> InitLine | None:
         raise _refuse(
             number,
             line,
-            "only 'module load NAME...' (names of letters, digits and _ . + @ / -) and "
+            "only 'module load NAME...' (names of letters, digits and _ . + @ / -, not "
+            "starting with -) and "
             "'module purge' are accepted",
         )
     if command == "export":

@@ -94,6 +94,8 @@ def test_nothing_to_do(text: str | None) -> None:
         ("module load x`id`", "module load NAME"),
         ("module purge now", "module load NAME"),
         ("module use /opt/modules", "module load NAME"),
+        ("module load --force gcc", "module load NAME"),
+        ("module load -f gcc", "module load NAME"),
     ],
 )
 def test_refused_lines_are_named(line: str, why: str) -> None:
