@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on localhost, for tests and development.
 #
-#   scripts/slurm-dev-cluster.sh start [--accounting] [DIR]   (DIR: /tmp/fractal-like-slurm)
+#   scripts/slurm-dev-cluster.sh start [--accounting] [--preemption] [DIR]
+#                                                      (DIR: /tmp/fractal-like-slurm)
 #   scripts/slurm-dev-cluster.sh stop|purge|status [DIR]
 #
 # start  installs slurm-wlm, munge and sudo if missing, starts munged if needed, writes
@@ -13,6 +14,10 @@
 #        in a database of DIR's own, so that `sacct` answers every user. MariaDB is
 #        reached as FRACTAL_LIKE_SLURM_DB_USER (root) with FRACTAL_LIKE_SLURM_DB_PASS
 #        (empty) at FRACTAL_LIKE_SLURM_DB_HOST:FRACTAL_LIKE_SLURM_DB_PORT (127.0.0.1:3306).
+#        --preemption adds two partitions on the node for preemption tests: `low`, whose
+#        jobs are cancelled (state PREEMPTED) when a job of `high` needs their resources,
+#        and `high`. Jobs of `main` are never preempted. Without it the configuration is
+#        exactly the plain one.
 # stop   cancels the cluster's jobs (so no job processes outlive it), then stops slurmd,
 #        slurmctld and slurmdbd by their pid files. munged is left running: other
 #        clusters use it. The accounting database is kept for the next start.
@@ -45,7 +50,7 @@ log() {
 }
 
 usage() {
-    echo "usage: $0 start [--accounting] [DIR] | stop|purge|status [DIR]" >&2
+    echo "usage: $0 start [--accounting] [--preemption] [DIR] | stop|purge|status [DIR]" >&2
     exit 2
 }
 
@@ -271,6 +276,7 @@ ensure_munge() {
 
 write_config() {
     local dir=$1 ctld_port=$2 slurmd_port=$3 host=$4 dbd_port=${5:-} cpus mem_mib accounting
+    local preemption="" partitions
     # FRACTAL_LIKE_SLURM_CPUS lets tests oversubscribe the node, so that jobs that only
     # sleep (time-limit, stop tests) do not hold up the others; benchmarks keep nproc.
     cpus=${FRACTAL_LIKE_SLURM_CPUS:-$(nproc)}
@@ -284,6 +290,18 @@ AccountingStoragePort=$dbd_port"
     else
         # No slurmdbd: plain sacct fails; 'sacct -c' reads the completion file below.
         accounting="AccountingStorageType=accounting_storage/none"
+    fi
+    partitions="PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP"
+    if [ "$PREEMPTION" = yes ]; then
+        # A job of a higher PriorityTier preempts the jobs of lower tiers that hold what
+        # it needs; CANCEL ends them at once with the state PREEMPTED (no requeue).
+        preemption="
+# --preemption: jobs of 'low' are cancelled when a job of 'high' needs their resources.
+PreemptType=preempt/partition_prio
+PreemptMode=CANCEL"
+        partitions="PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=OFF
+PartitionName=low Nodes=$host MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=CANCEL
+PartitionName=high Nodes=$host MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF"
     fi
     cat >"$dir/slurm.conf.new" <<EOF
 # Written by scripts/slurm-dev-cluster.sh; rewritten at every fresh start. See docs/slurm.md.
@@ -320,7 +338,7 @@ EnforcePartLimits=ALL
 
 # Fast scheduling: start jobs at once instead of on the periodic passes.
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=1000,bf_interval=1
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=1000,bf_interval=1$preemption
 # With an epilog slurmd reports a job's end at once, so the next job starts immediately.
 Epilog=/bin/true
 
@@ -348,7 +366,7 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
-PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
+$partitions
 EOF
     chmod 0644 "$dir/slurm.conf.new"
     mv "$dir/slurm.conf.new" "$dir/slurm.conf"
@@ -486,9 +504,16 @@ cmd_status() {
 COMMAND=$1
 shift
 ACCOUNTING=no
-if [ "$COMMAND" = start ] && [ "${1:-}" = --accounting ]; then
-    ACCOUNTING=yes
-    shift
+PREEMPTION=no
+if [ "$COMMAND" = start ]; then
+    while [ $# -ge 1 ]; do
+        case "$1" in
+            --accounting) ACCOUNTING=yes ;;
+            --preemption) PREEMPTION=yes ;;
+            *) break ;;
+        esac
+        shift
+    done
 fi
 [ $# -le 1 ] || usage
 DIR=${1:-/tmp/fractal-like-slurm}

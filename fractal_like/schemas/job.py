@@ -5,12 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from ..schemas.dataset import AttributeFilters
+from ..worker_init import check_worker_init
 from ._base import Index, ReadModel, StrictModel, TypeFilters, UTCTimestamp
 
-WorkerInit = Annotated[str, StringConstraints(max_length=4096)]
+# Only the checked forms of worker_init.py: a refused line is a 422 that names it.
+WorkerInit = Annotated[str, StringConstraints(max_length=4096), AfterValidator(check_worker_init)]
 
 
 class FractalJobStatus(StrEnum):

@@ -24,6 +24,7 @@ from ..models import (
     Workflow,
 )
 from ..schemas.job import JobCreate
+from ..worker_init import WorkerInitError, local_refusal, needs_shell, parse_worker_init
 from .errors import ForbiddenError, InvalidError, UnavailableError
 from .slurm_associations import check_accounts
 from .tasks import usable_task
@@ -67,6 +68,17 @@ def _task_range(payload: JobCreate, count: int) -> tuple[int, int]:
     return first, last
 
 
+def _check_worker_init(text: str | None, resource: Resource) -> None:
+    """Refuse at submit what the resource could not apply, rather than drop it at run time."""
+    try:
+        lines = parse_worker_init(text)  # the schema checked it already; kept as a guard
+    except WorkerInitError as error:
+        raise InvalidError(str(error)) from None
+    shell = needs_shell(lines)
+    if resource.type == "local" and shell:
+        raise InvalidError(local_refusal(shell[0]))
+
+
 def _account(user: UserOAuth, requested: str | None) -> str | None:
     if requested is None:
         return user.slurm_accounts[0] if user.slurm_accounts else None
@@ -92,6 +104,7 @@ async def submit(
     assert workflow.id is not None and dataset.id is not None and project.id is not None
     tasks = await workflow_tasks(session, workflow.id)
     first, last = _task_range(payload, len(tasks))
+    _check_worker_init(payload.worker_init, resource)
     # Access may have been revoked, or a task group deactivated, since the workflow was built.
     for _wftask, task, group in tasks[first : last + 1]:
         assert task.id is not None

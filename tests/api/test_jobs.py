@@ -141,3 +141,33 @@ def test_task_groups_of_another_resource_are_refused_at_submit(api: ApiClient) -
     detail = expect(user.post(_submit_url(project, workflow, dataset), json={}), 422)["detail"]
     assert "task 'convert' belongs to task group" in detail
     assert "collected for another resource than yours ('other-local')" in detail
+
+
+def test_worker_init_lines_outside_the_accepted_forms_are_refused_by_line(
+    api: ApiClient,
+) -> None:
+    user, project, dataset, workflow = _setup(api)
+    url = _submit_url(project, workflow, dataset)
+    for text, line in [
+        ("export A=1\nrm -rf /tmp/x", "worker_init line 2 ('rm -rf /tmp/x')"),
+        ("export A=$(id)", "worker_init line 1 ('export A=$(id)')"),
+        ("# fine\n\nsource ~/.bashrc", "worker_init line 3 ('source ~/.bashrc')"),
+        ("module load x;id", "worker_init line 1 ('module load x;id')"),
+    ]:
+        refused = user.post(url, json={"worker_init": text})
+        assert refused.status_code == 422, refused.text
+        assert line in refused.text
+    # Nothing was submitted.
+    assert expect(user.get(f"/api/v2/project/{project['id']}/job/"), 200) == []
+
+
+def test_a_local_resource_takes_exports_and_refuses_what_needs_a_shell(api: ApiClient) -> None:
+    user, project, dataset, workflow = _setup(api)
+    url = _submit_url(project, workflow, dataset)
+    for text in ("source /opt/env.sh", "export A=1\nmodule load gcc"):
+        refused = expect(user.post(url, json={"worker_init": text}), 422)
+        assert "needs a shell before the tasks start, which only a SLURM job has" in str(
+            refused["detail"]
+        )
+    job = expect(user.post(url, json={"worker_init": "# threads\nexport OMP_NUM_THREADS=1"}), 202)
+    assert job["worker_init"] == "# threads\nexport OMP_NUM_THREADS=1"

@@ -67,7 +67,21 @@ HOSTILE_PATHS = SbatchSpec(
     batch_file="/data/$(rm -rf /)/`reboot`/a\nb/%j's batch.json",
 )
 
-CASES = {"typical": TYPICAL, "gpu_account_extra_exports": GPU, "hostile_paths": HOSTILE_PATHS}
+WORKER_INIT = dataclasses.replace(
+    TYPICAL,
+    exports={"OMP_NUM_THREADS": "2"},
+    worker_init=(
+        "# the user's lines\nmodule purge\nmodule load gcc/12.2.0\n"
+        "source /opt/venv/bin/activate\nexport OMP_NUM_THREADS=8\nexport MODELS=/m:/n"
+    ),
+)
+
+CASES = {
+    "typical": TYPICAL,
+    "gpu_account_extra_exports": GPU,
+    "hostile_paths": HOSTILE_PATHS,
+    "worker_init": WORKER_INIT,
+}
 
 
 def directives(script: str) -> list[str]:
@@ -133,9 +147,81 @@ def test_hostile_paths_reach_the_worker_intact(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("pwned"))
 
 
+def test_worker_init_runs_before_the_worker_each_word_intact(tmp_path: Path) -> None:
+    """A real sh runs the script: `module` (a fake on PATH) gets its words, `source` reads
+    the file, the exports reach the worker, the resource's export wins over the user's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    module = bin_dir / "module"
+    module.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {tmp_path}/module-calls\n')
+    module.chmod(0o755)
+    sourced = tmp_path / "env.sh"
+    sourced.write_text("export FROM_SOURCE=yes\n")
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import json, os\n"
+        "print(json.dumps({k: os.environ.get(k) for k in "
+        "('FROM_SOURCE', 'MINE', 'OMP_NUM_THREADS', 'EMPTY')}))\n"
+    )
+    spec = dataclasses.replace(
+        TYPICAL,
+        worker_python=sys.executable,
+        worker_script=str(worker),
+        exports={"OMP_NUM_THREADS": "2"},
+        worker_init=(
+            f"module purge\nmodule load gcc/12.2.0 py+x@1\nsource {sourced}\n"
+            "export MINE=a=b:c,d%e\nexport OMP_NUM_THREADS=8\nexport EMPTY="
+        ),
+    )
+    script = tmp_path / "job.sh"
+    script.write_text(build_sbatch_script(spec))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    done = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, check=True
+    )
+
+    assert json.loads(done.stdout) == {
+        "FROM_SOURCE": "yes",
+        "MINE": "a=b:c,d%e",
+        "OMP_NUM_THREADS": "2",
+        "EMPTY": "",
+    }
+    calls = (tmp_path / "module-calls").read_text().splitlines()
+    assert calls == ["purge", "load", "gcc/12.2.0", "py+x@1"]
+
+
+def test_a_failing_worker_init_line_ends_the_job_before_the_worker(tmp_path: Path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text("open('ran', 'w')\n")
+    spec = dataclasses.replace(
+        TYPICAL,
+        worker_python=sys.executable,
+        worker_script=str(worker),
+        worker_init="export A=1\n\nmodule load no-such-module",
+    )
+    script = tmp_path / "job.sh"
+    script.write_text(build_sbatch_script(spec))
+    done = subprocess.run(
+        ["sh", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},  # no `module` here
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "fractal-like: worker_init line 3 failed: module load no-such-module"
+    )
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        ({"worker_init": "export A=1\necho $(id)"}, "worker_init line 2"),
+        ({"worker_init": "export A=$HOME"}, "worker_init line 1"),
+        ({"extra_lines": ["#SBATCH --requeue"]}, "repeats --requeue"),
         ({"account": "x\n#SBATCH --uid=0"}, "account"),
         ({"partition": "a;b"}, "partition"),
         ({"partition": ""}, "partition"),
@@ -187,6 +273,7 @@ def test_sbatch_argv_escapes_percent_and_keeps_paths_out_of_a_shell() -> None:
     assert argv == [
         "sbatch",
         "--parsable",
+        "--no-requeue",
         "--output=/jobs/100%%/it's $(id).out",
         "--error=/jobs/%%j.err",
         "/jobs/a b/x.sh",

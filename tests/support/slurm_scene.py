@@ -59,6 +59,7 @@ def slurm_scene(
     config: dict[str, Any] | None = None,
     slurm_accounts: list[str] | None = None,
     ssh: SshServer | None = None,
+    poll_interval: int = 1,
 ) -> SlurmScene:
     """With `ssh`, a slurm_ssh resource whose login node is that sshd (the same machine,
     but the runner reaches the cluster only through it), else a slurm_sudo one."""
@@ -97,7 +98,7 @@ def slurm_scene(
                 "jobs_runner_config": config,
                 **reach,
                 "jobs_slurm_python_worker": CLUSTER_PYTHON,
-                "jobs_poll_interval": 1,
+                "jobs_poll_interval": poll_interval,
             },
         ),
         201,

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,6 +86,7 @@ class LocalExecutor(Executor):
         account: str | None = None,
         working_dir: Path | None = None,
         python: str | None = None,
+        exports: Mapping[str, str] | None = None,
     ) -> None:
         self.parallelism = max(1, parallelism or os.cpu_count() or 1)
         self.memory_limit_mb = memory_limit_mb  # per unit (RLIMIT_DATA), None: no limit
@@ -95,7 +96,8 @@ class LocalExecutor(Executor):
         self.working_dir = working_dir  # the runner's folder of the job (with `account`)
         # The launcher's interpreter: one `account` can run (ours may lie in a private home).
         self.python = python or sys.executable
-        self.environment = unit_environment(account=account)
+        # `exports`: the job's worker_init variables (worker_init.py), over the allow-list.
+        self.environment = unit_environment(account=account, extra=exports)
         self.confined_tmp = self._confined_tmp()
         if self.confined_tmp is not None:
             self.environment["TMPDIR"] = str(self.confined_tmp)

@@ -11,6 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...local_runner_config import LocalRunnerConfig
 from ...models import Job, Profile, Resource
+from ...worker_init import (
+    WorkerInitError,
+    exports,
+    local_refusal,
+    needs_shell,
+    parse_worker_init,
+)
 from ..slurm.facilities import SlurmFacilities
 from ..slurm.setup import slurm_executor
 from .base import Executor, ExecutorUnavailableError
@@ -66,4 +73,20 @@ def _local_executor(
         working_dir=Path(job.working_dir or ""),
         # Units run as another account: a Python that account can run.
         python=resource.jobs_slurm_python_worker if resource is not None and account else None,
+        exports=_local_exports(job),
     )
+
+
+def _local_exports(job: Job) -> dict[str, str]:
+    """The variables of the job's worker_init, which units here get in their environment.
+
+    Submit refuses what needs a shell on a local resource; a job from before that check
+    fails with a sentence rather than run without the lines it asked for."""
+    try:
+        lines = parse_worker_init(job.worker_init)
+    except WorkerInitError as error:
+        raise ExecutorUnavailableError(str(error)) from None
+    shell = needs_shell(lines)
+    if shell:
+        raise ExecutorUnavailableError(local_refusal(shell[0]))
+    return exports(lines)

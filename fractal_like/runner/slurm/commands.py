@@ -65,6 +65,7 @@ class JobInfo:
     reason: str = ""
     node: str = ""
     source: str = ""  # one of SOURCES
+    partition: str = ""  # where it ran: a preempted job's partition is worth naming
 
 
 # Where job_info read a job, in the order it asks: SLURM's accounting database, the
@@ -174,6 +175,7 @@ class SlurmReader:
                 reason=fields.get("Reason", ""),
                 node=fields.get("NodeList", ""),
                 source=SOURCES[1],
+                partition=fields.get("Partition", ""),
             )
         return await self._sacct(job_id, completion_file=True) or from_accounting
 
@@ -181,7 +183,7 @@ class SlurmReader:
         """The job's allocation line from accounting, or from the completion file (-c);
         None when sacct cannot answer (no accounting storage) or does not know the job."""
         where = ["-c"] if completion_file else ["-X", "--allusers"]
-        fields = "JobID,State,ExitCode,NodeList" + ("" if completion_file else ",Reason")
+        fields = "JobID,State,ExitCode,NodeList" + ("" if completion_file else ",Reason,Partition")
         result = await self._query(
             ["sacct", *where, "-n", "-P", "-j", job_id, f"--format={fields}"]
         )
@@ -194,6 +196,7 @@ class SlurmReader:
                     node=parts[3] if len(parts) > 3 else "",
                     reason=parts[4] if len(parts) > 4 else "",
                     source=SOURCES[2] if completion_file else SOURCES[0],
+                    partition=parts[5] if len(parts) > 5 else "",
                 )
         return None
 

@@ -65,6 +65,7 @@ class SlurmSettings:
     job_id: int
     account: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker_init: str | None = None  # the job's lines, run before the worker (worker_init.py)
 
 
 class SlurmExecutor(Executor):
@@ -215,6 +216,7 @@ class SlurmExecutor(Executor):
                 extra_lines=list(section.extra_lines),
                 exports=self.settings.extra_env,
                 shebang_line=section.shebang_line,
+                worker_init=self.settings.worker_init,
                 worker_python=self.settings.python_worker,
                 worker_script=worker,
                 batch_file=batch_file,

@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ...worker_init import parse_worker_init, shell_lines
 from ..node import worker_argv
 from .batching import format_time_minutes
 
@@ -38,7 +39,7 @@ _SHORT_OPTIONS = {
     "-e": "error",
 }
 # Set on the command line by sbatch_argv: a directive for them would be misleading.
-_ALWAYS_OURS = ("output", "error")
+_ALWAYS_OURS = ("output", "error", "requeue", "no-requeue")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,7 @@ class SbatchSpec:
     extra_lines: Sequence[str] = ()
     exports: Mapping[str, str] = field(default_factory=dict)
     shebang_line: str = "#!/bin/sh"
+    worker_init: str | None = None  # the job's (worker_init.py), checked again here
 
 
 # ---------------------------------------------------------------------------- checks
@@ -183,6 +185,8 @@ def build_sbatch_script(spec: SbatchSpec) -> str:
         *extra_directives,
         *extra_commands,
         "umask 0022",  # the runner, another uid, must be able to read what the job writes
+        # The user's lines before the resource's exports, so that those always hold.
+        *shell_lines(parse_worker_init(spec.worker_init)),
         *_exports(spec.exports),
         "exec " + " ".join(shlex.quote(part) for part in worker_argv(*worker)),
     ]
@@ -198,10 +202,17 @@ def _slurm_filename(path: str, what: str) -> str:
 
 
 def sbatch_argv(script_path: str, output_path: str, error_path: str) -> list[str]:
-    """The sbatch command line, for an exec without shell; --parsable prints the job id."""
+    """The sbatch command line, for an exec without shell; --parsable prints the job id.
+
+    --no-requeue: when its node fails or it is preempted, SLURM would otherwise put the job
+    back in the queue (JobRequeue=1 is SLURM's default) to run the whole batch again, even
+    its units that already ended, while the runner sees it pending for as long as the node
+    stays down. It ends instead (NODE_FAIL, PREEMPTED), its units are reported in plain
+    words at once, and resubmitting is the user's choice."""
     return [
         "sbatch",
         "--parsable",
+        "--no-requeue",
         f"--output={_slurm_filename(output_path, 'output')}",
         f"--error={_slurm_filename(error_path, 'error')}",
         _path(script_path, "script"),

@@ -74,5 +74,6 @@ def slurm_executor(
         job_id=job.id or 0,
         account=job.slurm_account,
         extra_env=exports,
+        worker_init=job.worker_init,
     )
     return SlurmExecutor(settings, commands, poller, SlurmJobStore(engine, job.id or 0), files)
