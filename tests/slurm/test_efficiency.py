@@ -174,11 +174,15 @@ def test_sacct_lines_read_as_seff_reads_them() -> None:
             "42.batch|OUT_OF_MEMORY|3|01:02:03|1||||||2026-12-06T00:10:29",
             "43|RUNNING|11|00:00:00|1||200M|1||main|Unknown",
             "44|COMPLETED|1|1-00:00:01|4||1G|5||main|2026-12-06T00:10:59",
+            # a busy slurmdbd: the request not written yet, shortly after the end
+            "45|COMPLETED|1|00:00:01|1||||lab|main|2026-12-06T00:11:00",
+            "45.batch|COMPLETED|1|00:00:01|1|2048K|||||2026-12-06T00:11:00",
         ]
     )
     now = datetime(2026, 12, 6, 0, 11, 30).astimezone(UTC)
     usage = parse_usage(text, now)
-    assert set(usage) == {"41", "42"}  # 43 runs; 44 has no step yet and ended 31 s ago
+    # 43 runs; 44 has no step yet and ended 31 s ago; 45 has no request yet
+    assert set(usage) == {"41", "42"}
     assert usage["41"].max_rss_bytes == 46472 * 1024
     assert usage["41"].cpu_seconds == 15.5 and usage["41"].time_limit_seconds == 600
     assert usage["41"].account == "lab" and usage["41"].req_mem_bytes == 400 * MIB
@@ -186,3 +190,4 @@ def test_sacct_lines_read_as_seff_reads_them() -> None:
     assert usage["42"].cpu_seconds == 3723 and usage["42"].req_mem_bytes == 100 * MIB
     later = parse_usage(text, datetime(2026, 12, 6, 0, 20).astimezone(UTC))
     assert later["44"].cpu_seconds == 86401 and later["44"].req_mem_bytes == 1 << 30
+    assert later["45"].req_mem_bytes is None  # recorded as it is, once the grace is over

@@ -97,9 +97,11 @@ def parse_usage(text: str, now: datetime) -> dict[str, JobUsage]:
         if state not in FINAL_STATES or ended is None:
             continue
         sampled = step_rss.get(job_id)
-        if sampled is None and now - ended < STEP_GRACE:
-            continue  # its steps are not in the database yet
         alloc_cpus = _int(parts[4]) or 0
+        requested = _request_bytes(parts[6], alloc_cpus)
+        if (sampled is None or requested is None) and now - ended < STEP_GRACE:
+            # Its steps (or, on a busy slurmdbd, its request) are not in the database yet.
+            continue
         usage[job_id] = JobUsage(
             slurm_job_id=job_id,
             state=state,
@@ -107,7 +109,7 @@ def parse_usage(text: str, now: datetime) -> dict[str, JobUsage]:
             cpu_seconds=parse_cpu_time(parts[3]),
             alloc_cpus=alloc_cpus,
             max_rss_bytes=max(sampled) if sampled else None,
-            req_mem_bytes=_request_bytes(parts[6], alloc_cpus),
+            req_mem_bytes=requested,
             time_limit_seconds=_minutes_to_seconds(parts[7]),
             account=parts[8] or None,
             partition=parts[9] or None,
