@@ -17,11 +17,16 @@ from ..support.slurm_scene import SlurmScene, cleanup, slurm_scene
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture
+@pytest.fixture(params=["slurm_sudo", "slurm_ssh"])
 def scene(
-    api: ApiClient, slurm_conf: str, slurm_user: tuple[str, int, int]
+    api: ApiClient,
+    slurm_conf: str,
+    slurm_user: tuple[str, int, int],
+    request: pytest.FixtureRequest,
 ) -> Iterator[SlurmScene]:
-    made = slurm_scene(api, slurm_user)
+    """The same scene on both transports: worker_init lives in the sbatch script."""
+    ssh = request.getfixturevalue("ssh_server") if request.param == "slurm_ssh" else None
+    made = slurm_scene(api, slurm_user, ssh=ssh)
     yield made
     cleanup(made)
 
@@ -70,7 +75,10 @@ def test_exported_and_sourced_variables_reach_the_tasks(
         )
     # The lines as the sbatch scripts hold them, before the worker.
     job = scene.job(job_id)
-    script = sorted(Path(job["working_dir"]).rglob("fl-*.sh"))[0].read_text()
+    # Beside the server's job folder (slurm_sudo) or the cluster's (slurm_ssh).
+    scripts = [*Path(job["working_dir"]).rglob("fl-*.sh")]
+    scripts += Path(job["working_dir_user"]).rglob("fl-*.sh")
+    script = sorted(scripts)[0].read_text()
     assert f". {sourced} || {{" in script
     assert script.index("export FL_THREADS=3") < script.index("exec ")
 
