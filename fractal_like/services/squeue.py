@@ -14,6 +14,7 @@ from enum import StrEnum
 from ..models import Profile, Resource, UserOAuth
 from ..runner.accounts import check_account
 from ..runner.slurm.commands import SlurmCommandError, run_command
+from .errors import InvalidError
 
 SLURM_RESOURCE_TYPES = ("slurm_sudo", "slurm_ssh")
 # Fractal's columns: id, partition, name, user, account, state, time, nodes, CPUs, memory,
@@ -30,7 +31,7 @@ class Scope(StrEnum):
     ACCOUNTS = "accounts"  # the jobs charged to the user's SLURM accounts
 
 
-class SqueueUnavailableError(ValueError):
+class SqueueUnavailableError(InvalidError, ValueError):
     """squeue cannot be asked for this user; the message says why."""
 
 
