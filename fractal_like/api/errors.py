@@ -17,6 +17,7 @@ from ..services.errors import (
     ConflictError,
     DomainError,
     ForbiddenError,
+    InternalError,
     InvalidError,
     NotFoundError,
     TooLargeError,
@@ -31,6 +32,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     InvalidError: 422,
     TooLargeError: 413,
     UnavailableError: 503,
+    InternalError: 500,
 }
 
 # An input kept as it is when it holds at most this many scalars (a short string counts as

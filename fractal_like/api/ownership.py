@@ -21,7 +21,10 @@ from ..models import Dataset, Job, LinkUserProject, Project, Workflow, WorkflowT
 from ..schemas._base import Id
 from ..services.access import (
     Need,
+    check_may_unlink,
+    check_owner,
     child_of_project,
+    dataset_and_wftask,
     job_of_project,
     project_for,
     wftask_of_workflow,
@@ -54,6 +57,34 @@ _PROJECT = {need: _project_dependency(need) for need in Need}
 ReadProject = Annotated[ProjectAccess, Depends(_PROJECT[Need.READ])]
 WriteProject = Annotated[ProjectAccess, Depends(_PROJECT[Need.WRITE])]
 ExecuteProject = Annotated[ProjectAccess, Depends(_PROJECT[Need.EXECUTE])]
+
+
+def _owner_dependency(need: Need, doing: str) -> Callable[..., Awaitable[ProjectAccess]]:
+    async def owner_access(access: ProjectAccess = Depends(_PROJECT[need])) -> ProjectAccess:
+        check_owner(access.link, doing)
+        return access
+
+    return owner_access
+
+
+# Sharing and deleting are the owner's alone (403 for everyone else).
+OwnProject = Annotated[
+    ProjectAccess, Depends(_owner_dependency(Need.READ, "manages who can use a project"))
+]
+DeleteProject = Annotated[
+    ProjectAccess, Depends(_owner_dependency(Need.WRITE, "can delete a project"))
+]
+
+
+async def _unlink_access(
+    user_id: Id, access: ProjectAccess = Depends(_PROJECT[Need.READ])
+) -> ProjectAccess:
+    check_may_unlink(access.link, user_id)
+    return access
+
+
+# Removing the access of member `user_id`: the owner removes anyone, a guest only themselves.
+UnlinkMember = Annotated[ProjectAccess, Depends(_unlink_access)]
 
 
 def _dataset_dependency(need: Need) -> Callable[..., Awaitable[Dataset]]:
@@ -117,3 +148,22 @@ _JOB = {need: _job_dependency(need) for need in Need}
 
 ReadJob = Annotated[Job, Depends(_JOB[Need.READ])]
 ExecuteJob = Annotated[Job, Depends(_JOB[Need.EXECUTE])]
+
+
+class DatasetTask(NamedTuple):
+    """The dataset and workflow task a provenance route is about (ids in the query)."""
+
+    dataset: Dataset
+    wftask: WorkflowTask
+
+
+async def _dataset_task(
+    project_id: Id, dataset_id: Id, workflowtask_id: Id, user: ApiUser, session: SessionDep
+) -> DatasetTask:
+    # The same helper checks ids that come in a request body (history's image-log).
+    return DatasetTask(
+        *await dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
+    )
+
+
+ReadDatasetTask = Annotated[DatasetTask, Depends(_dataset_task)]

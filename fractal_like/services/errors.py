@@ -40,3 +40,7 @@ class TooLargeError(DomainError):
 
 class UnavailableError(DomainError):
     """The server cannot do it right now for a reason of its own (a folder, a resource)."""
+
+
+class InternalError(DomainError):
+    """The server's own records are inconsistent (e.g. a default row is missing)."""

@@ -6,7 +6,7 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import LinkUserGroup, UserGroup, UserOAuth
-from .errors import NotFoundError
+from .errors import InvalidError, NotFoundError
 
 
 async def ensure_default_group(session: AsyncSession, name: str) -> UserGroup:
@@ -54,6 +54,19 @@ async def add_member(session: AsyncSession, group_id: int, user_id: int) -> None
     existing = await session.get(LinkUserGroup, (group_id, user_id))
     if existing is None:
         session.add(LinkUserGroup(group_id=group_id, user_id=user_id))
+
+
+async def add_new_member(session: AsyncSession, group_id: int, user_id: int) -> None:
+    if await session.get(LinkUserGroup, (group_id, user_id)) is not None:
+        raise InvalidError(f"user {user_id} is already a member of group {group_id}")
+    await add_member(session, group_id, user_id)
+
+
+async def remove_member(session: AsyncSession, group_id: int, user_id: int) -> None:
+    link = await session.get(LinkUserGroup, (group_id, user_id))
+    if link is None:
+        raise InvalidError(f"user {user_id} is not a member of group {group_id}")
+    await session.delete(link)
 
 
 async def group_ids_names(session: AsyncSession, user_id: int) -> list[tuple[int, str]]:

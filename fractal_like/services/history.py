@@ -29,7 +29,6 @@ from ..models import (
     Job,
     Task,
     UnitStatus,
-    Workflow,
     WorkflowTask,
 )
 from ..schemas.dataset import ImageFilters
@@ -63,28 +62,6 @@ def fractal_status(status: str | None) -> str:
 
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
-
-
-# --- Access to the objects named in a query -------------------------------------------------
-
-
-async def workflowtask_of_project(
-    session: AsyncSession, workflowtask_id: int, project_id: int
-) -> WorkflowTask:
-    """A workflow task of a workflow of this project; 404 if missing, 422 if elsewhere."""
-    row = (
-        await session.exec(
-            select(WorkflowTask, Workflow.project_id)
-            .join(Workflow, col(Workflow.id) == WorkflowTask.workflow_id)
-            .where(WorkflowTask.id == workflowtask_id)
-        )
-    ).first()
-    if row is None:
-        raise NotFoundError(f"workflow task {workflowtask_id} not found")
-    wftask, owner = row
-    if owner != project_id:
-        raise InvalidError(f"workflow task {workflowtask_id} is not part of project {project_id}")
-    return wftask
 
 
 async def run_of(

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from .errors import InvalidError
 from .images import (
     MAX_NAME_CHARS,
     MAX_VALUE_TEXT,
@@ -57,7 +58,7 @@ _UPDATE_KEYS = frozenset({"zarr_url", "origin", "attributes", "types"})
 _SHORT_TEXT = MAX_VALUE_TEXT // 12
 
 
-class ImageChangeError(ValueError):
+class ImageChangeError(InvalidError, ValueError):
     """A task's image-list output cannot be merged; the message says why, in plain words."""
 
 

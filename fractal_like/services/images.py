@@ -36,6 +36,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..models import Image
 from ..models.dataset import ImageAttribute, ImageSummary
+from .errors import InvalidError
 
 # ---------------------------------------------------------------- canonical values
 
@@ -80,7 +81,7 @@ MAX_NAME_CHARS = 255
 MAX_VALUE_TEXT = 1024
 
 
-class ImageTooLargeError(ValueError):
+class ImageTooLargeError(InvalidError, ValueError):
     """An image's content cannot be stored; the message says why, in plain words."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os.path
 import re
 
+from .errors import InvalidError
+
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class PathRefused(ValueError):  # noqa: N818 - reads better at the raise site
+class PathRefused(InvalidError, ValueError):  # noqa: N818 - reads better at the raise site
     """A path given by a user is not acceptable; the message says why."""
 
 

@@ -17,7 +17,7 @@ from ..schemas.project import (
     ProjectRead,
 )
 from .access import readable_projects
-from .errors import NotFoundError
+from .errors import InvalidError, NotFoundError
 
 
 def project_read(project: Project, link: LinkUserProject | None) -> ProjectRead:
@@ -50,6 +50,13 @@ async def name_taken(session: AsyncSession, user_id: int, name: str, exclude: in
     return (await session.exec(query)).first() is not None
 
 
+async def check_name_free(
+    session: AsyncSession, user_id: int, name: str, exclude: int | None = None
+) -> None:
+    if await name_taken(session, user_id, name, exclude):
+        raise InvalidError(f"you already have a project named {name!r}")
+
+
 # --- Sharing: invitations, guests, and one's own access ------------------------------------
 
 
@@ -79,6 +86,47 @@ async def link_or_404(session: AsyncSession, project_id: int, user_id: int) -> L
     if link is None:
         raise NotFoundError(f"user {user_id} is not linked to project {project_id}")
     return link
+
+
+async def add_link(session: AsyncSession, link: LinkUserProject, already: str) -> None:
+    """A new link of a user to a project; 422 saying `already` when they have one."""
+    if await session.get(LinkUserProject, (link.project_id, link.user_id)) is not None:
+        raise InvalidError(already)
+    session.add(link)
+
+
+async def guest_link(session: AsyncSession, project_id: int, user_id: int) -> LinkUserProject:
+    """The link of a guest (anyone but the owner), whose access the owner may change."""
+    link = await link_or_404(session, project_id, user_id)
+    if link.is_owner:
+        raise InvalidError("the owner's access cannot be changed")
+    return link
+
+
+async def guest_by_email(
+    session: AsyncSession, project_id: int, owner_id: int, email: str
+) -> LinkUserProject:
+    """The link of a guest of the owner's project, named by e-mail (never the owner's)."""
+    guest_id = (await user_by_email(session, email)).id
+    assert guest_id is not None
+    if guest_id == owner_id:
+        raise InvalidError("the owner's own access cannot be changed")
+    return await link_or_404(session, project_id, guest_id)
+
+
+async def accept_invitation(session: AsyncSession, project_id: int, user_id: int) -> None:
+    link = await link_or_404(session, project_id, user_id)
+    if link.is_verified:
+        raise NotFoundError(f"no pending invitation to project {project_id}")
+    link.is_verified = True
+
+
+async def leave(session: AsyncSession, project_id: int, user_id: int) -> None:
+    """Decline an invitation, or stop using a project shared with one (not one's own)."""
+    link = await link_or_404(session, project_id, user_id)
+    if link.is_owner:
+        raise InvalidError(f"you own project {project_id}: delete it instead")
+    await session.delete(link)
 
 
 async def guests_of(session: AsyncSession, project_id: int) -> list[ProjectGuestRead]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -9,6 +11,7 @@ from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import Profile, Resource, UserOAuth
 from ..runner.slurm.checks import Check, check_resource
+from ..schemas.resource import check_profile_for_resource
 from .access import get_or_404
 from .errors import InvalidError
 
@@ -49,6 +52,14 @@ async def check_resource_unused(session: AsyncSession, resource_id: int) -> None
         raise InvalidError(
             f"resource {resource_id} still has profiles {profiles}: delete them first"
         )
+
+
+def check_profile(resource_type: str, profile: dict[str, Any]) -> None:
+    """422 unless the profile has what its resource type needs."""
+    try:
+        check_profile_for_resource(resource_type, profile)
+    except ValueError as error:
+        raise InvalidError(str(error)) from None
 
 
 async def check_profile_unused(session: AsyncSession, profile_id: int) -> None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from ..models import Profile, Resource, UserOAuth
 from ..runner.accounts import check_account
 from ..runner.slurm.commands import SlurmCommandError
+from .errors import InvalidError
 from .slurm_place import SlurmUnreachableError, slurm_place
 
 SLURM_RESOURCE_TYPES = ("slurm_sudo", "slurm_ssh")
@@ -32,7 +33,7 @@ class Scope(StrEnum):
     ACCOUNTS = "accounts"  # the jobs charged to the user's SLURM accounts
 
 
-class SqueueUnavailableError(ValueError):
+class SqueueUnavailableError(InvalidError, ValueError):
     """squeue cannot be asked for this user; the message says why."""
 
 

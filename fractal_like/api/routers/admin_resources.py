@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 
 from ...models import Profile, Resource
 from ...runner.slurm.checks import Check
@@ -19,10 +18,10 @@ from ...schemas.resource import (
     ResourceRead,
     ResourceUpdate,
     SetupCheckRead,
-    check_profile_for_resource,
 )
 from ...services import resources
 from ...services.access import get_or_404
+from ...services.unique import commit_unique
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
@@ -40,11 +39,7 @@ async def _get_profile(session: SessionDep, profile_id: Id) -> Profile:
 
 
 async def _commit_unique(session: SessionDep, what: str, name: str) -> None:
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise HTTPException(422, detail=f"a {what} named {name!r} already exists")
+    await commit_unique(session, taken=f"a {what} named {name!r} already exists")
 
 
 @router.get("/resource/", response_model=list[ResourceRead])
@@ -142,10 +137,7 @@ async def create_profile(
     resource_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
 ) -> Profile:
     resource = await _get_resource(session, resource_id)
-    try:
-        check_profile_for_resource(resource.type, payload.model_dump())
-    except ValueError as error:
-        raise HTTPException(422, detail=str(error))
+    resources.check_profile(resource.type, payload.model_dump())
     data = payload.model_dump()
     data["resource_type"] = resource.type
     profile = Profile(resource_id=resource_id, **data)
@@ -172,10 +164,7 @@ async def update_profile(
     profile = await _get_profile(session, profile_id)
     merged = ProfileRead.model_validate(profile).model_dump()
     merged.update(payload.model_dump(exclude_unset=True))
-    try:
-        check_profile_for_resource(profile.resource_type, merged)
-    except ValueError as error:
-        raise HTTPException(422, detail=str(error))
+    resources.check_profile(profile.resource_type, merged)
     for key, value in payload.model_dump(exclude_unset=True).items():
         setattr(profile, key, value)
     await _commit_unique(session, "profile", profile.name)
@@ -189,10 +178,7 @@ async def replace_profile(
 ) -> Profile:
     """Overwrite the whole profile (its resource stays): fields left out become null."""
     profile = await _get_profile(session, profile_id)
-    try:
-        check_profile_for_resource(profile.resource_type, payload.model_dump())
-    except ValueError as error:
-        raise HTTPException(422, detail=str(error))
+    resources.check_profile(profile.resource_type, payload.model_dump())
     for key, value in payload.model_dump(exclude={"resource_type"}).items():
         setattr(profile, key, value)
     await _commit_unique(session, "profile", payload.name)

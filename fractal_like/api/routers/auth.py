@@ -21,6 +21,7 @@ from ...schemas.user import (
     UserUpdateOwn,
 )
 from ...services.access import user_or_404
+from ...services.errors import InternalError, InvalidError, NotFoundError
 from ...services.groups import (
     add_member,
     all_users,
@@ -57,7 +58,7 @@ async def login(
     guard = login_guard(request.app)
     address = client_address(request, request.app.state.settings)
     wait = guard.retry_after(credentials.username, address)
-    if wait is not None:
+    if wait is not None:  # HTTP's own: 429 and a Retry-After header
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=f"too many failed logins: try again in {wait} seconds",
@@ -66,6 +67,7 @@ async def login(
     user = await manager.authenticate(credentials)
     if user is None or not user.is_active:
         guard.record_failure(credentials.username, address)
+        # fastapi-users' wire protocol (400 and its ErrorCode), which clients match on.
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="LOGIN_BAD_CREDENTIALS")
     guard.record_success(credentials.username)
     strategy = get_jwt_strategy(request)
@@ -107,7 +109,7 @@ async def update_current_user(
         try:
             user = await manager.update(UserUpdate(**changes), user, safe=True)
         except fu_exceptions.InvalidPasswordException as error:
-            raise HTTPException(422, detail=str(error.reason))
+            raise InvalidError(str(error.reason)) from None
     return await _read(session, user)
 
 
@@ -141,7 +143,7 @@ async def allowed_viewer_paths(
 
 async def _check_profile(session: SessionDep, profile_id: int | None) -> None:
     if profile_id is not None and await session.get(Profile, profile_id) is None:
-        raise HTTPException(404, detail=f"profile {profile_id} does not exist")
+        raise NotFoundError(f"profile {profile_id} does not exist")
 
 
 @router.post("/register/", response_model=UserRead, status_code=status.HTTP_201_CREATED)
@@ -157,9 +159,10 @@ async def register(
     try:
         user = await manager.create(payload, safe=False)
     except fu_exceptions.UserAlreadyExists:
-        raise HTTPException(400, detail="REGISTER_USER_ALREADY_EXISTS")
+        # fastapi-users' wire protocol (400 and its ErrorCode), which clients match on.
+        raise HTTPException(400, detail="REGISTER_USER_ALREADY_EXISTS") from None
     except fu_exceptions.InvalidPasswordException as error:
-        raise HTTPException(422, detail=str(error.reason))
+        raise InvalidError(str(error.reason)) from None
     default_group = await _default_group(request, session)
     assert user.id is not None and default_group.id is not None
     await add_member(session, default_group.id, user.id)
@@ -171,7 +174,7 @@ async def _default_group(request: Request, session: SessionDep) -> UserGroup:
     name = request.app.state.settings.DEFAULT_GROUP_NAME
     group = await group_named(session, name)
     if group is None:
-        raise HTTPException(500, detail=f"default group {name!r} is missing")
+        raise InternalError(f"default group {name!r} is missing")
     return group
 
 
@@ -207,17 +210,18 @@ async def update_user(
         )
         await check_accounts(session, profile_id, payload.slurm_accounts)
     if user.id == admin.id and payload.is_superuser is False:
-        raise HTTPException(422, detail="a superuser cannot remove their own superuser status")
+        raise InvalidError("a superuser cannot remove their own superuser status")
     will_be_superuser = user.is_superuser if payload.is_superuser is None else payload.is_superuser
     will_be_guest = user.is_guest if payload.is_guest is None else payload.is_guest
     if will_be_superuser and will_be_guest:
-        raise HTTPException(422, detail="a superuser cannot be a guest")
+        raise InvalidError("a superuser cannot be a guest")
     try:
         user = await manager.update(payload, user, safe=False)
     except fu_exceptions.UserAlreadyExists:
-        raise HTTPException(400, detail="UPDATE_USER_EMAIL_ALREADY_EXISTS")
+        # fastapi-users' wire protocol (400 and its ErrorCode), which clients match on.
+        raise HTTPException(400, detail="UPDATE_USER_EMAIL_ALREADY_EXISTS") from None
     except fu_exceptions.InvalidPasswordException as error:
-        raise HTTPException(422, detail=str(error.reason))
+        raise InvalidError(str(error.reason)) from None
     return await _read(session, user)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -31,15 +31,11 @@ from ...schemas.history import Page
 from ...services import datasets as dataset_service
 from ...services import image_checks
 from ...services import images as image_service
+from ...services.access import wftask_of_project
 from ...services.datasets import DatasetFilters, readable_datasets
-from ...services.history import workflowtask_of_project
-from ...services.image_updates import (
-    ImageChangeError,
-    NewImage,
-    check_new_images,
-    insert_new_images,
-)
-from ...services.paths import PathRefused, check_under, check_user_dir
+from ...services.errors import InvalidError, NotFoundError
+from ...services.image_updates import NewImage, check_new_images, insert_new_images
+from ...services.paths import check_under, check_user_dir
 from ...services.projects import active_jobs, project_read
 from ..deps import SessionDep
 from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteDataset, WriteProject
@@ -68,10 +64,6 @@ def _read(dataset: Dataset, project: Project, link: LinkUserProject) -> DatasetR
         is_starred=dataset.is_starred,
         timestamp_created=dataset.timestamp_created,
     )
-
-
-def _refused(error: PathRefused) -> HTTPException:
-    return HTTPException(422, detail=str(error))
 
 
 @router.get("/", response_model=list[DatasetRead])
@@ -120,14 +112,11 @@ async def update_dataset(
     changes = payload.model_dump(exclude_unset=True)
     if changes.get("zarr_dir") is not None:
         if await image_service.count_images(session, dataset_id):
-            raise HTTPException(422, detail="zarr_dir cannot change once the dataset has images")
-        try:
-            changes["zarr_dir"] = check_user_dir(changes["zarr_dir"], user.project_dirs)
-        except PathRefused as error:
-            raise _refused(error)
+            raise InvalidError("zarr_dir cannot change once the dataset has images")
+        changes["zarr_dir"] = check_user_dir(changes["zarr_dir"], user.project_dirs)
     for key, value in changes.items():
         if value is None:
-            raise HTTPException(422, detail=f"{key} cannot be null")
+            raise InvalidError(f"{key} cannot be null")
         setattr(dataset, key, value)
     await session.commit()
     return _read(dataset, project, link)
@@ -139,7 +128,7 @@ async def delete_dataset(
 ) -> Response:
     running = await active_jobs(session, dataset_id=dataset_id)
     if running:
-        raise HTTPException(422, detail=f"dataset {dataset_id} is used by {running} active job(s)")
+        raise InvalidError(f"dataset {dataset_id} is used by {running} active job(s)")
     await image_service.delete_all_images(session, dataset_id)
     await session.delete(dataset)
     await session.commit()
@@ -155,18 +144,12 @@ async def add_image(
     user: ApiUser,
     session: SessionDep,
 ) -> Image:
-    try:
-        zarr_url = check_under(payload.zarr_url, dataset.zarr_dir)
-    except PathRefused as error:
-        raise _refused(error)
-    try:
-        image = await image_service.create_image(
-            session, dataset_id, zarr_url, payload.origin, payload.attributes, payload.types
-        )
-    except image_service.ImageTooLargeError as error:
-        raise HTTPException(422, detail=str(error))
+    zarr_url = check_under(payload.zarr_url, dataset.zarr_dir)
+    image = await image_service.create_image(
+        session, dataset_id, zarr_url, payload.origin, payload.attributes, payload.types
+    )
     if image is None:
-        raise HTTPException(422, detail=f"the dataset already has an image {zarr_url!r}")
+        raise InvalidError(f"the dataset already has an image {zarr_url!r}")
     await session.commit()
     return image
 
@@ -215,14 +198,11 @@ async def update_image(
     user: ApiUser,
     session: SessionDep,
 ) -> Image:
-    try:
-        image = await image_service.update_image(
-            session, dataset_id, payload.zarr_url, payload.attributes, payload.types
-        )
-    except image_service.ImageTooLargeError as error:
-        raise HTTPException(422, detail=str(error))
+    image = await image_service.update_image(
+        session, dataset_id, payload.zarr_url, payload.attributes, payload.types
+    )
     if image is None:
-        raise HTTPException(404, detail=f"no image {payload.zarr_url!r} in dataset {dataset_id}")
+        raise NotFoundError(f"no image {payload.zarr_url!r} in dataset {dataset_id}")
     await session.commit()
     await session.refresh(image)
     return image
@@ -238,7 +218,7 @@ async def delete_image(
     session: SessionDep,
 ) -> Response:
     if not await image_service.delete_image(session, dataset_id, zarr_url):
-        raise HTTPException(404, detail=f"no image {zarr_url!r} in dataset {dataset_id}")
+        raise NotFoundError(f"no image {zarr_url!r} in dataset {dataset_id}")
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -293,10 +273,7 @@ def _checked_images(raw: list[Any], zarr_dir: str) -> list[NewImage]:
             [{**item, "loc": ("body", "images", *item["loc"])} for item in error.errors()]
         ) from None
     images = [NewImage(i.zarr_url, i.origin, i.attributes, i.types) for i in given]
-    try:
-        return check_new_images(images, zarr_dir)
-    except ImageChangeError as error:
-        raise HTTPException(422, detail=str(error)) from None
+    return check_new_images(images, zarr_dir)
 
 
 @router.post("/import/", response_model=DatasetRead, status_code=status.HTTP_201_CREATED)
@@ -306,10 +283,7 @@ async def import_dataset(
     """A new dataset with the given zarr_dir and images, checked as creating a dataset with
     that zarr_dir and adding each image would be; all or nothing, in one transaction."""
     project, link = access
-    try:
-        zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
-    except PathRefused as error:
-        raise _refused(error)
+    zarr_dir = check_user_dir(payload.zarr_dir, user.project_dirs)
     # Possibly tens of thousands of images: validated and checked off the event loop.
     images = await run_in_threadpool(_checked_images, payload.images, zarr_dir)
     dataset = Dataset(project_id=project_id, name=payload.name, zarr_dir=zarr_dir)
@@ -352,11 +326,7 @@ async def non_processed_images(
     """The images the workflow task would get that the task before it has not processed
     successfully; empty when that check does not apply (first task, after a converter or
     a task that sets types)."""
-    wftask = await workflowtask_of_project(session, workflowtask_id, project_id)
-    if wftask.workflow_id != workflow_id:
-        raise HTTPException(
-            422, detail=f"workflow task {workflowtask_id} is not part of workflow {workflow_id}"
-        )
+    wftask = await wftask_of_project(session, workflowtask_id, project_id, workflow_id)
     previous = await image_checks.previous_task_to_check(session, wftask)
     if previous is None:
         return []

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Request, Response, status
 
-from ...models import LinkUserGroup, UserGroup
+from ...models import UserGroup
 from ...schemas._base import Id
 from ...schemas.user import GroupCreate, GroupRead, GroupUpdate
 from ...services.access import get_or_404, user_or_404
-from ...services.groups import add_member, all_groups, member_ids, remove_group
+from ...services.errors import InvalidError
+from ...services.groups import (
+    add_new_member,
+    all_groups,
+    member_ids,
+    remove_group,
+    remove_member,
+)
+from ...services.unique import commit_unique
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
 from ..users import Superuser
@@ -48,11 +55,7 @@ async def list_groups(
 async def create_group(payload: GroupCreate, _admin: Superuser, session: SessionDep) -> GroupRead:
     group = UserGroup(name=payload.name)
     session.add(group)
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise HTTPException(422, detail=f"a group named {payload.name!r} already exists")
+    await commit_unique(session, taken=f"a group named {payload.name!r} already exists")
     await session.refresh(group)
     return await _read(session, group)
 
@@ -69,13 +72,9 @@ async def update_group(
     group = await _get_group(session, group_id)
     if payload.name is not None and payload.name != group.name:
         if _is_default(request, group):
-            raise HTTPException(422, detail="the default group cannot be renamed")
+            raise InvalidError("the default group cannot be renamed")
         group.name = payload.name
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            raise HTTPException(422, detail=f"a group named {payload.name!r} already exists")
+        await commit_unique(session, taken=f"a group named {payload.name!r} already exists")
     return await _read(session, group)
 
 
@@ -85,7 +84,7 @@ async def delete_group(
 ) -> Response:
     group = await _get_group(session, group_id)
     if _is_default(request, group):
-        raise HTTPException(422, detail="the default group cannot be deleted")
+        raise InvalidError("the default group cannot be deleted")
     await remove_group(session, group)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -95,9 +94,7 @@ async def delete_group(
 async def add_user(group_id: Id, user_id: Id, _admin: Superuser, session: SessionDep) -> GroupRead:
     group = await _get_group(session, group_id)
     await user_or_404(session, user_id)
-    if await session.get(LinkUserGroup, (group_id, user_id)) is not None:
-        raise HTTPException(422, detail=f"user {user_id} is already a member of group {group_id}")
-    await add_member(session, group_id, user_id)
+    await add_new_member(session, group_id, user_id)
     await session.commit()
     return await _read(session, group)
 
@@ -109,10 +106,7 @@ async def remove_user(
     group = await _get_group(session, group_id)
     await user_or_404(session, user_id)
     if _is_default(request, group):
-        raise HTTPException(422, detail="nobody can leave the default group")
-    link = await session.get(LinkUserGroup, (group_id, user_id))
-    if link is None:
-        raise HTTPException(422, detail=f"user {user_id} is not a member of group {group_id}")
-    await session.delete(link)
+        raise InvalidError("nobody can leave the default group")
+    await remove_member(session, group_id, user_id)
     await session.commit()
     return await _read(session, group)

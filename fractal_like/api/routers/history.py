@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from ...models import Dataset, UnitStatus, WorkflowTask
+from ...models import UnitStatus
 from ...schemas._base import Id
 from ...schemas.history import (
     HistoryRunReadAggregated,
@@ -18,9 +18,9 @@ from ...schemas.history import (
     WorkflowTaskStatus,
 )
 from ...services import history as service
-from ...services.access import child_of_project, project_for
+from ...services.access import dataset_and_wftask
 from ..deps import SessionDep
-from ..ownership import ReadDataset, ReadJob, ReadWorkflow
+from ..ownership import ReadDataset, ReadDatasetTask, ReadJob, ReadWorkflow
 from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
 from ..users import ApiUser
@@ -28,14 +28,6 @@ from ..users import ApiUser
 router = APIRouter(
     prefix="/api/v2/project/{project_id}/status", tags=["history"], route_class=GuardedRoute
 )
-
-
-async def _dataset_and_wftask(
-    session: SessionDep, user: ApiUser, project_id: Id, dataset_id: Id, workflowtask_id: Id
-) -> WorkflowTask:
-    await project_for(session, user, project_id)
-    await child_of_project(session, Dataset, dataset_id, project_id, "dataset")
-    return await service.workflowtask_of_project(session, workflowtask_id, project_id)
 
 
 @router.get(
@@ -57,18 +49,19 @@ async def workflow_status(
 
 @router.get("/run/", response_model=list[HistoryRunReadAggregated])
 async def list_runs(
+    _subject: ReadDatasetTask,
     project_id: Id,
     dataset_id: Id,
     workflowtask_id: Id,
     user: ApiUser,
     session: SessionDep,
 ) -> list[HistoryRunReadAggregated]:
-    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
     return await service.runs_aggregated(session, dataset_id, workflowtask_id)
 
 
 @router.get("/run/{history_run_id}/units/", response_model=Page[HistoryUnitRead])
 async def list_run_units(
+    _subject: ReadDatasetTask,
     project_id: Id,
     history_run_id: Id,
     dataset_id: Id,
@@ -78,7 +71,6 @@ async def list_run_units(
     pages: PaginationDep,
     unit_status: UnitStatus | None = None,
 ) -> Page[HistoryUnitRead]:
-    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
     await service.run_of(session, history_run_id, dataset_id, workflowtask_id)
     return await service.units_page(
         session, history_run_id, unit_status, pages.page, pages.page_size
@@ -87,6 +79,7 @@ async def list_run_units(
 
 @router.post("/images/", response_model=StatusImagePage)
 async def query_images_with_status(
+    _subject: ReadDatasetTask,
     project_id: Id,
     dataset_id: Id,
     workflowtask_id: Id,
@@ -96,7 +89,6 @@ async def query_images_with_status(
     payload: StatusImageQuery | None = None,
     include_warnings: bool = False,
 ) -> StatusImagePage:
-    await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
     return await service.images_with_status(
         session,
         dataset_id,
@@ -113,7 +105,8 @@ async def image_log(
     project_id: Id, payload: ImageLogRequest, user: ApiUser, session: SessionDep
 ) -> str:
     """The log of the unit that last processed an image for a workflow task and dataset."""
-    wftask = await _dataset_and_wftask(
+    # Ids in the body: checked by the helper behind ReadDatasetTask, after the body is valid.
+    _, wftask = await dataset_and_wftask(
         session, user, project_id, payload.dataset_id, payload.workflowtask_id
     )
     logfile, working_dir, label = await service.image_log_source(
@@ -124,6 +117,7 @@ async def image_log(
 
 @router.get("/unit-log/", response_model=str)
 async def unit_log(
+    subject: ReadDatasetTask,
     project_id: Id,
     history_run_id: Id,
     history_unit_id: Id,
@@ -132,9 +126,8 @@ async def unit_log(
     user: ApiUser,
     session: SessionDep,
 ) -> str:
-    wftask = await _dataset_and_wftask(session, user, project_id, dataset_id, workflowtask_id)
     logfile, working_dir, label = await service.unit_log_source(
-        session, history_run_id, history_unit_id, dataset_id, wftask
+        session, history_run_id, history_unit_id, dataset_id, subject.wftask
     )
     return await run_in_threadpool(service.read_unit_log, logfile, working_dir, label)
 

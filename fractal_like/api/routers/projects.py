@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import EmailStr
 
-from ...models import LinkUserProject, Project, UserOAuth
+from ...models import LinkUserProject, Project
 from ...schemas._base import Id
 from ...schemas.latest_job import JobWithTaskStatuses
 from ...schemas.project import (
@@ -23,10 +23,18 @@ from ...schemas.project import (
 )
 from ...services import history
 from ...services import projects as projects_service
-from ...services.access import Need, project_for
-from ...services.projects import active_jobs, name_taken, project_read
+from ...services.access import Need, check_need
+from ...services.errors import InvalidError, NotFoundError
+from ...services.projects import active_jobs, check_name_free, project_read
 from ..deps import SessionDep
-from ..ownership import ReadDataset, ReadProject, ReadWorkflow, WriteProject
+from ..ownership import (
+    DeleteProject,
+    OwnProject,
+    ReadDataset,
+    ReadProject,
+    ReadWorkflow,
+    UnlinkMember,
+)
 from ..request_body import GuardedRoute
 from ..users import ApiUser
 
@@ -46,8 +54,7 @@ async def list_projects(
 @router.post("/", response_model=ProjectRead, status_code=status.HTTP_201_CREATED)
 async def create_project(payload: ProjectCreate, user: ApiUser, session: SessionDep) -> ProjectRead:
     assert user.id is not None
-    if await name_taken(session, user.id, payload.name, exclude=None):
-        raise HTTPException(422, detail=f"you already have a project named {payload.name!r}")
+    await check_name_free(session, user.id, payload.name)
     project = Project(**payload.model_dump())
     session.add(project)
     await session.flush()
@@ -78,21 +85,21 @@ async def get_project(
 
 @router.patch("/{project_id}/", response_model=ProjectRead)
 async def update_project(
-    project_id: Id, payload: ProjectUpdate, user: ApiUser, session: SessionDep
+    access: ReadProject, project_id: Id, payload: ProjectUpdate, user: ApiUser, session: SessionDep
 ) -> ProjectRead:
+    project, link = access
     changes = payload.model_dump(exclude_unset=True)
-    # Starring is personal: reading rights suffice for it.
-    need = Need.WRITE if set(changes) - {"is_starred"} else Need.READ
-    project, link = await project_for(session, user, project_id, need)
+    # Starring is personal: reading rights suffice for it; any other change needs writing.
+    if set(changes) - {"is_starred"}:
+        check_need(link, Need.WRITE)
     if "is_starred" in changes:
         link.is_starred = bool(changes.pop("is_starred"))
     if changes.get("name") is not None and changes["name"] != project.name:
         assert user.id is not None
-        if await name_taken(session, user.id, changes["name"], exclude=project_id):
-            raise HTTPException(422, detail=f"you already have a project named {changes['name']!r}")
+        await check_name_free(session, user.id, changes["name"], exclude=project_id)
     for key, value in changes.items():
         if key == "name" and value is None:
-            raise HTTPException(422, detail="a project's name cannot be null")
+            raise InvalidError("a project's name cannot be null")
         setattr(project, key, value)
     await session.commit()
     return project_read(project, link)
@@ -100,46 +107,39 @@ async def update_project(
 
 @router.delete("/{project_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_project(
-    access: WriteProject, project_id: Id, user: ApiUser, session: SessionDep
+    access: DeleteProject, project_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
-    project, link = access
-    if not link.is_owner:
-        raise HTTPException(403, detail="only the owner can delete a project")
     running = await active_jobs(session, project_id=project_id)
     if running:
-        raise HTTPException(
-            422, detail=f"project {project_id} has {running} job(s) still running: stop them first"
+        raise InvalidError(
+            f"project {project_id} has {running} job(s) still running: stop them first"
         )
-    await session.delete(project)
+    await session.delete(access.project)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-async def _owned(session: SessionDep, user: UserOAuth, project_id: Id) -> Project:
-    project, link = await project_for(session, user, project_id)
-    if not link.is_owner:
-        raise HTTPException(403, detail="only the owner manages who can use a project")
-    return project
 
 
 # --- Stars: personal (on the user's link), so reading rights suffice ---------------------------
 
 
-async def _star(session: SessionDep, user: UserOAuth, project_id: Id, starred: bool) -> Response:
-    _, link = await project_for(session, user, project_id)
+async def _star(session: SessionDep, link: LinkUserProject, starred: bool) -> Response:
     link.is_starred = starred
     await session.commit()
     return Response(status_code=status.HTTP_200_OK)
 
 
 @router.post("/{project_id}/star/", status_code=status.HTTP_200_OK)
-async def star_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
-    return await _star(session, user, project_id, True)
+async def star_project(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> Response:
+    return await _star(session, access.link, True)
 
 
 @router.post("/{project_id}/unstar/", status_code=status.HTTP_200_OK)
-async def unstar_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
-    return await _star(session, user, project_id, False)
+async def unstar_project(
+    access: ReadProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> Response:
+    return await _star(session, access.link, False)
 
 
 # --- The latest job of a workflow on a dataset -------------------------------------------------
@@ -171,51 +171,49 @@ async def latest_job(
 
 
 @router.get("/{project_id}/guest/", response_model=list[ProjectGuestRead])
-async def list_guests(project_id: Id, user: ApiUser, session: SessionDep) -> list[ProjectGuestRead]:
-    await _owned(session, user, project_id)
+async def list_guests(
+    _access: OwnProject, project_id: Id, user: ApiUser, session: SessionDep
+) -> list[ProjectGuestRead]:
     return await projects_service.guests_of(session, project_id)
 
 
 @router.post("/{project_id}/guest/", status_code=status.HTTP_201_CREATED)
 async def invite_guest(
-    project_id: Id, email: EmailStr, payload: ProjectGuestCreate, user: ApiUser, session: SessionDep
+    _access: OwnProject,
+    project_id: Id,
+    email: EmailStr,
+    payload: ProjectGuestCreate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> Response:
     """Invite a user: the link gives no access until they accept it."""
-    await _owned(session, user, project_id)
     guest_id = (await projects_service.user_by_email(session, email)).id
     assert guest_id is not None
-    if await session.get(LinkUserProject, (project_id, guest_id)) is not None:
-        raise HTTPException(422, detail=f"{email} is already linked to project {project_id}")
-    session.add(
-        LinkUserProject(
-            project_id=project_id,
-            user_id=guest_id,
-            is_owner=False,
-            is_verified=False,
-            permissions=payload.permissions,
-        )
+    link = LinkUserProject(
+        project_id=project_id,
+        user_id=guest_id,
+        is_owner=False,
+        is_verified=False,
+        permissions=payload.permissions,
+    )
+    await projects_service.add_link(
+        session, link, already=f"{email} is already linked to project {project_id}"
     )
     await session.commit()
     return Response(status_code=status.HTTP_201_CREATED)
 
 
-async def _guest_by_email(
-    session: SessionDep, user: UserOAuth, project_id: Id, email: str
-) -> LinkUserProject:
-    """The link of a guest of the caller's project, named by e-mail (never the owner's)."""
-    await _owned(session, user, project_id)
-    guest_id = (await projects_service.user_by_email(session, email)).id
-    assert guest_id is not None
-    if guest_id == user.id:
-        raise HTTPException(422, detail="the owner's own access cannot be changed")
-    return await projects_service.link_or_404(session, project_id, guest_id)
-
-
 @router.patch("/{project_id}/guest/", status_code=status.HTTP_200_OK)
 async def change_guest(
-    project_id: Id, email: EmailStr, payload: ProjectGuestUpdate, user: ApiUser, session: SessionDep
+    _access: OwnProject,
+    project_id: Id,
+    email: EmailStr,
+    payload: ProjectGuestUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> Response:
-    link = await _guest_by_email(session, user, project_id, email)
+    assert user.id is not None
+    link = await projects_service.guest_by_email(session, project_id, user.id, email)
     link.permissions = payload.permissions
     await session.commit()
     return Response(status_code=status.HTTP_200_OK)
@@ -223,9 +221,10 @@ async def change_guest(
 
 @router.delete("/{project_id}/guest/", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_guest(
-    project_id: Id, email: EmailStr, user: ApiUser, session: SessionDep
+    _access: OwnProject, project_id: Id, email: EmailStr, user: ApiUser, session: SessionDep
 ) -> Response:
-    link = await _guest_by_email(session, user, project_id, email)
+    assert user.id is not None
+    link = await projects_service.guest_by_email(session, project_id, user.id, email)
     await session.delete(link)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -240,10 +239,7 @@ async def my_access(project_id: Id, user: ApiUser, session: SessionDep) -> Proje
 @router.post("/{project_id}/access/accept/", status_code=status.HTTP_200_OK)
 async def accept_invitation(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
     assert user.id is not None
-    link = await projects_service.link_or_404(session, project_id, user.id)
-    if link.is_verified:
-        raise HTTPException(404, detail=f"no pending invitation to project {project_id}")
-    link.is_verified = True
+    await projects_service.accept_invitation(session, project_id, user.id)
     await session.commit()
     return Response(status_code=status.HTTP_200_OK)
 
@@ -252,10 +248,7 @@ async def accept_invitation(project_id: Id, user: ApiUser, session: SessionDep) 
 async def leave_project(project_id: Id, user: ApiUser, session: SessionDep) -> Response:
     """Decline an invitation, or stop using a project shared with you."""
     assert user.id is not None
-    link = await projects_service.link_or_404(session, project_id, user.id)
-    if link.is_owner:
-        raise HTTPException(422, detail=f"you own project {project_id}: delete it instead")
-    await session.delete(link)
+    await projects_service.leave(session, project_id, user.id)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -269,37 +262,36 @@ async def leave_project(project_id: Id, user: ApiUser, session: SessionDep) -> R
     status_code=status.HTTP_201_CREATED,
 )
 async def share_project(
-    project_id: Id, payload: ProjectAccessCreate, user: ApiUser, session: SessionDep
+    _access: OwnProject,
+    project_id: Id,
+    payload: ProjectAccessCreate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> list[ProjectMemberRead]:
-    await _owned(session, user, project_id)
     guest = await projects_service.user_by_email(session, payload.email)
     if not guest.is_active:
-        raise HTTPException(404, detail=f"no active user with e-mail {payload.email}")
+        raise NotFoundError(f"no active user with e-mail {payload.email}")
     assert guest.id is not None
-    if await session.get(LinkUserProject, (project_id, guest.id)) is not None:
-        raise HTTPException(422, detail=f"{payload.email} already has access to this project")
-    session.add(
-        LinkUserProject(
-            project_id=project_id, user_id=guest.id, is_owner=False, permissions=payload.permissions
-        )
+    link = LinkUserProject(
+        project_id=project_id, user_id=guest.id, is_owner=False, permissions=payload.permissions
+    )
+    await projects_service.add_link(
+        session, link, already=f"{payload.email} already has access to this project"
     )
     await session.commit()
     return await projects_service.members(session, project_id)
 
 
-async def _member_link(session: SessionDep, project_id: Id, user_id: Id) -> LinkUserProject:
-    link = await projects_service.link_or_404(session, project_id, user_id)
-    if link.is_owner:
-        raise HTTPException(422, detail="the owner's access cannot be changed")
-    return link
-
-
 @router.patch("/{project_id}/access/{user_id}/", response_model=list[ProjectMemberRead])
 async def change_access(
-    project_id: Id, user_id: Id, payload: ProjectAccessUpdate, user: ApiUser, session: SessionDep
+    _access: OwnProject,
+    project_id: Id,
+    user_id: Id,
+    payload: ProjectAccessUpdate,
+    user: ApiUser,
+    session: SessionDep,
 ) -> list[ProjectMemberRead]:
-    await _owned(session, user, project_id)
-    link = await _member_link(session, project_id, user_id)
+    link = await projects_service.guest_link(session, project_id, user_id)
     link.permissions = payload.permissions
     await session.commit()
     return await projects_service.members(session, project_id)
@@ -307,14 +299,9 @@ async def change_access(
 
 @router.delete("/{project_id}/access/{user_id}/", status_code=status.HTTP_204_NO_CONTENT)
 async def revoke_access(
-    project_id: Id, user_id: Id, user: ApiUser, session: SessionDep
+    _access: UnlinkMember, project_id: Id, user_id: Id, user: ApiUser, session: SessionDep
 ) -> Response:
-    # A guest may leave a project on their own; otherwise only the owner removes guests.
-    if user_id != user.id:
-        await _owned(session, user, project_id)
-    else:
-        await project_for(session, user, project_id)
-    link = await _member_link(session, project_id, user_id)
+    link = await projects_service.guest_link(session, project_id, user_id)
     await session.delete(link)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from ...services import squeue as service
+from ...services.errors import InvalidError
 from ...services.jobs import resource_of
 from ..deps import SessionDep
 from ..request_body import GuardedRoute
@@ -31,15 +32,10 @@ async def get_squeue(
 ) -> PlainTextResponse:
     """The cluster's queue: all jobs, the user's cluster user's, or their accounts'."""
     profile, resource = await resource_of(session, user)
-    try:
-        argv = service.squeue_argv(scope, user, profile, resource)
-    except service.SqueueUnavailableError as error:
-        raise HTTPException(422, detail=str(error)) from None
+    argv = service.squeue_argv(scope, user, profile, resource)
     try:
         output = await service.read_queue(argv, resource, profile)
-    except service.SqueueUnavailableError as error:
-        raise HTTPException(422, detail=str(error)) from None
     except service.SqueueFailedError as error:
         logger.error("squeue failed for user %s: %s", user.id, error)
-        raise HTTPException(422, detail=SQUEUE_FAILED) from None
+        raise InvalidError(SQUEUE_FAILED) from None
     return PlainTextResponse(output)

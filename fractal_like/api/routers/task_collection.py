@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 
 from ...models import TaskGroupActivity
 from ...models.task import ActivityAction
@@ -17,6 +17,7 @@ from ...schemas.task import TaskGroupActivityRead
 from ...schemas.task_collection import CollectRequestError, parse_collect_form
 from ...services import tasks as task_service
 from ...services.collection import pixi_start, start
+from ...services.errors import InvalidError
 from ...services.jobs import resource_of
 from ..deps import SessionDep, SettingsDep
 from ..request_body import UploadRoute
@@ -62,8 +63,8 @@ async def collect_pip(
             wheel_filename=file.filename if file is not None else None,
             has_file=file is not None,
         )
-    except CollectRequestError as error:
-        raise HTTPException(422, detail=str(error))
+    except CollectRequestError as error:  # a schema-level error: the schemas know no services
+        raise InvalidError(str(error)) from None
     group_id = await task_service.target_user_group(
         session,
         user,
@@ -100,10 +101,7 @@ async def collect_pixi(
 ) -> TaskGroupActivity:
     """Collect a pixi task package from its `<name>-<version>.tar.gz` (Fractal's form)."""
     _profile, resource = await resource_of(session, user)
-    try:
-        pixi_start.pixi_config(resource)  # Fractal answers this before anything else
-    except pixi_start.PixiRequestError as error:
-        raise HTTPException(422, detail=str(error)) from None
+    pixi_start.pixi_config(resource)  # Fractal answers this (a 422) before anything else
     group_id = await task_service.target_user_group(
         session,
         user,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import AwareDatetime
 
 from ...models import Resource, Task, TaskGroupActivity
@@ -24,7 +24,7 @@ from ...schemas.task import (
 )
 from ...services import admin_task_groups
 from ...services import tasks as task_service
-from ...services.access import get_or_404
+from ...services.access import own_activity
 from ...services.collection import start as collection
 from ...services.tasks import task_for, task_group_for
 from ..deps import SessionDep, SettingsDep
@@ -188,14 +188,7 @@ async def list_activities(
 async def get_activity(
     task_group_activity_id: Id, user: ApiUser, session: SessionDep
 ) -> TaskGroupActivity:
-    activity = await get_or_404(
-        session, TaskGroupActivity, task_group_activity_id, "task-group activity"
-    )
-    if activity.user_id != user.id:  # admins read others' through /admin/v2/task-group/activity/
-        raise HTTPException(
-            403, detail=f"task-group activity {task_group_activity_id} is not yours"
-        )
-    return activity
+    return await own_activity(session, user, task_group_activity_id)
 
 
 @router.get("/task-group/{task_group_id}/", response_model=TaskGroupRead)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, Query, Response, status
 
-from ...models import UserOAuth, Workflow, WorkflowTemplate
+from ...models import UserOAuth, WorkflowTemplate
 from ...schemas._base import MAX_INT, Id, Text
 from ...schemas.workflow import (
     TemplateCreate,
@@ -17,7 +16,8 @@ from ...schemas.workflow import (
     TemplateUpdate,
 )
 from ...services import workflows as workflow_service
-from ...services.access import get_or_404, project_for
+from ...services.access import readable_workflow
+from ...services.errors import InvalidError
 from ...services.templates import (
     TemplateFilters,
     check_group_member,
@@ -25,6 +25,7 @@ from ...services.templates import (
     template_groups,
     template_owned,
 )
+from ...services.unique import commit_unique
 from ..deps import SessionDep
 from ..query_params import PaginationDep
 from ..request_body import GuardedRoute
@@ -42,14 +43,8 @@ async def _read(session: SessionDep, template: WorkflowTemplate) -> TemplateRead
 
 async def _store(session: SessionDep, template: WorkflowTemplate) -> TemplateRead:
     session.add(template)
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise HTTPException(
-            422,
-            detail=f"you already have a template {template.name!r} version {template.version}",
-        )
+    taken = f"you already have a template {template.name!r} version {template.version}"
+    await commit_unique(session, taken)
     return await _read(session, template)
 
 
@@ -80,9 +75,7 @@ async def list_templates(
 def _refuse_empty(task_list: list, what: str) -> None:
     # A template is for making workflows with tasks: an empty one would only be noise.
     if not task_list:
-        raise HTTPException(
-            422, detail=f"{what} has no tasks: there is nothing to make a template of"
-        )
+        raise InvalidError(f"{what} has no tasks: there is nothing to make a template of")
 
 
 @router.post("/", response_model=TemplateRead, status_code=status.HTTP_201_CREATED)
@@ -93,8 +86,7 @@ async def create_template(
     session: SessionDep,
     user_group_id: Id | None = None,
 ) -> TemplateRead:
-    workflow = await get_or_404(session, Workflow, workflow_id, "workflow")
-    await project_for(session, user, workflow.project_id)
+    workflow = await readable_workflow(session, user, workflow_id)
     await check_group_member(session, user, user_group_id)
     exported = await workflow_service.export(session, workflow)
     _refuse_empty(exported.task_list, f"workflow {workflow_id}")

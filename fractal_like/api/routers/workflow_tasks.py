@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from ...schemas._base import MAX_INT, Id
 from ...schemas.workflow import (
@@ -22,6 +22,7 @@ from ...schemas.workflow import (
 )
 from ...services import task_versions
 from ...services import workflows as service
+from ...services.errors import InvalidError
 from ...services.projects import active_jobs
 from ..deps import SessionDep
 from ..ownership import ReadWorkflow, ReadWorkflowTask, WriteWorkflow, WriteWorkflowTask
@@ -38,8 +39,8 @@ router = APIRouter(
 async def _refuse_while_running(session: SessionDep, workflow_id: int, what: str) -> None:
     running = await active_jobs(session, workflow_id=workflow_id)
     if running:
-        raise HTTPException(
-            422, detail=f"cannot {what} while workflow {workflow_id} has {running} active job(s)"
+        raise InvalidError(
+            f"cannot {what} while workflow {workflow_id} has {running} active job(s)"
         )
 
 
@@ -57,7 +58,7 @@ async def add_workflow_tasks(
     assert workflow.id is not None
     count = len(await service.workflow_tasks(session, workflow.id))
     if count + len(payload) > MAX_WORKFLOW_TASKS:
-        raise HTTPException(422, detail=f"a workflow has at most {MAX_WORKFLOW_TASKS} tasks")
+        raise InvalidError(f"a workflow has at most {MAX_WORKFLOW_TASKS} tasks")
     # A running job reads the tasks by position: only appending is safe then.
     if order is not None and order < count:
         await _refuse_while_running(session, workflow.id, "insert a task before others")
@@ -142,7 +143,7 @@ async def type_filters_flow(
     """Per workflow task: the types set before it, the filters it reads with, what it sets."""
     rows = await service.workflow_tasks(session, workflow_id)
     if not rows:
-        raise HTTPException(422, detail=f"workflow {workflow_id} has no tasks")
+        raise InvalidError(f"workflow {workflow_id} has no tasks")
     return service.type_filters_flow(rows)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
@@ -21,6 +21,7 @@ from ...schemas.workflow import (
     WorkflowUpdate,
 )
 from ...services import workflows as service
+from ...services.errors import InvalidError
 from ...services.projects import active_jobs
 from ...services.templates import template_for_use
 from ..deps import SessionDep
@@ -110,10 +111,9 @@ async def import_from_template(
     task_list = data.get("task_list") or []
     for position, version in payload.override_versions.items():
         if position >= len(task_list):
-            raise HTTPException(
-                422,
-                detail=f"override_versions names task {position}, but the template has "
-                f"{len(task_list)} task(s)",
+            raise InvalidError(
+                f"override_versions names task {position}, but the template has "
+                f"{len(task_list)} task(s)"
             )
         task_list[position]["task"]["version"] = version
     try:
@@ -166,7 +166,7 @@ async def update_workflow(
         await service.check_name_free(session, project_id, changes["name"], exclude=workflow_id)
     for key, value in changes.items():
         if value is None and key in ("name", "is_starred"):
-            raise HTTPException(422, detail=f"{key} cannot be null")
+            raise InvalidError(f"{key} cannot be null")
         setattr(workflow, key, value)
     await session.commit()
     return await service.workflow_read(session, workflow, project, link)
@@ -178,9 +178,7 @@ async def delete_workflow(
 ) -> Response:
     running = await active_jobs(session, workflow_id=workflow_id)
     if running:
-        raise HTTPException(
-            422, detail=f"workflow {workflow_id} is used by {running} active job(s)"
-        )
+        raise InvalidError(f"workflow {workflow_id} is used by {running} active job(s)")
     await session.delete(workflow)
     await session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -39,7 +39,7 @@ OPTIONS_FILE = "pixi-install.json"
 PIXI_UNAVAILABLE = "Pixi task collection is not available."
 
 
-class PixiRequestError(ValueError):
+class PixiRequestError(InvalidError, ValueError):
     """The request cannot be served; the message says why (a 422)."""
 
 
@@ -138,11 +138,8 @@ async def start_pixi_collection(
     """POST /api/v2/task/collect/pixi/ once the form is read: a group and a pending activity."""
     assert user.id is not None
     _check_resource(resource)
-    try:
-        version_of_pixi = choose_pixi_version(resource, pixi_version)
-        pkg_name, version, top = archive_name(upload.filename)
-    except PixiRequestError as error:
-        raise InvalidError(str(error)) from None
+    version_of_pixi = choose_pixi_version(resource, pixi_version)
+    pkg_name, version, top = archive_name(upload.filename)
     await check_not_duplicate(session, user.id, pkg_name, version, user_group_id=user_group_id)
     path = group_folder(resource.tasks_local_dir, user.id, pkg_name, version)
     clash = (await session.exec(select(TaskGroup.id).where(TaskGroup.path == path))).first()
@@ -199,10 +196,7 @@ async def start_pixi_reset(
     if resource is None:
         raise InvalidError(f"task group {group.id} has no compute resource any more")
     _check_resource(resource)
-    try:
-        choose_pixi_version(resource, group.pixi_version)
-    except PixiRequestError as error:
-        raise InvalidError(str(error)) from None
+    choose_pixi_version(resource, group.pixi_version)
     if not group.path or not group.archive_path or not Path(group.archive_path).is_file():
         raise InvalidError(f"task group {group.id} has no archive to rebuild its environment from")
     await asyncio.to_thread(write_install_options, group.path, use_pixi_lockfile=use_pixi_lockfile)
