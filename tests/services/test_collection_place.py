@@ -28,6 +28,8 @@ def test_slurm_ssh_groups_live_under_the_profiles_tasks_remote_dir() -> None:
     )
     with pytest.raises(ValueError, match="has no tasks_remote_dir"):
         tasks_root(ssh, Profile(name="p", resource_id=1))
+    with pytest.raises(ValueError, match="must be different folders"):
+        tasks_root(ssh, Profile(name="p", resource_id=1, tasks_remote_dir="/srv/tasks/"))
     assert tasks_root(_resource("slurm_sudo"), None) == "/srv/tasks"
 
 

@@ -128,9 +128,17 @@ def test_a_wheel_collected_over_ssh_lives_on_the_login_node_and_its_tasks_run_th
     assert reactivated["status"] == "OK", reactivated["log"]
     assert _owner(python.parent) == scene.uid and python.exists()
 
+    # Once no workflow uses its tasks, deleting the group removes its folder there.
+    workflow_id = collected.job(job_id)["workflow_id"]
+    expect(user.delete(f"/api/v2/project/{scene.project['id']}/workflow/{workflow_id}/"), 204)
+    deleted = lifecycle(settings, user, group["id"], "delete")
+    assert deleted["status"] == "OK", deleted["log"]
+    assert not folder.exists() and not folder.parent.parent.exists()  # emptied parents too
+    assert remote_root.is_dir()  # the tasks root itself stays
+
 
 @ONE_DATABASE
-def test_over_ssh_a_failed_pip_leaves_nothing_and_delete_removes_the_remote_folder(
+def test_over_ssh_a_failed_pip_leaves_nothing_and_the_delete_route_removes_the_folder(
     ssh_collect_scene, settings: Settings
 ) -> None:
     scene: SlurmScene = ssh_collect_scene()
@@ -156,8 +164,8 @@ def test_over_ssh_a_failed_pip_leaves_nothing_and_delete_removes_the_remote_fold
     assert (folder / "venv" / "bin" / "python").exists()
     assert [path.name for path in (scene.root / "user-tasks").iterdir()] == [user_folder.name]
 
-    deleted = lifecycle(settings, user, collected["taskgroupv2_id"], "delete")
-    assert deleted["status"] == "OK", deleted["log"]
-    assert not folder.exists() and not user_folder.exists()  # emptied parents go too
-    assert (scene.root / "user-tasks").is_dir()  # the tasks root itself stays
+    # DELETE /task-group/{id}/ removes it at once, over the API's own SSH connection.
+    expect(user.delete(f"/api/v2/task-group/{collected['taskgroupv2_id']}/"), 204)
+    assert not folder.exists() and not user_folder.exists()
+    assert (scene.root / "user-tasks").is_dir()
     expect(user.get(f"/api/v2/task-group/{collected['taskgroupv2_id']}/"), 404)

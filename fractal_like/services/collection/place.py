@@ -80,6 +80,12 @@ def tasks_root(resource: Resource, profile: Profile | None) -> str:
             "tasks_remote_dir, the folder on the cluster where task environments go: tell "
             "an admin"
         )
+    if os.path.normpath(profile.tasks_remote_dir) == os.path.normpath(resource.tasks_local_dir):
+        # The server keeps uploads for the login node there, in folders of the same names.
+        raise ValueError(
+            f"profile {profile.name!r} has the resource's tasks_local_dir as its "
+            "tasks_remote_dir: they must be different folders; tell an admin"
+        )
     return profile.tasks_remote_dir
 
 

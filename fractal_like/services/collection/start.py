@@ -2,7 +2,8 @@
 
 Nothing here installs anything: the work is done by a runner's collector. The folder of
 a new task group is created here (with the uploaded wheel in it) so that two requests can
-never collect into the same folder.
+never collect into the same folder; on slurm_ssh it is on the login node, made by the
+collector, and only an uploaded wheel waits here (see collect.upload_folder).
 """
 
 from __future__ import annotations
