@@ -50,6 +50,7 @@ class Runner:
             poll_seconds=settings.RUNNER_POLL_SECONDS,
             stale_after=settings.RUNNER_STALE_SECONDS,
             private_paths=lambda: private_paths(settings),
+            ssh=self.workflow_runner.slurm.ssh,  # one connection per login, jobs and venvs
         )
         # What ended SLURM jobs used, from sacct (idle when no SLURM job is waiting for it).
         self.usage_recorder = UsageRecorder(self.engine, slurm=self.workflow_runner.slurm)

@@ -46,13 +46,18 @@ def slurm_place(resource: Resource, profile: Profile | None) -> CommandRunner:
         ) from None
     except ValueError as error:
         raise SlurmUnreachableError(str(error)) from None
+    return login.host(ssh_registry())
+
+
+def ssh_registry() -> SshHostRegistry:
+    """This event loop's SSH connections (made on first use)."""
     loop = asyncio.get_running_loop()
     registry = _registries.get(loop)
     if registry is None:
         # Requests wait for a connection at most this long: never a stalled server.
         registry = SshHostRegistry(connect_timeout=5.0, connect_attempts=2)
         _registries[loop] = registry
-    return login.host(registry)
+    return registry
 
 
 async def close_connections() -> None:

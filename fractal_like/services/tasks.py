@@ -13,6 +13,7 @@ import os
 import shlex
 import subprocess
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -618,9 +619,16 @@ def build_command(python: str, package_root: str, executable: str) -> str:
 
 
 def build_tasks(
-    manifest: Manifest, python: str, package_root: str, version: str | None
+    manifest: Manifest,
+    python: str,
+    package_root: str,
+    version: str | None,
+    *,
+    is_file: Callable[[str], bool] = os.path.isfile,
 ) -> list[Task]:
-    """Unsaved Task rows for every task of the manifest, with commands into package_root."""
+    """Unsaved Task rows for every task of the manifest, with commands into package_root.
+
+    `is_file` looks where the package is (on this machine unless told otherwise)."""
     tasks = []
     for item in manifest.task_list:
         commands: dict[str, str | None] = {}
@@ -629,7 +637,7 @@ def build_tasks(
             if executable is None:
                 commands[step] = None
                 continue
-            if not os.path.isfile(os.path.join(package_root, executable)):
+            if not is_file(os.path.join(package_root, executable)):
                 raise ManifestError(
                     f"task {item.name!r}: executable {executable!r} is not a file "
                     f"under {package_root}"

@@ -26,7 +26,7 @@ from fractal_like.runner.node import sandbox
 from fractal_like.runner.server_files import private_paths
 from fractal_like.runner.slurm.commands import SlurmCommands
 from fractal_like.runner.unit_env import pip_environment, unit_environment
-from fractal_like.services.collection.venv import run
+from fractal_like.services.collection.place import run
 
 from ..support.helpers import (
     ADMIN_EMAIL,

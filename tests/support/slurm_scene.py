@@ -60,9 +60,11 @@ def slurm_scene(
     slurm_accounts: list[str] | None = None,
     ssh: SshServer | None = None,
     poll_interval: int = 1,
+    python_config: dict[str, Any] | None = None,
 ) -> SlurmScene:
     """With `ssh`, a slurm_ssh resource whose login node is that sshd (the same machine,
-    but the runner reaches the cluster only through it), else a slurm_sudo one."""
+    but the runner reaches the cluster only through it), else a slurm_sudo one.
+    `python_config`: the resource's tasks_python_config (for task collection)."""
     name, uid, _gid = unix_user
     kind = "slurm_sudo" if ssh is None else "slurm_ssh"
     config = config or slurm_config()
@@ -86,6 +88,12 @@ def slurm_scene(
     jobs.mkdir(mode=0o755)
     remote = user_owned_dir(root / "user-jobs", name)
     data = user_owned_dir(root / "user-data", name)
+    reach_profile: dict[str, Any] = {}
+    if ssh is not None:  # where collected task environments go on the login node
+        reach_profile = {
+            "ssh_key_path": str(ssh.user_key),
+            "tasks_remote_dir": str(user_owned_dir(root / "user-tasks", name)),
+        }
     admin = api.admin
     resource = expect(
         admin.post(
@@ -99,6 +107,7 @@ def slurm_scene(
                 **reach,
                 "jobs_slurm_python_worker": CLUSTER_PYTHON,
                 "jobs_poll_interval": poll_interval,
+                **({"tasks_python_config": python_config} if python_config else {}),
             },
         ),
         201,
@@ -111,7 +120,7 @@ def slurm_scene(
                 "resource_type": kind,
                 "username": name,
                 "jobs_remote_dir": str(remote),
-                **({"ssh_key_path": str(ssh.user_key)} if ssh is not None else {}),
+                **reach_profile,
             },
         ),
         201,

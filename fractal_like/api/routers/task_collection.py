@@ -72,11 +72,12 @@ async def collect_pip(
         user_group_id=user_group_id,
         default_group_name=settings.DEFAULT_GROUP_NAME,
     )
-    _profile, resource = await resource_of(session, user)
+    profile, resource = await resource_of(session, user)
     return await start.start_pip_collection(
         session,
         user,
         resource,
+        profile,
         request,
         user_group_id=group_id,
         upload=file,

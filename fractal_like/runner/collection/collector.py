@@ -24,8 +24,9 @@ from ...models import TaskGroupActivity, table_of
 from ...models.task import ActivityAction, ActivityStatus
 from ...services.collection.context import ActivityRun
 from ...services.collection.log import ActivityLog
-from ...services.collection.venv import StepFailedError
+from ...services.collection.place import StepFailedError
 from ..claims import Claims
+from ..slurm.ssh_host import SshHostRegistry
 from .pipelines import PIPELINES, RESUMABLE, Work
 
 logger = logging.getLogger("fractal_like.collection")
@@ -45,8 +46,13 @@ class Collector:
         poll_seconds: float,
         stale_after: float,
         private_paths: Callable[[], list[str]] | None = None,
+        ssh: SshHostRegistry | None = None,
     ) -> None:
         self.engine = engine
+        # SSH connections to the login nodes of slurm_ssh resources: the runner's own, shared
+        # with its jobs; or, when none is given, the collector's, closed when it stops.
+        self.ssh = ssh or SshHostRegistry()
+        self._owns_ssh = ssh is None
         self.private_paths = private_paths  # the server's files collection commands must not reach
         self.factory = make_session_factory(engine)
         self.poll_seconds = poll_seconds
@@ -77,6 +83,8 @@ class Collector:
             for task in list(self.active.values()):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if self._owns_ssh:
+                await self.ssh.close()
 
     def _start(self, activity_id: int, *, resumed: bool) -> None:
         task = asyncio.create_task(self._process(activity_id, resumed=resumed))
@@ -129,6 +137,7 @@ class Collector:
                 group_id=activity.taskgroupv2_id,
                 log=ActivityLog(self.engine, activity.id, activity.log),
                 private_paths=self.private_paths() if self.private_paths else None,
+                ssh=self.ssh,
             )
         if run.action not in PIPELINES:
             await run.log.add(f"unknown action {run.action!r}")

@@ -145,9 +145,9 @@ class SshClusterHost:
         except SshError as error:
             raise ClusterHostError(str(error)) from error
 
-    async def read_bytes(self, path: str) -> bytes:
+    async def read_bytes(self, path: str, limit: int = -1) -> bytes:
         try:
-            return await self.ssh.read_bytes(path)
+            return await self.ssh.read_bytes(path, limit)
         except SshError as error:
             raise ClusterHostError(str(error)) from error
 

@@ -382,10 +382,12 @@ class SshHost:
     async def read_text(self, path: str) -> str:
         return (await self.read_bytes(path)).decode(errors="replace")
 
-    async def read_bytes(self, path: str) -> bytes:
+    async def read_bytes(self, path: str, limit: int = -1) -> bytes:
+        """The file's bytes; with a `limit`, at most that many (the start of the file)."""
+
         async def read(live: _Live) -> bytes:
             async with (await live.sftp_client()).open(path, "rb") as stream:
-                data = await stream.read()
+                data = await stream.read(limit)
             # Opened in binary mode, so bytes (asyncssh's annotations say str).
             return data if isinstance(data, bytes) else data.encode()
 

@@ -2,14 +2,18 @@
 
 On failure `undo_collect` removes the folder and the task group, so that nothing
 half-installed stays behind and the same collection can simply be asked for again.
+The folder is at the group's place (place.py): on this machine, or for a slurm_ssh
+resource on the login node, as the owner's cluster user, under their tasks_remote_dir.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from pathlib import Path
+import contextlib
+import posixpath
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 from pydantic import ValidationError
 from sqlalchemy import or_
@@ -20,10 +24,19 @@ from ...models.task import TaskGroupOrigin
 from ...schemas.task import Manifest
 from ...schemas.task_collection import CollectRequestError, package_version
 from ..tasks import ManifestError, build_tasks, visible_to
-from .context import ActivityRun, GroupView, delete_group_rows, load
-from .files import UnsafeRemovalError, make_folder, remove_folder
+from .context import (
+    ActivityRun,
+    GroupView,
+    delete_group_rows,
+    load,
+    owner_profile,
+    place_for,
+    place_of,
+)
+from .files import UnsafeRemovalError, remove_folder
+from .place import Place, StepFailedError, read_limited
 from .python import PythonChoice, PythonNotAvailableError, choose_python, pip_options
-from .venv import StepFailedError, Venv
+from .venv import Venv
 
 MAX_MANIFEST_BYTES = 5_000_000
 
@@ -71,23 +84,31 @@ async def install_package(venv: Venv, group: TaskGroup) -> None:
 async def collect(run: ActivityRun) -> None:
     view = await load(run)
     group, resource = view.group, view.resource
+    place = place_of(run, view)
     python = python_of(view)
     pip = pip_options(resource)
     if group.version is None:
-        group = await _resolve_version(run, view, python)
+        group = await _resolve_version(run, view, place, python)
+    elif place.remote:
+        # Here the route made the folder; on a login node it is made now, as its user.
+        assert group.path is not None
+        await _new_folder(run, place, group.path)
     assert group.path is not None and group.venv_path is not None
-    folder = Path(group.path)
+    folder = PurePosixPath(group.path)
     await run.log.add(
-        f"collecting {group.pkg_name} {group.version} with Python {python.version} into {folder}"
+        f"collecting {group.pkg_name} {group.version} with Python {python.version} into "
+        f"{folder}" + (f" on {place.where}" if place.remote else "")
     )
-    venv = Venv(Path(group.venv_path), pip, run.log.add, cwd=folder, confine=run.private_paths)
+    await _send_upload(run, place, resource, group)
+    venv = Venv(PurePosixPath(group.venv_path), pip, run.log.add, place, cwd=folder)
     await venv.create(python)
     await install_package(venv, group)
     installed = await venv.find_manifest(group.pkg_name)
-    manifest = await asyncio.to_thread(_read_manifest, installed.manifest)
+    manifest = await read_manifest(place, installed.manifest)
     root = str(installed.manifest.parent)
+    found = await _executables_found(place, manifest, root)
     try:
-        tasks = build_tasks(manifest, str(venv.python), root, group.version)
+        tasks = build_tasks(manifest, str(venv.python), root, group.version, is_file=found)
     except ManifestError as error:
         raise StepFailedError(f"the manifest does not fit the package: {error}") from None
     freeze = await venv.freeze()
@@ -104,47 +125,104 @@ async def collect(run: ActivityRun) -> None:
     await run.log.add(f"registered {len(tasks)} task(s) from {installed.manifest}: {names}")
 
 
-def _read_manifest(path: Path) -> Manifest:
+async def _new_folder(run: ActivityRun, place: Place, path: str) -> None:
+    """The group's folder, made by this collection (never one that was there before)."""
     try:
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise StepFailedError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes")
-        return Manifest.model_validate_json(path.read_bytes())
+        await place.make_folder(path, exclusive=True)
+    except FileExistsError:
+        run.keep_folder = True
+        raise StepFailedError(f"the folder {path} already exists on {place.where}") from None
     except OSError as error:
-        raise StepFailedError(f"cannot read {path}: {error}") from None
+        raise StepFailedError(f"cannot create {path} on {place.where}: {error}") from None
+
+
+def upload_folder(resource: Resource, group: TaskGroup) -> str | None:
+    """Where the route keeps an uploaded wheel: the group's folder on this machine; for a
+    group on a login node, a folder of the same name under the resource's tasks_local_dir,
+    until the collector has copied the wheel there."""
+    if group.version is None:
+        return None
+    return group_folder(resource.tasks_local_dir, group.user_id, group.pkg_name, group.version)
+
+
+async def _send_upload(
+    run: ActivityRun, place: Place, resource: Resource, group: TaskGroup
+) -> None:
+    staging = upload_folder(resource, group)
+    if group.wheel_path is None or staging is None or staging == group.path:
+        return  # nothing uploaded, or it is in the group's folder already
+    local = Path(staging) / PurePosixPath(group.wheel_path).name
+    await run.log.add(f"copying {local.name} to {place.where} (SFTP)")
+    await place.put(local, group.wheel_path)
+    await forget_upload(resource, group)
+
+
+async def forget_upload(resource: Resource, group: TaskGroup) -> None:
+    """Remove the server's copy of an upload meant for a login node, if there is one."""
+    staging = upload_folder(resource, group)
+    if staging is not None and staging != group.path:
+        with contextlib.suppress(UnsafeRemovalError, OSError):
+            await asyncio.to_thread(remove_folder, staging, resource.tasks_local_dir)
+
+
+async def _executables_found(place: Place, manifest: Manifest, root: str) -> Callable[[str], bool]:
+    """Which of the manifest's executables are files under root, at the venv's place."""
+    wanted = {
+        posixpath.join(root, executable)
+        for item in manifest.task_list
+        for executable in (item.executable_non_parallel, item.executable_parallel)
+        if executable is not None
+    }
+    found = {path for path in wanted if await place.exists(path)}
+    return found.__contains__
+
+
+async def read_manifest(place: Place, path: PurePosixPath) -> Manifest:
+    """The manifest at its place (over SFTP on a login node), at most MAX_MANIFEST_BYTES."""
+    return parse_manifest(path.name, await place.read_bytes(str(path), MAX_MANIFEST_BYTES))
+
+
+def _read_manifest(path: Path) -> Manifest:
+    return parse_manifest(path.name, read_limited(str(path), MAX_MANIFEST_BYTES))
+
+
+def parse_manifest(name: str, data: bytes) -> Manifest:
+    try:
+        return Manifest.model_validate_json(data)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or 'manifest'}: {item['msg']}"
             for item in error.errors(include_url=False)[:10]
         )
-        raise StepFailedError(
-            f"{path.name} is not a valid Fractal manifest (v2): {problems}"
-        ) from None
+        raise StepFailedError(f"{name} is not a valid Fractal manifest (v2): {problems}") from None
 
 
-async def _resolve_version(run: ActivityRun, view: GroupView, python: PythonChoice) -> TaskGroup:
+async def _resolve_version(
+    run: ActivityRun, view: GroupView, place: Place, python: PythonChoice
+) -> TaskGroup:
     """For `package` without a version: ask pip, in a throw-away venv, which it would install."""
     group, resource = view.group, view.resource
-    tasks_root = Path(resource.tasks_local_dir)
-    await asyncio.to_thread(tasks_root.mkdir, parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".resolve-", dir=tasks_root))
+    staging = posixpath.join(place.root, f".resolve-{uuid.uuid4().hex[:12]}")
+    await place.make_folder(staging, exclusive=True)
     try:
         probe = Venv(
-            staging / "venv",
+            PurePosixPath(staging) / "venv",
             pip_options(resource),
             run.log.add,
-            cwd=staging,
-            confine=run.private_paths,
+            place,
+            cwd=PurePosixPath(staging),
         )
         await probe.create(python)
         found = await probe.resolve_version(requirement(group, with_version=False))
     finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+        with contextlib.suppress(UnsafeRemovalError, OSError, StepFailedError):
+            await place.remove_folder(staging, tidy_parents=False)
     try:
         version = package_version(found, "the version pip chose")
     except CollectRequestError as error:
         raise StepFailedError(str(error)) from None
     await run.log.add(f"pip would install {group.pkg_name} {version}")
-    path = group_folder(resource.tasks_local_dir, group.user_id, group.pkg_name, version)
+    path = group_folder(place.root, group.user_id, group.pkg_name, version)
     async with run.factory() as session:
         where = visible_to(group.user_id)
         if group.user_group_id is not None:
@@ -164,11 +242,7 @@ async def _resolve_version(run: ActivityRun, view: GroupView, python: PythonChoi
             raise StepFailedError(
                 f"task group {clash} already provides {group.pkg_name} {version} to you"
             )
-        try:
-            await asyncio.to_thread(make_folder, path)
-        except FileExistsError:
-            run.keep_folder = True
-            raise StepFailedError(f"the folder {path} already exists on the server") from None
+        await _new_folder(run, place, path)
         saved = await session.get(TaskGroup, group.id)
         assert saved is not None
         saved.version = version
@@ -193,15 +267,19 @@ async def undo_collect(run: ActivityRun) -> None:
             return
         group_id, path = group.id, group.path
         resource = await session.get(Resource, group.resource_id) if group.resource_id else None
-        root = resource.tasks_local_dir if resource is not None else None
+        profile = await owner_profile(session, group) if resource is not None else None
+        session.expunge_all()
     if path and not run.keep_folder:
         try:
-            if root is None:
+            if resource is None:
                 raise UnsafeRemovalError("its resource no longer exists")
-            if await asyncio.to_thread(remove_folder, path, root):
+            place = place_for(resource, profile, run.ssh, run.private_paths)
+            if await place.remove_folder(path, tidy_parents=True):
                 await run.log.add(f"removed {path}")
-        except (UnsafeRemovalError, OSError) as error:
+        except (ValueError, OSError, StepFailedError) as error:  # UnsafeRemovalError too
             await run.log.add(f"could not remove {path}: {error}")
+    if resource is not None:
+        await forget_upload(resource, group)
     async with run.factory() as session:
         await delete_group_rows(session, group_id)
     await run.log.add(f"removed task group {group_id}: the collection can be asked for again")

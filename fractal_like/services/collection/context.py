@@ -12,15 +12,19 @@ from ...models import (
     ACTIVE_JOB_STATUSES,
     Job,
     LinkUserProject,
+    Profile,
     Resource,
     Task,
     TaskGroup,
     TaskGroupActivity,
+    UserOAuth,
     Workflow,
     WorkflowTask,
 )
+from ...runner.slurm.ssh_host import SshHostRegistry
 from .log import ActivityLog
-from .venv import StepFailedError
+from .place import LocalPlace, Place, StepFailedError
+from .ssh_place import SshPlace
 
 
 @dataclass
@@ -35,6 +39,8 @@ class ActivityRun:
     # The server's files that pip and the build scripts it runs must not reach (None: not
     # confined; see runner/node/sandbox.py).
     private_paths: list[str] | None = None
+    # The runner's SSH connections, for task groups on slurm_ssh login nodes.
+    ssh: SshHostRegistry | None = None
     # Set once the work changed files in a way that cannot simply be undone by a retry
     # (e.g. a venv half removed), or found a folder that is not ours to remove.
     touched: bool = False
@@ -47,6 +53,7 @@ class GroupView:
 
     group: TaskGroup
     resource: Resource
+    profile: Profile | None  # the owner's: on slurm_ssh, whose login holds the files
 
 
 async def load(run: ActivityRun) -> GroupView:
@@ -59,8 +66,44 @@ async def load(run: ActivityRun) -> GroupView:
             raise StepFailedError(
                 f"task group {group.id} has no compute resource any more (it was removed)"
             )
+        profile = await owner_profile(session, group)
         session.expunge_all()
-        return GroupView(group, resource)
+        return GroupView(group, resource, profile)
+
+
+async def owner_profile(session: AsyncSession, group: TaskGroup) -> Profile | None:
+    """The profile of the group's owner, when it is on the group's resource."""
+    owner = await session.get(UserOAuth, group.user_id)
+    profile = await session.get(Profile, owner.profile_id) if owner and owner.profile_id else None
+    return profile if profile is not None and profile.resource_id == group.resource_id else None
+
+
+def place_for(
+    resource: Resource,
+    profile: Profile | None,
+    ssh: SshHostRegistry | None,
+    confine: list[str] | None,
+) -> Place:
+    """Where a task group of this resource lives: this machine, or (slurm_ssh) the login
+    node as the profile's user; ValueError says what is missing to reach it."""
+    if resource.type != "slurm_ssh":
+        return LocalPlace(resource.tasks_local_dir, confine)
+    if profile is None:
+        raise ValueError(
+            f"resource {resource.name!r} is reached over SSH, and the task group's owner has "
+            "no profile on it"
+        )
+    if ssh is None:
+        raise ValueError("no SSH connections here to reach the login node")
+    return SshPlace.of(resource, profile, ssh)
+
+
+def place_of(run: ActivityRun, view: GroupView) -> Place:
+    """The place of the task group of this activity; StepFailedError when unreachable."""
+    try:
+        return place_for(view.resource, view.profile, run.ssh, run.private_paths)
+    except ValueError as error:
+        raise StepFailedError(str(error)) from None
 
 
 async def workflows_using(

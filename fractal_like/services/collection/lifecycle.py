@@ -8,18 +8,18 @@ package itself instead, as a collection does, with the pins and extras the admin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from ...models import TaskGroup
 from ...models.task import TaskGroupOrigin
 from .collect import install_package, python_of
-from .context import ActivityRun, GroupView, check_unused, delete_group_rows, load
-from .files import UnsafeRemovalError, remove_folder
+from .context import ActivityRun, GroupView, check_unused, delete_group_rows, load, place_of
+from .files import UnsafeRemovalError
+from .place import Place, StepFailedError
 from .python import pip_options
 from .start import WITH_FILES
-from .venv import StepFailedError, Venv, requirements_from_freeze
+from .venv import Venv, requirements_from_freeze
 
 COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
 
@@ -35,10 +35,10 @@ async def _set_active(run: ActivityRun, active: bool, **changes: object) -> None
         await session.commit()
 
 
-async def _remove(path: str, root: str) -> bool:
+async def _remove(place: Place, path: str, *, tidy_parents: bool = False) -> bool:
     try:
-        return await asyncio.to_thread(remove_folder, path, root, tidy_parents=False)
-    except (UnsafeRemovalError, OSError) as error:
+        return await place.remove_folder(path, tidy_parents=tidy_parents)
+    except (UnsafeRemovalError, OSError, StepFailedError) as error:
         raise StepFailedError(f"could not remove {path}: {error}") from None
 
 
@@ -51,8 +51,9 @@ async def deactivate(run: ActivityRun) -> None:
     if group.origin not in COLLECTED or not group.venv_path or not group.path:
         await run.log.add(f"task group {group.id} has no environment of ours: nothing to remove")
         return
-    venv_path = Path(group.venv_path)
-    if not venv_path.exists():
+    place = place_of(run, view)
+    venv_path = group.venv_path
+    if not await place.exists(venv_path):
         await run.log.add(f"{venv_path} is already gone")
         return
     freeze = group.pip_freeze
@@ -60,11 +61,11 @@ async def deactivate(run: ActivityRun) -> None:
         await run.log.add("the pip freeze recorded at collection is kept for reactivation")
     else:
         venv = Venv(
-            venv_path,
+            PurePosixPath(venv_path),
             pip_options(view.resource),
             run.log.add,
-            cwd=Path(group.path),
-            confine=run.private_paths,
+            place,
+            cwd=PurePosixPath(group.path),
         )
         try:
             freeze = await venv.freeze()
@@ -75,7 +76,7 @@ async def deactivate(run: ActivityRun) -> None:
             ) from None
     await _set_active(run, False, pip_freeze=freeze)
     run.touched = True
-    await _remove(str(venv_path), view.resource.tasks_local_dir)
+    await _remove(place, venv_path)
     await run.log.add(f"removed {venv_path}; the pip freeze is kept, so reactivate can rebuild it")
 
 
@@ -94,18 +95,21 @@ async def _fresh_venv(run: ActivityRun, view: GroupView) -> Venv:
     """An empty venv at the group's venv_path (a leftover one removed first), for a rebuild."""
     group, resource = view.group, view.resource
     assert group.venv_path and group.path  # callers checked: a collected group has both
-    venv_path = Path(group.venv_path)
-    if venv_path.exists():
-        await run.log.add(f"removing the leftover {venv_path}")
-        await _remove(str(venv_path), resource.tasks_local_dir)
-    await asyncio.to_thread(Path(group.path).mkdir, parents=True, exist_ok=True)
+    place = place_of(run, view)
+    if await place.exists(group.venv_path):
+        await run.log.add(f"removing the leftover {group.venv_path}")
+        await _remove(place, group.venv_path)
+    try:
+        await place.make_folder(group.path, exclusive=False)
+    except OSError as error:
+        raise StepFailedError(f"cannot create {group.path}: {error}") from None
     run.touched = True
     venv = Venv(
-        venv_path,
+        PurePosixPath(group.venv_path),
         pip_options(resource),
         run.log.add,
-        cwd=Path(group.path),
-        confine=run.private_paths,
+        place,
+        cwd=PurePosixPath(group.path),
     )
     await venv.create(python_of(view))
     return venv
@@ -137,8 +141,9 @@ async def undo_reactivate(run: ActivityRun) -> None:
     if not run.touched:
         return
     view = await load(run)
-    if view.group.venv_path and Path(view.group.venv_path).exists():
-        await _remove(view.group.venv_path, view.resource.tasks_local_dir)
+    place = place_of(run, view)
+    if view.group.venv_path and await place.exists(view.group.venv_path):
+        await _remove(place, view.group.venv_path)
         await run.log.add(f"removed the unfinished {view.group.venv_path}")
     await run.log.add("the task group stays inactive")
 
@@ -171,19 +176,16 @@ async def delete(run: ActivityRun) -> None:
     async with run.factory() as session:
         await check_unused(session, group.id, run.user_id)
     if group.origin in WITH_FILES and group.path:
+        place = place_of(run, view)
         run.touched = True
-        if await _remove(group.path, view.resource.tasks_local_dir):
+        if await _remove(place, group.path):
             await run.log.add(f"removed {group.path}")
         # Its parents (package, user) go too when nothing else is left in them.
-        await asyncio.to_thread(_tidy, group.path, view.resource.tasks_local_dir)
+        with contextlib.suppress(StepFailedError):
+            await _remove(place, group.path, tidy_parents=True)
     async with run.factory() as session:
         await delete_group_rows(session, group.id)
     await run.log.add(f"deleted task group {group.id} and its tasks")
-
-
-def _tidy(path: str, root: str) -> None:
-    with contextlib.suppress(UnsafeRemovalError, OSError):
-        remove_folder(path, root, tidy_parents=True)
 
 
 async def undo_delete(run: ActivityRun) -> None:

@@ -30,13 +30,8 @@ from .collect import _read_manifest
 from .context import ActivityRun, GroupView, load
 from .files import UnsafeRemovalError, remove_folder
 from .pixi_start import OPTIONS_FILE, PixiRequestError, pixi_config
-from .venv import (
-    MANIFEST_NAME,
-    QUICK_TIMEOUT_SECONDS,
-    STEP_TIMEOUT_SECONDS,
-    StepFailedError,
-    logged_step,
-)
+from .place import LocalPlace, StepFailedError
+from .venv import MANIFEST_NAME, QUICK_TIMEOUT_SECONDS, STEP_TIMEOUT_SECONDS, logged_step
 
 SOURCE_DIR = "source_dir"
 ACTIVATION_SCRIPT = "activate_project.sh"
@@ -209,8 +204,8 @@ async def build_environment(
             run.log.add,
             what,
             [*settings, *args],
+            place=LocalPlace(view.resource.tasks_local_dir, run.private_paths),
             cwd=folder,
-            confine=run.private_paths,
             timeout=QUICK_TIMEOUT_SECONDS if quick else STEP_TIMEOUT_SECONDS,
         )
 

@@ -26,7 +26,7 @@ from ..errors import InvalidError, TooLargeError
 from ..tasks import check_not_duplicate
 from .collect import group_folder
 from .files import make_folder
-from .start import UPLOAD_CHUNK, _activity, _check_no_activity, _check_resource, _forget_folder
+from .start import UPLOAD_CHUNK, _activity, _check_no_activity, _forget_folder
 from .upload import Upload
 
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -41,6 +41,15 @@ PIXI_UNAVAILABLE = "Pixi task collection is not available."
 
 class PixiRequestError(InvalidError, ValueError):
     """The request cannot be served; the message says why (a 422)."""
+
+
+def _check_resource(resource: Resource) -> None:
+    if resource.type == "slurm_ssh":
+        raise InvalidError(
+            f"resource {resource.name!r} is reached over SSH: collecting pixi packages there "
+            "is not supported yet; collect the package as a wheel (pip), or ask an admin to "
+            "install it on the cluster and register it with task collect-custom",
+        )
 
 
 def pixi_config(resource: Resource) -> PixiConfig:

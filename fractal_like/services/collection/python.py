@@ -39,9 +39,16 @@ def choose_python(resource: Resource, requested: str | None) -> PythonChoice:
     """The interpreter for `requested` (default: the resource's default version).
 
     A resource without `tasks_python_config` offers the Python that runs the server,
-    which is what the embedded single-machine setup wants.
+    which is what the embedded single-machine setup wants (never on slurm_ssh, whose
+    interpreters are on the login node).
     """
     config = _configured(resource)
+    remote = resource.type == "slurm_ssh"  # its interpreters are paths on the login node
+    if not config and remote:
+        raise PythonNotAvailableError(
+            f"resource {resource.name!r} is reached over SSH and lists no Python interpreter "
+            "of the cluster in its tasks_python_config: tell an admin"
+        )
     if not config:
         server = _server_python()
         if requested not in (None, server.version):
@@ -60,6 +67,8 @@ def choose_python(resource: Resource, requested: str | None) -> PythonChoice:
             f"choose one of {offered}"
         )
     interpreter = versions[version]
+    if remote:
+        return PythonChoice(version, interpreter)  # checked when the venv is made there
     if not os.path.isfile(interpreter) or not os.access(interpreter, os.X_OK):
         raise PythonNotAvailableError(
             f"the interpreter of Python {version} on resource {resource.name!r} "

@@ -2,7 +2,8 @@
 
 Nothing here installs anything: the work is done by a runner's collector. The folder of
 a new task group is created here (with the uploaded wheel in it) so that two requests can
-never collect into the same folder.
+never collect into the same folder; on slurm_ssh it is on the login node, made by the
+collector, and only an uploaded wheel waits here (see collect.upload_folder).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ...models import Resource, TaskGroup, TaskGroupActivity, UserOAuth
+from ...models import Profile, Resource, TaskGroup, TaskGroupActivity, UserOAuth
 from ...models._types import utc_now
 from ...models.task import ActivityAction, ActivityStatus, TaskGroupOrigin
 from ...schemas.task import TaskGroupOverridesPip
@@ -28,28 +29,20 @@ from ...schemas.task_collection import (
     pinned_versions,
 )
 from ..errors import InvalidError, TooLargeError
+from ..slurm_place import ssh_registry
 from ..tasks import check_not_duplicate, delete_task_group
 from .collect import group_folder
-from .context import active_jobs_using, check_unused, delete_group_rows
+from .context import active_jobs_using, check_unused, delete_group_rows, owner_profile, place_for
 from .files import UnsafeRemovalError, make_folder, remove_folder
+from .place import StepFailedError, tasks_root
 from .python import PythonNotAvailableError, choose_python
 from .upload import Upload
-from .venv import StepFailedError
 
 logger = logging.getLogger("fractal_like.collection")
 UPLOAD_CHUNK = 1024 * 1024
 COLLECTED = (TaskGroupOrigin.PYPI, TaskGroupOrigin.WHEEL_FILE)
 # Groups whose folder and environment are ours (their lifecycle is background work).
 WITH_FILES = (*COLLECTED, TaskGroupOrigin.PIXI)
-
-
-def _check_resource(resource: Resource) -> None:
-    if resource.type == "slurm_ssh":
-        raise InvalidError(
-            f"resource {resource.name!r} is reached over SSH: collecting packages there "
-            "is not supported yet; ask an admin to install the package on the cluster and "
-            "register it with task collect-custom",
-        )
 
 
 async def _save_upload(upload: Upload, target: Path, max_bytes: int) -> None:
@@ -82,42 +75,41 @@ async def start_pip_collection(
     session: AsyncSession,
     user: UserOAuth,
     resource: Resource,
+    profile: Profile | None,
     request: CollectPipRequest,
     *,
     user_group_id: int | None,
     upload: Upload | None,
     max_bytes: int,
 ) -> TaskGroupActivity:
+    """On slurm_ssh the group's folder is on the login node, made by the collector as the
+    profile's user; an uploaded wheel waits under the resource's tasks_local_dir until the
+    collector copies it there."""
     assert user.id is not None
-    _check_resource(resource)
     try:
         python = choose_python(resource, request.python_version)
-    except PythonNotAvailableError as error:
+        root = tasks_root(resource, profile)
+    except ValueError as error:  # PythonNotAvailableError too
         raise InvalidError(str(error)) from None
     pkg_name, version = request.pkg_name, request.version
     await check_not_duplicate(session, user.id, pkg_name, version, user_group_id=user_group_id)
-    path = venv_path = wheel_path = None
+    path = venv_path = wheel_path = local = None
     if version is not None:
-        path = group_folder(resource.tasks_local_dir, user.id, pkg_name, version)
-        venv_path = str(Path(path) / "venv")
+        path = group_folder(root, user.id, pkg_name, version)
+        venv_path = str(PurePosixPath(path) / "venv")
         clash = (await session.exec(select(TaskGroup.id).where(TaskGroup.path == path))).first()
         if clash is not None:
             raise InvalidError(f"task group {clash} already uses the folder {path}")
-        try:
-            await asyncio.to_thread(make_folder, path)
-        except FileExistsError:
-            raise InvalidError(
-                f"the folder {path} already exists on the server: delete the task group "
-                "that used it, or ask an admin to remove it",
-            ) from None
-        except OSError as error:
-            raise InvalidError(f"cannot create {path}: {error.strerror}") from None
+        here = group_folder(resource.tasks_local_dir, user.id, pkg_name, version)
+        if here == path or request.wheel is not None:
+            await _new_local_folder(here)
+            local = here
     try:
         if upload is not None and request.wheel is not None:
-            assert path is not None
-            target = Path(path) / request.wheel.filename
+            assert path is not None and local is not None
+            target = Path(local) / request.wheel.filename
             await _save_upload(upload, target, max_bytes)
-            wheel_path = str(target)
+            wheel_path = str(PurePosixPath(path) / request.wheel.filename)
         group = TaskGroup(
             user_id=user.id,
             user_group_id=user_group_id,
@@ -147,11 +139,24 @@ async def start_pip_collection(
         session.add(activity)
         await session.commit()
     except BaseException:
-        if path is not None:
-            await asyncio.to_thread(_forget_folder, path, resource.tasks_local_dir)
+        if local is not None:
+            await asyncio.to_thread(_forget_folder, local, resource.tasks_local_dir)
         raise
     await session.refresh(activity)
     return activity
+
+
+async def _new_local_folder(path: str) -> None:
+    """Made here, so that two requests can never collect into the same folder."""
+    try:
+        await asyncio.to_thread(make_folder, path)
+    except FileExistsError:
+        raise InvalidError(
+            f"the folder {path} already exists on the server: delete the task group "
+            "that used it, or ask an admin to remove it",
+        ) from None
+    except OSError as error:
+        raise InvalidError(f"cannot create {path}: {error.strerror}") from None
 
 
 def _forget_folder(path: str, root: str) -> None:
@@ -272,14 +277,17 @@ async def delete_now(session: AsyncSession, group: TaskGroup, resource: Resource
     """DELETE /task-group/{id}/: the rows at once, then, for a collected group, its folder."""
     await _check_no_activity(session, group)
     path = group.path if group.origin in WITH_FILES else None
+    profile = await owner_profile(session, group) if resource is not None else None
     await delete_task_group(session, group)  # refuses (422) while workflows use its tasks
     if path is None:
         return
     try:
         if resource is None:
             raise UnsafeRemovalError("its resource no longer exists")
-        await asyncio.to_thread(remove_folder, path, resource.tasks_local_dir)
-    except (UnsafeRemovalError, OSError) as error:
+        # On slurm_ssh, over the API's own connection to the login node (slurm_place.py).
+        place = place_for(resource, profile, ssh_registry(), confine=None)
+        await place.remove_folder(path, tidy_parents=True)
+    except (ValueError, OSError, StepFailedError) as error:  # UnsafeRemovalError too
         # The group is gone already; a leftover folder is only disk space for an admin.
         logger.warning("task group %s deleted but %s was kept: %s", group.id, path, error)
 
@@ -325,7 +333,6 @@ async def start_pip_reset(
     resource = await session.get(Resource, group.resource_id) if group.resource_id else None
     if resource is None:
         raise InvalidError(f"task group {group.id} has no compute resource any more")
-    _check_resource(resource)
     _reset_overrides(group, resource, body)
     activity = _activity(group, ActivityAction.RESET, status=ActivityStatus.PENDING)
     session.add(activity)

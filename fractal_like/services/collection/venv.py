@@ -1,37 +1,38 @@
 """A task group's virtual environment: creating it, pip in it, and what is installed in it.
 
-Every command is an argv list run without a shell; values from requests reach pip as
-single argv items. The environment is created without pip and seeded with a copy of the
-pip that runs this server (as virtualenv seeds its environments): a fraction of a second
+Every command is an argv list run without a shell (or, on a login node, joined with shlex);
+values from requests reach pip as single argv items. Where the commands run is the venv's
+`Place` (place.py): this machine, or a slurm_ssh login node over SSH.
+
+On this machine the environment is created without pip and seeded with a copy of the pip
+that runs this server (as virtualenv seeds its environments): a fraction of a second
 instead of the several seconds `ensurepip` spends installing and compiling pip. When the
 server has no pip, or its pip does not support the chosen Python (its Requires-Python),
-`ensurepip` is the fallback.
+`ensurepip` is the fallback, as it is always on a login node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.metadata
 import importlib.util
 import json
 import os
+import posixpath
 import re
 import shlex
 import shutil
-import signal
-import sys
-import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ...runner.node import sandbox
-from ...runner.unit_env import pip_environment
+from .place import Place, StepFailedError
 from .python import PipOptions, PythonChoice
+
+__all__ = ["Installed", "StepFailedError", "Venv", "logged_step", "requirements_from_freeze"]
 
 Log = Callable[[str], Awaitable[None]]
 
@@ -42,6 +43,7 @@ QUICK_TIMEOUT_SECONDS = 120.0
 TAIL_LINES_OK = 15
 TAIL_LINES_FAILED = 80
 MANIFEST_NAME = "__FRACTAL_MANIFEST__.json"
+MAX_REPORT_BYTES = 1_000_000  # pip's report of one requirement, without its dependencies
 
 _PIP_GENERAL = ["--disable-pip-version-check", "--no-input"]
 _URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
@@ -61,22 +63,11 @@ print(json.dumps({{"name": dist.metadata["Name"], "version": dist.version, "mani
 _PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 
 
-class StepFailedError(Exception):
-    """A step of the work failed; the message says what happened, in plain words."""
-
-
 @dataclass(frozen=True)
 class Installed:
     name: str
     version: str
-    manifest: Path
-
-
-def _child_env() -> dict[str, str]:
-    # The server's own settings (database URL, JWT secret) are none of pip's business, nor of
-    # the build scripts of the packages it installs: they get the units' allow-list, plus the
-    # site's network settings and pip's own (PYTHONPATH, VIRTUAL_ENV... of the server stay out).
-    return pip_environment()
+    manifest: PurePosixPath  # at the venv's place
 
 
 def _shown(argv: list[str]) -> str:
@@ -91,69 +82,21 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(kept)
 
 
-async def run(
-    argv: list[str], *, cwd: Path, timeout: float, confine: Sequence[str] | None = None
-) -> tuple[int, str]:
-    """Run a command; its exit code and its combined output. Killed on timeout or cancel.
-
-    `confine`: the server's files the command must not reach (see runner/node/sandbox.py): pip
-    runs the build scripts of the packages it installs, which are the users' code."""
-    env = _child_env()
-    shown_name = argv[0]
-    with contextlib.ExitStack() as cleanup:
-        if confine is not None:
-            argv = [sys.executable, "-I", "-S", sandbox.__file__, *confine, "--", *argv]
-            usual = env.get("TMPDIR") or tempfile.gettempdir()
-            if sandbox.creation_blocked_in(usual, confine):
-                # pip builds in temporary folders: one it may create things in.
-                env["TMPDIR"] = cleanup.enter_context(
-                    tempfile.TemporaryDirectory(prefix="tmp-", dir=cwd)
-                )
-        return await _run_process(argv, cwd, timeout, env, name=shown_name)
-
-
-async def _run_process(
-    argv: list[str], cwd: Path, timeout: float, env: dict[str, str], name: str
-) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,  # its own process group, so pip's children die with it
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except BaseException as error:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        if isinstance(error, TimeoutError):
-            raise StepFailedError(
-                f"{name} took more than {timeout:.0f} s and was stopped"
-            ) from None
-        raise
-    assert process.returncode is not None
-    return process.returncode, output.decode(errors="replace")
-
-
 async def logged_step(
     log: Log,
     what: str,
     argv: list[str],
     *,
-    cwd: Path,
-    confine: Sequence[str] | None,
+    place: Place,
+    cwd: str | PurePath,
     timeout: float = STEP_TIMEOUT_SECONDS,
     shown: list[str] | None = None,
 ) -> str:
-    """One command of a piece of work: logged, run (confined), its output's tail logged;
-    StepFailedError when it fails. Returns its whole output."""
+    """One command of a piece of work: logged, run at its place (confined, here), its
+    output's tail logged; StepFailedError when it fails. Returns its whole output."""
     await log(f"{what}\n$ {_shown(shown or argv)}")
     try:
-        code, output = await run(argv, cwd=cwd, timeout=timeout, confine=confine)
+        code, output = await place.run(argv, cwd=str(cwd), timeout=timeout)
     except OSError as error:
         raise StepFailedError(f"{what}: cannot run {argv[0]}: {error}") from None
     if code != 0:
@@ -191,19 +134,20 @@ def _server_pip() -> ServerPip | None:
 
 
 class Venv:
-    """The venv of one task group, with the resource's pip options and a log to write to."""
+    """The venv of one task group at its place, with the resource's pip options and a log.
 
-    def __init__(
-        self, path: Path, pip: PipOptions, log: Log, cwd: Path, confine: Sequence[str] | None
-    ) -> None:
-        self.path = path
+    Paths are POSIX paths of the place (this machine or a login node): nothing here looks at
+    them on this machine unless the place is this machine."""
+
+    def __init__(self, path: PurePath, pip: PipOptions, log: Log, place: Place, cwd: PurePath):
+        self.path = PurePosixPath(path)
         self.pip = pip
         self.log = log
-        self.cwd = cwd
-        self.confine = confine  # the server's files its commands must not reach
+        self.place = place
+        self.cwd = PurePosixPath(cwd)
 
     @property
-    def python(self) -> Path:
+    def python(self) -> PurePosixPath:
         return self.path / "bin" / "python"
 
     async def _step(
@@ -215,7 +159,7 @@ class Venv:
         shown: list[str] | None = None,
     ) -> str:
         return await logged_step(
-            self.log, what, argv, cwd=self.cwd, confine=self.confine, timeout=timeout, shown=shown
+            self.log, what, argv, place=self.place, cwd=self.cwd, timeout=timeout, shown=shown
         )
 
     def _pip(self, *args: str) -> list[str]:
@@ -227,38 +171,52 @@ class Venv:
     # --- Creating ------------------------------------------------------------------------------
 
     async def create(self, python: PythonChoice) -> None:
-        if self.path.exists():
+        if await self.place.exists(str(self.path)):
             raise StepFailedError(f"{self.path} already exists: refusing to install over it")
-        await self._step(
-            f"creating the environment with {python.interpreter}",
-            [python.interpreter, "-m", "venv", "--without-pip", str(self.path)],
-            timeout=QUICK_TIMEOUT_SECONDS,
-        )
-        version = await self._seed_from_server(python.version)
-        if version is None:
+        if self.place.remote:
+            # The server's pip is on this machine, not on the login node: there the venv
+            # gets its pip from the cluster Python's own ensurepip (`venv`'s default).
             await self._step(
-                "installing pip with ensurepip",
-                [str(self.python), "-m", "ensurepip", "--default-pip"],
+                f"creating the environment with {python.interpreter} (pip from ensurepip)",
+                [python.interpreter, "-m", "venv", str(self.path)],
                 timeout=QUICK_TIMEOUT_SECONDS,
             )
-            output = await self._step(
-                "checking pip",
-                [str(self.python), "-m", "pip", "--version"],
+            version: str | None = await self._pip_version()
+        else:
+            await self._step(
+                f"creating the environment with {python.interpreter}",
+                [python.interpreter, "-m", "venv", "--without-pip", str(self.path)],
                 timeout=QUICK_TIMEOUT_SECONDS,
             )
-            version = output.split()[1] if len(output.split()) > 1 else output
+            version = await self._seed_from_server(python.version)
+            if version is None:
+                await self._step(
+                    "installing pip with ensurepip",
+                    [str(self.python), "-m", "ensurepip", "--default-pip"],
+                    timeout=QUICK_TIMEOUT_SECONDS,
+                )
+                version = await self._pip_version()
+        assert version is not None
         await self._upgrade_pip_if_old(version)
 
+    async def _pip_version(self) -> str:
+        output = await self._step(
+            "checking pip",
+            [str(self.python), "-m", "pip", "--version"],
+            timeout=QUICK_TIMEOUT_SECONDS,
+        )
+        return output.split()[1] if len(output.split()) > 1 else output
+
     async def _seed_from_server(self, python_version: str) -> str | None:
-        """Copy the server's pip into the venv when it supports that Python; its version."""
+        """Copy the server's pip into the venv (on this machine) when it supports that
+        Python; its version."""
         source = _server_pip()
         if source is None or not source.requires_python.contains(python_version):
             return None
-        code, output = await run(
+        code, output = await self.place.run(
             [str(self.python), "-I", "-c", _PURELIB],
-            cwd=self.cwd,
+            cwd=str(self.cwd),
             timeout=QUICK_TIMEOUT_SECONDS,
-            confine=self.confine,
         )
         site = Path(output.strip())
         real_venv = Path(os.path.realpath(self.path))
@@ -291,7 +249,8 @@ class Venv:
 
     async def resolve_version(self, requirement: str) -> str:
         """The version pip would install for `requirement`, without installing it."""
-        report = self.cwd / "pip-report.json"
+        # In the probe's own folder, removed with it (see collect._resolve_version).
+        report = str(self.cwd / "pip-report.json")
         try:
             await self.install(
                 f"finding the version pip would install for {requirement}",
@@ -301,14 +260,12 @@ class Venv:
                 "--ignore-installed",
                 "--quiet",
                 "--report",
-                str(report),
+                report,
             )
-            data = json.loads(report.read_text())
+            data = json.loads(await self.place.read_bytes(report, MAX_REPORT_BYTES))
             return str(data["install"][0]["metadata"]["version"])
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        except (ValueError, KeyError, IndexError, TypeError) as error:
             raise StepFailedError(f"cannot read pip's report for {requirement}: {error}") from None
-        finally:
-            report.unlink(missing_ok=True)
 
     async def freeze(self) -> str:
         output = await self._step(
@@ -327,7 +284,7 @@ class Venv:
         )
         try:
             data = json.loads(output.strip().splitlines()[-1])
-            manifests = [Path(os.path.abspath(item)) for item in data["manifests"]]
+            manifests = [PurePosixPath(posixpath.normpath(item)) for item in data["manifests"]]
             name, version = str(data["name"]), str(data["version"])
         except (ValueError, KeyError, IndexError, TypeError):
             raise StepFailedError(f"unexpected answer when looking for {MANIFEST_NAME}") from None
