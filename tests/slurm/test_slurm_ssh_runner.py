@@ -24,7 +24,6 @@ from ..support.ssh_support import SshServer, free_port, make_key
 from .test_slurm_runner import (
     _run_in_background,
     _slurm_jobs,
-    _wait_for_slurm_id,
 )
 
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -70,24 +69,31 @@ def test_a_failing_unit_fails_the_job_over_ssh_with_its_log(
 def test_a_dropped_connection_mid_job_does_not_lose_it(
     ssh_scene_factory, settings: Settings, ssh_server: SshServer
 ) -> None:
-    scene = ssh_scene_factory(config=slurm_config(target_num_jobs=2))
+    # Eight SLURM jobs for the parallel task: sbatch calls, file writes, listings and
+    # squeue all meet a dropped connection at some point.
+    config = slurm_config(target_num_jobs=8, target_cpus_per_job=1, max_cpus_per_job=1)
+    scene = ssh_scene_factory(config=config)
     job_id = scene.submit_steps(
-        ("create_images", {"args_non_parallel": {"num_images": 4}}),
-        ("measure_intensity", {"args_parallel": {"sleep": 4}}),
+        ("create_images", {"args_non_parallel": {"num_images": 8}}),
+        ("measure_intensity", {"args_parallel": {"sleep": 2}}),
     )
     thread, result = _run_in_background(settings, job_id, 150)
-    _wait_for_slurm_id(settings, job_id, nth=2)
     dropped = 0
-    for _ in range(3):  # while the parallel units run: every connection, three times
-        dropped += ssh_server.drop_connections()
-        time.sleep(1.5)
-    thread.join(160)
+    deadline = time.monotonic() + 150
+    while thread.is_alive() and time.monotonic() < deadline:
+        dropped += ssh_server.drop_connections()  # every connection, every 0.4 s
+        time.sleep(0.4)
+    thread.join(10)
     job = scene.job(job_id)
     assert result[job_id] == "done", job["log"]
-    assert dropped >= 1
-    assert len(_slurm_jobs(settings, job_id)) == 1 + 2  # nothing submitted twice
+    assert dropped >= 3
+    assert len(_slurm_jobs(settings, job_id)) == 1 + 8  # nothing submitted twice
     found = images(scene.user, scene.project["id"], scene.dataset["id"])
-    assert len(found) == 4 and all(image["attributes"].get("measured") for image in found)
+    assert len(found) == 8 and all(image["attributes"].get("measured") for image in found)
+    runs = list(Path(scene.dataset["zarr_dir"]).rglob("runs.log"))
+    assert len(runs) == 8
+    for run_log in runs:
+        assert len(run_log.read_text().splitlines()) == 1, f"{run_log} ran more than once"
 
 
 @ONE_DATABASE

@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ...slurm_config import SlurmConfig
 from ..executors.base import Executor, ResultCallback, TaskInfo, UnitResult
@@ -42,6 +43,10 @@ from .store import SlurmJobStore
 
 logger = logging.getLogger("fractal_like.runner.slurm")
 
+# A failed transport (a dropped SSH connection) is tried again this many times in all.
+TRANSPORT_ATTEMPTS = 3
+LOST_SBATCH_SETTLE_SECONDS = 2.0
+T = TypeVar("T")
 SKIPPED = "not started: an earlier unit of the task failed, or the job was stopped"
 
 
@@ -198,8 +203,11 @@ class SlurmExecutor(Executor):
             plan.parallel_per_job,
             task.warm_start,
         )
-        worker = await self.files.worker()
-        batch_file = await self.files.write_job_file(folder, f"{name}.json", json.dumps(document))
+        worker = await _again_if_lost(self.files.worker)
+        text = json.dumps(document)
+        batch_file = await _again_if_lost(
+            lambda: self.files.write_job_file(folder, f"{name}.json", text)
+        )
         script = build_sbatch_script(
             SbatchSpec(
                 job_name=name,
@@ -222,7 +230,9 @@ class SlurmExecutor(Executor):
                 batch_file=batch_file,
             )
         )
-        script_file = await self.files.write_job_file(folder, f"{name}.sh", script)
+        script_file = await _again_if_lost(
+            lambda: self.files.write_job_file(folder, f"{name}.sh", script)
+        )
         unit_ids = [call.unit_id for call in batch]
         parallel_units = min(len(batch), plan.parallel_per_job)
         row_id = await self.store.add(task.run_id, name, unit_ids, str(folder), parallel_units)
@@ -231,14 +241,10 @@ class SlurmExecutor(Executor):
         )
         self.sbatch_calls += 1
         try:
-            slurm_job_id = await self.commands.sbatch(argv)
+            slurm_job_id = await self._sbatch(name, argv)
         except ClusterHostError as error:
-            # The transport failed, perhaps after SLURM took the job: its unique name tells.
-            found = await self._find_after_lost_sbatch(name)
-            if found is None:
-                await self.store.ended(row_id)
-                raise SlurmCommandError(f"the cluster did not take it ({error})") from None
-            slurm_job_id = found
+            await self.store.ended(row_id)
+            raise SlurmCommandError(f"the cluster did not take it ({error})") from None
         except SlurmCommandError as error:
             await self.store.ended(row_id)
             raise SlurmCommandError(f"SLURM refused it ({error})") from None
@@ -252,10 +258,24 @@ class SlurmExecutor(Executor):
             JobLimits(plan.mem_per_job_mb, plan.time_per_job_minutes),
         )
 
-    async def _find_after_lost_sbatch(self, name: str) -> str | None:
-        with contextlib.suppress(SlurmCommandError):
-            return await self.reader.find_by_name(name)
-        return None
+    async def _sbatch(self, name: str, argv: list[str]) -> str:
+        """sbatch; when the transport fails (a dropped SSH connection), SLURM may have taken
+        the job anyway: its unique name tells, and only a job SLURM does not have is
+        submitted again. ClusterHostError once TRANSPORT_ATTEMPTS failed."""
+        for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
+            try:
+                return await self.commands.sbatch(argv)
+            except ClusterHostError as error:
+                logger.warning("sbatch of %s: %s; looking it up by name", name, error)
+                # An sbatch still in flight reaches the controller first.
+                await asyncio.sleep(LOST_SBATCH_SETTLE_SECONDS)
+                with contextlib.suppress(SlurmCommandError):
+                    found = await self.reader.find_by_name(name)
+                    if found is not None:
+                        return found
+                if attempt == TRANSPORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
     def _batch_document(
@@ -364,6 +384,19 @@ class SlurmExecutor(Executor):
         finally:
             for future in (round_done, stopped):
                 future.cancel()
+
+
+async def _again_if_lost(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run a write whose repeat is harmless (a whole file, renamed into place), again on a
+    new connection when the transport failed, up to TRANSPORT_ATTEMPTS times."""
+    for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
+        try:
+            return await operation()
+        except ClusterHostError as error:
+            if attempt == TRANSPORT_ATTEMPTS:
+                raise
+            logger.warning("writing a job file failed (%s); trying again", error)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def _ran_warm(call: UnitCall) -> bool | None:
