@@ -151,11 +151,14 @@ class SlurmReader:
         return states
 
     async def find_by_name(self, name: str) -> str | None:
-        """The id of a job with this (unique) name, if SLURM still lists it."""
+        """The id of a job with this (unique) name, if SLURM still lists it; None only when
+        squeue answered (SlurmCommandError when it did not: "no such job" must be sure)."""
         result = await self._query(
             ["squeue", "--noheader", "--states=all", "--format=%i", f"--name={name}"]
         )
-        ids = result.stdout.split() if result.returncode == 0 else []
+        if result.returncode != 0:
+            raise SlurmCommandError(f"squeue failed: {last_line(result)}")
+        ids = result.stdout.split()
         return ids[0] if ids else None
 
     async def job_info(self, job_id: str) -> JobInfo | None:

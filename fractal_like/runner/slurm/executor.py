@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,10 @@ class SlurmExecutor(Executor):
         self.reader: SlurmReader = poller.reader
         self.store = store
         self.sbatch_calls = 0
+        # In every SLURM job name: job and run ids repeat across servers (and databases)
+        # sharing a cluster, and squeue lists ended jobs for a while, so a name alone
+        # could find another server's job.
+        self.token = secrets.token_hex(4)
 
     @property
     def runs_as_account(self) -> bool:
@@ -135,7 +140,7 @@ class SlurmExecutor(Executor):
         section = effective_section(self.settings.config, task.meta)
         for row in await self.store.open_rows(task.run_id):
             unit_ids = [unit_id for unit_id in row.unit_ids if unit_id in pending]
-            slurm_job_id = row.slurm_job_id or await self.reader.find_by_name(row.name)
+            slurm_job_id = row.slurm_job_id or await self._look_up(row.name)
             if not unit_ids or slurm_job_id is None:
                 # Either nothing of it is left to wait for, or sbatch never ran for it
                 # (SLURM lists no job of that name): its units are submitted afresh.
@@ -172,7 +177,7 @@ class SlurmExecutor(Executor):
         first = await self.store.count(task.run_id)
         watches: list[SlurmJobWatch] = []
         for number, batch in enumerate(split_into_batches(calls, plan.units_per_job)):
-            name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}"
+            name = f"fl-j{self.settings.job_id}-r{task.run_id}-b{first + number}-{self.token}"
             try:
                 watch = await self._submit_batch(task, name, batch, section, plan)
             except SlurmCommandError as error:
@@ -269,12 +274,24 @@ class SlurmExecutor(Executor):
                 logger.warning("sbatch of %s: %s; looking it up by name", name, error)
                 # An sbatch still in flight reaches the controller first.
                 await asyncio.sleep(LOST_SBATCH_SETTLE_SECONDS)
-                with contextlib.suppress(SlurmCommandError):
-                    found = await self.reader.find_by_name(name)
-                    if found is not None:
-                        return found
+                found = await self._look_up(name)
+                if found is not None:
+                    return found
                 if attempt == TRANSPORT_ATTEMPTS:
                     raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _look_up(self, name: str) -> str | None:
+        """The SLURM job of this name, or None when squeue surely lists none; a lookup that
+        failed is asked again (never read as "none": that would submit its units twice)."""
+        for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
+            try:
+                return await self.reader.find_by_name(name)
+            except SlurmCommandError as error:
+                if attempt == TRANSPORT_ATTEMPTS:
+                    raise
+                logger.warning("looking up SLURM job %s failed (%s); asking again", name, error)
+                await asyncio.sleep(0.5 * attempt)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     @staticmethod
