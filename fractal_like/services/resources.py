@@ -8,9 +8,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import Profile, Resource, UserOAuth
-from ..runner.slurm.checks import Check, check_resource
+from ..runner.slurm.checks import Check
 from .access import get_or_404
 from .errors import InvalidError
+from .resource_checks import all_checks
 
 
 async def all_resources(session: AsyncSession) -> list[Resource]:
@@ -60,10 +61,10 @@ async def check_profile_unused(session: AsyncSession, profile_id: int) -> None:
 
 async def setup_checks(session: AsyncSession, resource: Resource) -> list[Check]:
     """The SLURM setup checks of a resource and its profiles (none for a local resource)."""
-    if resource.type != "slurm_sudo":
+    if resource.type == "local":
         return []
     assert resource.id is not None
-    return await check_resource(resource, await all_profiles(session, resource.id))
+    return await all_checks(resource, await all_profiles(session, resource.id))
 
 
 async def setup_checks_by_id(settings: Settings, resource_id: int) -> list[Check]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -23,12 +23,27 @@ from ...schemas.resource import (
 )
 from ...services import resources
 from ...services.access import get_or_404
+from ...services.resource_checks import (
+    SaveChecker,
+    check_profile_save,
+    check_resource_save,
+    checks_on_save,
+)
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
 from ..users import Superuser
 
 router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
+
+
+def save_checker() -> SaveChecker:
+    """The setup checks a save of a SLURM resource or profile runs (a dependency: tests of
+    the routes' other rules replace it when they have no cluster)."""
+    return checks_on_save
+
+
+CheckerDep = Annotated[SaveChecker, Depends(save_checker)]
 
 
 async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
@@ -60,9 +75,10 @@ def _resource_columns(payload: ResourceCreate) -> dict[str, Any]:
 
 @router.post("/resource/", response_model=ResourceRead, status_code=status.HTTP_201_CREATED)
 async def create_resource(
-    payload: ResourceCreate, _admin: Superuser, session: SessionDep
+    payload: ResourceCreate, _admin: Superuser, session: SessionDep, checker: CheckerDep
 ) -> Resource:
     resource = Resource(**_resource_columns(payload))
+    await check_resource_save(checker, resource, None, _no_profiles)
     session.add(resource)
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
@@ -71,16 +87,41 @@ async def create_resource(
 
 @router.put("/resource/{resource_id}/", response_model=ResourceRead)
 async def replace_resource(
-    resource_id: Id, payload: ResourceCreate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ResourceCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Resource:
     """Overwrite the whole resource: fields left out take their defaults, as on POST."""
     resource = await _get_resource(session, resource_id)
     await resources.check_type_kept(session, resource, payload.type)
-    for key, value in _resource_columns(payload).items():
-        setattr(resource, key, value)
+    await _save_resource(session, checker, resource, _resource_columns(payload))
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
     return resource
+
+
+async def _no_profiles() -> list[Profile]:
+    return []
+
+
+async def _save_resource(
+    session: SessionDep, checker: SaveChecker, resource: Resource, columns: dict[str, Any]
+) -> None:
+    """Set the new columns, once the changed resource passed its setup checks."""
+    assert resource.id is not None
+    resource_id = resource.id
+    before = Resource(**resource.model_dump())
+    # Checked as a copy, outside the session: nothing is written while the checks run.
+    candidate = Resource(**{**resource.model_dump(), **columns})
+
+    async def profiles() -> list[Profile]:
+        return await resources.all_profiles(session, resource_id)
+
+    await check_resource_save(checker, candidate, before, profiles)
+    for key, value in columns.items():
+        setattr(resource, key, value)
 
 
 @router.get("/resource/{resource_id}/", response_model=ResourceRead)
@@ -90,7 +131,11 @@ async def get_resource(resource_id: Id, _admin: Superuser, session: SessionDep) 
 
 @router.patch("/resource/{resource_id}/", response_model=ResourceRead)
 async def update_resource(
-    resource_id: Id, payload: ResourceUpdate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ResourceUpdate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Resource:
     resource = await _get_resource(session, resource_id)
     current: dict[str, Any] = ResourceRead.model_validate(resource).model_dump(
@@ -102,8 +147,7 @@ async def update_resource(
         merged = ResourceCreate.model_validate(current)
     except ValidationError as error:
         raise unprocessable_from(error)
-    for key, value in _resource_columns(merged).items():
-        setattr(resource, key, value)
+    await _save_resource(session, checker, resource, _resource_columns(merged))
     await _commit_unique(session, "resource", merged.name)
     await session.refresh(resource)
     return resource
@@ -139,7 +183,11 @@ async def list_resource_profiles(
     status_code=status.HTTP_201_CREATED,
 )
 async def create_profile(
-    resource_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ProfileCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     resource = await _get_resource(session, resource_id)
     try:
@@ -149,6 +197,7 @@ async def create_profile(
     data = payload.model_dump()
     data["resource_type"] = resource.type
     profile = Profile(resource_id=resource_id, **data)
+    await check_profile_save(checker, resource, profile, None)
     session.add(profile)
     await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
@@ -167,7 +216,11 @@ async def get_profile(profile_id: Id, _admin: Superuser, session: SessionDep) ->
 
 @router.patch("/profile/{profile_id}/", response_model=ProfileRead)
 async def update_profile(
-    profile_id: Id, payload: ProfileUpdate, _admin: Superuser, session: SessionDep
+    profile_id: Id,
+    payload: ProfileUpdate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     profile = await _get_profile(session, profile_id)
     merged = ProfileRead.model_validate(profile).model_dump()
@@ -176,8 +229,7 @@ async def update_profile(
         check_profile_for_resource(profile.resource_type, merged)
     except ValueError as error:
         raise HTTPException(422, detail=str(error))
-    for key, value in payload.model_dump(exclude_unset=True).items():
-        setattr(profile, key, value)
+    await _save_profile(session, checker, profile, payload.model_dump(exclude_unset=True))
     await _commit_unique(session, "profile", profile.name)
     await session.refresh(profile)
     return profile
@@ -185,7 +237,11 @@ async def update_profile(
 
 @router.put("/profile/{profile_id}/", response_model=ProfileRead)
 async def replace_profile(
-    profile_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+    profile_id: Id,
+    payload: ProfileCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     """Overwrite the whole profile (its resource stays): fields left out become null."""
     profile = await _get_profile(session, profile_id)
@@ -193,11 +249,22 @@ async def replace_profile(
         check_profile_for_resource(profile.resource_type, payload.model_dump())
     except ValueError as error:
         raise HTTPException(422, detail=str(error))
-    for key, value in payload.model_dump(exclude={"resource_type"}).items():
-        setattr(profile, key, value)
+    await _save_profile(session, checker, profile, payload.model_dump(exclude={"resource_type"}))
     await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
     return profile
+
+
+async def _save_profile(
+    session: SessionDep, checker: SaveChecker, profile: Profile, columns: dict[str, Any]
+) -> None:
+    """Set the new columns, once the changed profile passed its setup checks."""
+    resource = await _get_resource(session, profile.resource_id)
+    before = Profile(**profile.model_dump())
+    candidate = Profile(**{**profile.model_dump(), **columns})
+    await check_profile_save(checker, resource, candidate, before)
+    for key, value in columns.items():
+        setattr(profile, key, value)
 
 
 @router.delete("/profile/{profile_id}/", status_code=status.HTTP_204_NO_CONTENT)

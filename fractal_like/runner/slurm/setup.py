@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...models import Job, Profile, Resource
-from ...slurm_config import SlurmConfig
 from ..executors.base import ExecutorUnavailableError
 from .commands import SlurmCommands
 from .executor import SlurmExecutor, SlurmSettings
 from .poller import SlurmPoller
+from .requirements import SetupError, cluster_user_of, slurm_config_of, worker_python_of
 from .store import SlurmJobStore
 
 
@@ -25,23 +24,11 @@ def slurm_sudo_executor(
 ) -> SlurmExecutor:
     """The executor; ExecutorUnavailableError says why the resource or profile cannot run it."""
     try:
-        config = SlurmConfig.model_validate(resource.jobs_runner_config)
-    except ValidationError as error:
-        raise ExecutorUnavailableError(
-            f"the SLURM configuration of resource {resource.name!r} is invalid: {error}"
-        ) from None
-    if not resource.jobs_slurm_python_worker:
-        raise ExecutorUnavailableError(
-            f"resource {resource.name!r} has no jobs_slurm_python_worker: tell an admin"
-        )
-    if not profile.username:
-        raise ExecutorUnavailableError(
-            f"profile {profile.name!r} has no cluster username: tell an admin"
-        )
-    try:
-        commands = SlurmCommands(profile.username)
-    except ValueError as error:
-        raise ExecutorUnavailableError(str(error)) from None
+        config = slurm_config_of(resource)
+        python_worker = worker_python_of(resource)
+        commands = SlurmCommands(cluster_user_of(profile))
+    except SetupError as error:
+        raise ExecutorUnavailableError(f"{error.problem}: tell an admin") from None
     poller.max_interval = max(poller.min_interval, float(resource.jobs_poll_interval))
     exports_base = profile.tasks_remote_dir or profile.jobs_remote_dir
     exports = (
@@ -54,7 +41,7 @@ def slurm_sudo_executor(
     )
     settings = SlurmSettings(
         config=config,
-        python_worker=resource.jobs_slurm_python_worker,
+        python_worker=python_worker,
         job_id=job.id or 0,
         working_dir=Path(job.working_dir or ""),
         account=job.slurm_account,
