@@ -23,12 +23,7 @@ from ...schemas.resource import (
 )
 from ...services import resources
 from ...services.access import get_or_404
-from ...services.resource_checks import (
-    SaveChecker,
-    check_profile_save,
-    check_resource_save,
-    checks_on_save,
-)
+from ...services.resource_checks import SaveChecker, check_profile_save, checks_on_save
 from ..deps import SessionDep
 from ..errors import unprocessable_from
 from ..request_body import GuardedRoute
@@ -78,7 +73,7 @@ async def create_resource(
     payload: ResourceCreate, _admin: Superuser, session: SessionDep, checker: CheckerDep
 ) -> Resource:
     resource = Resource(**_resource_columns(payload))
-    await check_resource_save(checker, resource, None, _no_profiles)
+    await resources.check_new_resource(checker, resource)
     session.add(resource)
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
@@ -96,32 +91,10 @@ async def replace_resource(
     """Overwrite the whole resource: fields left out take their defaults, as on POST."""
     resource = await _get_resource(session, resource_id)
     await resources.check_type_kept(session, resource, payload.type)
-    await _save_resource(session, checker, resource, _resource_columns(payload))
+    await resources.change_resource(session, checker, resource, _resource_columns(payload))
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
     return resource
-
-
-async def _no_profiles() -> list[Profile]:
-    return []
-
-
-async def _save_resource(
-    session: SessionDep, checker: SaveChecker, resource: Resource, columns: dict[str, Any]
-) -> None:
-    """Set the new columns, once the changed resource passed its setup checks."""
-    assert resource.id is not None
-    resource_id = resource.id
-    before = Resource(**resource.model_dump())
-    # Checked as a copy, outside the session: nothing is written while the checks run.
-    candidate = Resource(**{**resource.model_dump(), **columns})
-
-    async def profiles() -> list[Profile]:
-        return await resources.all_profiles(session, resource_id)
-
-    await check_resource_save(checker, candidate, before, profiles)
-    for key, value in columns.items():
-        setattr(resource, key, value)
 
 
 @router.get("/resource/{resource_id}/", response_model=ResourceRead)
@@ -147,7 +120,7 @@ async def update_resource(
         merged = ResourceCreate.model_validate(current)
     except ValidationError as error:
         raise unprocessable_from(error)
-    await _save_resource(session, checker, resource, _resource_columns(merged))
+    await resources.change_resource(session, checker, resource, _resource_columns(merged))
     await _commit_unique(session, "resource", merged.name)
     await session.refresh(resource)
     return resource
@@ -229,7 +202,10 @@ async def update_profile(
         check_profile_for_resource(profile.resource_type, merged)
     except ValueError as error:
         raise HTTPException(422, detail=str(error))
-    await _save_profile(session, checker, profile, payload.model_dump(exclude_unset=True))
+    resource = await _get_resource(session, profile.resource_id)
+    await resources.change_profile(
+        checker, resource, profile, payload.model_dump(exclude_unset=True)
+    )
     await _commit_unique(session, "profile", profile.name)
     await session.refresh(profile)
     return profile
@@ -249,22 +225,13 @@ async def replace_profile(
         check_profile_for_resource(profile.resource_type, payload.model_dump())
     except ValueError as error:
         raise HTTPException(422, detail=str(error))
-    await _save_profile(session, checker, profile, payload.model_dump(exclude={"resource_type"}))
+    resource = await _get_resource(session, profile.resource_id)
+    await resources.change_profile(
+        checker, resource, profile, payload.model_dump(exclude={"resource_type"})
+    )
     await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
     return profile
-
-
-async def _save_profile(
-    session: SessionDep, checker: SaveChecker, profile: Profile, columns: dict[str, Any]
-) -> None:
-    """Set the new columns, once the changed profile passed its setup checks."""
-    resource = await _get_resource(session, profile.resource_id)
-    before = Profile(**profile.model_dump())
-    candidate = Profile(**{**profile.model_dump(), **columns})
-    await check_profile_save(checker, resource, candidate, before)
-    for key, value in columns.items():
-        setattr(profile, key, value)
 
 
 @router.delete("/profile/{profile_id}/", status_code=status.HTTP_204_NO_CONTENT)
