@@ -204,8 +204,12 @@ def resource_check(resource_id: int) -> None:
     if not checks:
         console.print(f"resource {resource_id} is not a SLURM resource: nothing to check")
     for check in checks:
-        mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
+        if check.ok:
+            mark = "[green]ok[/green]  "
+        else:
+            mark = "[yellow]??[/yellow]  " if check.inconclusive else "[red]FAIL[/red]"
         console.print(f"{mark} {check.name}: {check.message}", highlight=False)
+    # A check that could not be made is not a pass either: exit 1 says "not all verified".
     raise typer.Exit(0 if all(check.ok for check in checks) else 1)
 
 

@@ -282,3 +282,6 @@ class SetupCheckRead(BaseModel):
     name: str
     ok: bool
     message: str
+    # True: the check could not be made (the cluster did not answer, the sudo rules do not
+    # allow the command); a save is not refused for it.
+    inconclusive: bool = False

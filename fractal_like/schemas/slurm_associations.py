@@ -14,6 +14,7 @@ class AssociationRead(BaseModel):
     max_submit_jobs: int | None
     max_wall: str
     grp_tres: str
+    max_tres: str
 
 
 class FairShareRead(BaseModel):

@@ -27,6 +27,7 @@ from ..schemas.job import JobCreate
 from ..worker_init import WorkerInitError, local_refusal, needs_shell, parse_worker_init
 from .errors import ForbiddenError, InvalidError, UnavailableError
 from .slurm_associations import check_accounts
+from .slurm_limits import check_job_limits
 from .tasks import usable_task
 from .workflows import workflow_tasks
 
@@ -127,7 +128,19 @@ async def submit(
         )
     account = _account(user, payload.slurm_account)
     if account is not None:  # associations change in SLURM: checked again at each submit
-        await check_accounts(session, profile.id, [account])
+        associations = await check_accounts(session, profile.id, [account])
+        if associations is not None and profile.username:
+            await check_job_limits(
+                session,
+                resource,
+                profile.username,
+                account,
+                associations,
+                tasks[first : last + 1],
+                dataset.id,
+                payload.type_filters,
+                payload.attribute_filters,
+            )
     assert user.id is not None
     job = Job(
         project_id=project.id,

@@ -10,10 +10,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..config import Settings
 from ..db import make_async_engine, make_session_factory
 from ..models import Profile, Resource, UserOAuth
-from ..runner.slurm.checks import Check, check_resource
+from ..runner.slurm.checks import Check
 from ..schemas.resource import check_profile_for_resource
 from .access import get_or_404
 from .errors import InvalidError
+from .resource_checks import (
+    SaveChecker,
+    all_checks,
+    check_profile_save,
+    check_resource_save,
+)
 
 
 async def all_resources(session: AsyncSession) -> list[Resource]:
@@ -71,10 +77,10 @@ async def check_profile_unused(session: AsyncSession, profile_id: int) -> None:
 
 async def setup_checks(session: AsyncSession, resource: Resource) -> list[Check]:
     """The SLURM setup checks of a resource and its profiles (none for a local resource)."""
-    if resource.type != "slurm_sudo":
+    if resource.type == "local":
         return []
     assert resource.id is not None
-    return await check_resource(resource, await all_profiles(session, resource.id))
+    return await all_checks(resource, await all_profiles(session, resource.id))
 
 
 async def setup_checks_by_id(settings: Settings, resource_id: int) -> list[Check]:
@@ -86,3 +92,41 @@ async def setup_checks_by_id(settings: Settings, resource_id: int) -> list[Check
             return await setup_checks(session, resource)
     finally:
         await engine.dispose()
+
+
+async def check_new_resource(checker: SaveChecker, resource: Resource) -> None:
+    """Refuse a new resource that fails its setup checks (it has no profiles yet)."""
+
+    async def no_profiles() -> list[Profile]:
+        return []
+
+    await check_resource_save(checker, resource, None, no_profiles)
+
+
+async def change_resource(
+    session: AsyncSession, checker: SaveChecker, resource: Resource, columns: dict[str, Any]
+) -> None:
+    """Set the new columns, once the changed resource passed its setup checks."""
+    assert resource.id is not None
+    resource_id = resource.id
+    before = Resource(**resource.model_dump())
+    # Checked as a copy, outside the session: nothing is written while the checks run.
+    candidate = Resource(**{**resource.model_dump(), **columns})
+
+    async def profiles() -> list[Profile]:
+        return await all_profiles(session, resource_id)
+
+    await check_resource_save(checker, candidate, before, profiles)
+    for key, value in columns.items():
+        setattr(resource, key, value)
+
+
+async def change_profile(
+    checker: SaveChecker, resource: Resource, profile: Profile, columns: dict[str, Any]
+) -> None:
+    """Set the new columns, once the changed profile passed its setup checks."""
+    before = Profile(**profile.model_dump())
+    candidate = Profile(**{**profile.model_dump(), **columns})
+    await check_profile_save(checker, resource, candidate, before)
+    for key, value in columns.items():
+        setattr(profile, key, value)

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from ..models import Profile, UserOAuth
 from ..runner.slurm.associations import (
     AccountingUnavailableError,
+    Association,
     associations_of,
     fair_share_of,
 )
@@ -41,16 +42,17 @@ async def cluster_user(session: AsyncSession, profile_id: int | None) -> str | N
 
 async def check_accounts(
     session: AsyncSession, profile_id: int | None, accounts: list[str]
-) -> None:
-    """Refuse an account SLURM does not associate with the profile's cluster user."""
+) -> list[Association] | None:
+    """Refuse an account SLURM does not associate with the profile's cluster user; the
+    cluster user's associations, or None when there was nothing to check them against."""
     username = await cluster_user(session, profile_id)
     if username is None or not accounts:
-        return
+        return None
     try:
         associations = await associations_of(username)
     except AccountingUnavailableError as error:
         logger.info("SLURM accounts of %s not checked: %s", username, error)
-        return
+        return None
     known = sorted({association.account for association in associations})
     for account in accounts:
         if account not in known:
@@ -58,6 +60,7 @@ async def check_accounts(
                 f"SLURM account {account!r} is not associated with cluster user "
                 f"{username!r} (SLURM associates it with: {', '.join(known) or 'no account'})"
             )
+    return associations
 
 
 async def associations_view(session: AsyncSession, user: UserOAuth) -> SlurmAssociationsRead:

@@ -1,15 +1,36 @@
-"""Compute resources and profiles under /admin/v2/."""
+"""Compute resources and profiles under /admin/v2/: the routes' own rules.
+
+These run without a cluster: the setup checks a save of a SLURM resource runs are
+replaced by none here, and tested against the real cluster in
+tests/slurm/test_resource_checks.py.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+
+from fractal_like.api.routers.admin_resources import save_checker
+from fractal_like.models import Profile, Resource
+from fractal_like.runner.slurm.checks import Check
+
 from ..support.helpers import ApiClient, expect
 
 SLURM_CONFIG = json.loads(
     (Path(__file__).parents[2] / "slurm-config" / "single-node.json").read_text()
 )
+
+
+async def _unchecked(resource: Resource, profiles: list[Profile], server: bool) -> list[Check]:
+    return []
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster(app_client: TestClient) -> None:
+    app_client.app.dependency_overrides[save_checker] = lambda: _unchecked  # type: ignore[attr-defined]
 
 
 def _slurm_resource(**overrides: object) -> dict:

@@ -1,7 +1,11 @@
 """Setup checks of a SLURM resource, on the real cluster: what passes, what fails and says
-how to fix it, through the admin route and `fractal-like resource check ID`."""
+how to fix it, through the admin route and `fractal-like resource check ID`, and the same
+checks refusing a resource or profile when it is saved."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -11,7 +15,7 @@ from fractal_like.config import Settings
 
 from ..support.helpers import ApiClient, expect
 from ..support.slurm_scene import cleanup, slurm_config, slurm_scene
-from ..support.slurm_support import shared_dir
+from ..support.slurm_support import remove_shared_dir, shared_dir, user_owned_dir
 
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -40,6 +44,7 @@ def test_a_working_resource_passes_every_check(
             "SLURM_CONF",
             "SLURM commands",
             "partitions",
+            "worker Python",
             f"{name}: sudo",
             f"{name}: worker Python",
             f"{name}: jobs folder",
@@ -58,64 +63,186 @@ def test_a_working_resource_passes_every_check(
         cleanup(scene)
 
 
-def test_a_broken_resource_is_told_what_to_fix(
-    api: ApiClient, slurm_conf: str, slurm_user: tuple[str, int, int]
-) -> None:
-    root = shared_dir("checks-broken")
+def _resource(root: Path, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": f"checked-{root.name}",
+        "type": "slurm_sudo",
+        "jobs_local_dir": str(root / "jobs"),
+        "tasks_local_dir": str(root / "tasks"),
+        "jobs_runner_config": slurm_config(),
+        "jobs_slurm_python_worker": "/usr/bin/python3",
+    }
+    return {**body, **overrides}
+
+
+def _profile(root: Path, user: str, **overrides: Any) -> dict[str, Any]:
+    body = {"name": f"checked-{root.name}", "username": user}
+    if "jobs_remote_dir" not in overrides:
+        body["jobs_remote_dir"] = str(user_owned_dir(root / "user-jobs", user))
+    return {**body, **overrides}
+
+
+def _refusal(response: Any) -> str:
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "was not saved, because jobs could not run" in detail
+    return detail
+
+
+@pytest.fixture
+def root(slurm_conf: str) -> Any:
+    path = shared_dir("checks")
+    yield path
+    remove_shared_dir(path)
+
+
+@ONE_DATABASE
+def test_a_wrong_partition_is_refused_when_saved(api: ApiClient, root: Path) -> None:
+    admin = api.admin
     config = slurm_config()
     config["default_slurm_config"]["partition"] = "no-such-partition"
-    resource = expect(
-        api.admin.post(
-            "/admin/v2/resource/",
-            json={
-                "name": f"broken-{root.name}",
-                "type": "slurm_sudo",
-                "jobs_local_dir": str(root / "jobs"),
-                "tasks_local_dir": str(root / "tasks"),
-                "jobs_runner_config": config,
-                "jobs_slurm_python_worker": "/no/such/python3",
-            },
-        ),
-        201,
+    config["gpu_slurm_config"] = {"partition": "gpu", "gres": "gpu:1"}
+    detail = _refusal(
+        admin.post("/admin/v2/resource/", json=_resource(root, jobs_runner_config=config))
     )
-    profile = expect(
-        api.admin.post(
-            f"/admin/v2/resource/{resource['id']}/profile/",
-            json={
-                "name": f"broken-profile-{root.name}",
-                "resource_type": "slurm_sudo",
-                "username": slurm_user[0],
-                "jobs_remote_dir": "/root",  # not the user's
-            },
-        ),
-        201,
-    )
-    checks = _checks(api, resource["id"])
-    name = f"profile {profile['name']!r}"
-    assert checks["SLURM_CONF"]["ok"] and checks["SLURM commands"]["ok"]
-    partitions = checks["partitions"]
     assert (
-        not partitions["ok"]
-        and "SLURM has no partition 'no-such-partition'" in (partitions["message"])
+        "partitions: SLURM has no partition 'gpu', 'no-such-partition' (it has main): fix the "
+        "partition in jobs_runner_config" in detail
     )
-    python = checks[f"{name}: worker Python"]
-    assert not python["ok"]
-    assert f"{slurm_user[0]} cannot run /no/such/python3" in python["message"]
-    folder = checks[f"{name}: jobs folder"]
-    assert not folder["ok"] and f"{slurm_user[0]} cannot write /root" in folder["message"]
-    assert expect(api.admin.get("/admin/v2/resource/"), 200)  # nothing else changed
+    assert expect(admin.get("/admin/v2/resource/"), 200) == []  # nothing was saved
+
+    resource = expect(admin.post("/admin/v2/resource/", json=_resource(root)), 201)
+    url = f"/admin/v2/resource/{resource['id']}/"
+    detail = _refusal(admin.patch(url, json={"jobs_runner_config": config}))
+    assert "SLURM has no partition 'gpu', 'no-such-partition'" in detail
+    detail = _refusal(admin.request("PUT", url, json=_resource(root, jobs_runner_config=config)))
+    assert "SLURM has no partition" in detail
+    kept = expect(admin.get(url), 200)["jobs_runner_config"]["default_slurm_config"]
+    assert kept["partition"] == "main"
+
+
+@ONE_DATABASE
+def test_an_unreadable_or_missing_worker_python_is_refused_when_saved(
+    api: ApiClient, root: Path, slurm_user: tuple[str, int, int]
+) -> None:
+    admin, user = api.admin, slurm_user[0]
+    detail = _refusal(
+        admin.post(
+            "/admin/v2/resource/", json=_resource(root, jobs_slurm_python_worker="/no/python3")
+        )
+    )
+    assert "worker Python: the worker Python /no/python3 does not exist on this machine" in detail
+
+    # Present for the server (root), unreadable for the cluster user: a folder only root
+    # may enter, as the server's own home would be.
+    private = root / "private"
+    private.mkdir(mode=0o700)
+    hidden = private / "python3"
+    hidden.symlink_to("/usr/bin/python3")
+    resource = expect(
+        admin.post(
+            "/admin/v2/resource/", json=_resource(root, jobs_slurm_python_worker=str(hidden))
+        ),
+        201,
+    )
+    profiles = f"/admin/v2/resource/{resource['id']}/profile/"
+    detail = _refusal(admin.post(profiles, json=_profile(root, user)))
+    assert f"profile 'checked-{root.name}' was not saved" in detail
+    assert f"worker Python: {user} cannot run {hidden} (" in detail
+    assert "Permission denied" in detail
+    assert "install Python there, or name one that user can read and run" in detail
+    assert expect(admin.get(profiles), 200) == []
+
+    # The other way round: the profile exists, then the resource changes its Python.
+    url = f"/admin/v2/resource/{resource['id']}/"
+    expect(admin.patch(url, json={"jobs_slurm_python_worker": "/usr/bin/python3"}), 200)
+    profile = expect(admin.post(profiles, json=_profile(root, user)), 201)
+    detail = _refusal(admin.patch(url, json={"jobs_slurm_python_worker": str(hidden)}))
+    assert f"resource 'checked-{root.name}' was not saved" in detail
+    assert f"profile {profile['name']!r}: worker Python: {user} cannot run {hidden}" in detail
+    assert expect(admin.get(url), 200)["jobs_slurm_python_worker"] == "/usr/bin/python3"
+
+
+@ONE_DATABASE
+def test_a_missing_slurm_conf_is_refused_when_saved(
+    api: ApiClient, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = api.admin
+    resource = expect(admin.post("/admin/v2/resource/", json=_resource(root)), 201)
+    url = f"/admin/v2/resource/{resource['id']}/"
+    monkeypatch.setenv("SLURM_CONF", str(root / "no-slurm.conf"))  # the server's environment
+    detail = _refusal(admin.post("/admin/v2/resource/", json=_resource(root, name="other")))
+    assert (
+        f"SLURM_CONF: SLURM_CONF names {root}/no-slurm.conf, which is not a file the server "
+        "can read: point it at the cluster's slurm.conf" in detail
+    )
+    _refusal(admin.patch(url, json={"jobs_local_dir": str(root / "elsewhere")}))
+    # What the checks do not read is saved regardless: a resource can be closed to new jobs
+    # (or renamed) while its cluster is out of reach.
+    closed = expect(admin.patch(url, json={"prevent_new_submissions": True, "name": "x"}), 200)
+    assert closed["prevent_new_submissions"] and closed["name"] == "x"
+
+
+@ONE_DATABASE
+def test_a_jobs_folder_the_user_cannot_write_is_refused_when_saved(
+    api: ApiClient, root: Path, slurm_user: tuple[str, int, int]
+) -> None:
+    admin, user = api.admin, slurm_user[0]
+    resource = expect(admin.post("/admin/v2/resource/", json=_resource(root)), 201)
+    profiles = f"/admin/v2/resource/{resource['id']}/profile/"
+    detail = _refusal(admin.post(profiles, json=_profile(root, user, jobs_remote_dir="/root")))
+    assert f"jobs folder: {user} cannot write /root (jobs_remote_dir)" in detail
+    # Without jobs_remote_dir, the resource's jobs_local_dir (root's, here) is the folder.
+    (root / "jobs").mkdir(mode=0o755)
+    detail = _refusal(admin.post(profiles, json=_profile(root, user, jobs_remote_dir=None)))
+    assert f"{user} cannot write {root}/jobs (no jobs_remote_dir, so jobs_local_dir)" in detail
+    detail = _refusal(
+        admin.post(profiles, json=_profile(root, "fl-no-such-user", jobs_remote_dir="/tmp"))
+    )
+    assert "sudo: the server cannot run commands as 'fl-no-such-user'" in detail
+    profile = expect(admin.post(profiles, json=_profile(root, user)), 201)
+    url = f"/admin/v2/profile/{profile['id']}/"
+    _refusal(admin.patch(url, json={"jobs_remote_dir": "/root"}))
+    _refusal(admin.request("PUT", url, json=_profile(root, user, jobs_remote_dir="/root")))
+    assert expect(admin.patch(url, json={"name": "renamed"}), 200)["name"] == "renamed"
+    assert expect(admin.get(url), 200)["jobs_remote_dir"] == str(root / "user-jobs")
+
+
+@ONE_DATABASE
+def test_a_cluster_that_does_not_answer_does_not_block_a_save(
+    api: ApiClient, root: Path, slurm_conf: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same cluster, its controller at a port nobody listens on: SLURM is down.
+    down = root / "down.conf"
+    lines = Path(slurm_conf).read_text().splitlines()
+    down.write_text(
+        "\n".join(
+            "SlurmctldPort=1" if line.startswith("SlurmctldPort=") else line for line in lines
+        )
+    )
+    monkeypatch.setenv("SLURM_CONF", str(down))
+    resource = expect(api.admin.post("/admin/v2/resource/", json=_resource(root)), 201)
+    checks = _checks(api, resource["id"])
+    partitions = checks["partitions"]
+    assert not partitions["ok"] and partitions["inconclusive"], partitions
+    assert "Unable to contact slurm controller" in partitions["message"] or (
+        "did not answer" in partitions["message"]
+    )
+
+
+def test_a_local_resource_runs_no_checks(api: ApiClient, tmp_path: Path) -> None:
     local = expect(
         api.admin.post(
             "/admin/v2/resource/",
             json={
-                "name": f"local-{root.name}",
+                "name": "local-unchecked",
                 "type": "local",
-                "jobs_local_dir": str(root / "l-jobs"),
-                "tasks_local_dir": str(root / "l-tasks"),
+                "jobs_local_dir": str(tmp_path / "no-such-jobs"),
+                "tasks_local_dir": str(tmp_path / "no-such-tasks"),
             },
         ),
         201,
     )
     assert _checks(api, local["id"]) == {}
     stranger = api.new_user()
-    assert stranger.get(f"/admin/v2/resource/{resource['id']}/check/").status_code == 403
+    assert stranger.get(f"/admin/v2/resource/{local['id']}/check/").status_code == 403

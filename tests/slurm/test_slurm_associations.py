@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import uuid
 from typing import Any
 
 from ..support.helpers import ApiClient, expect
 from ..support.runner_support import build_workflow
-from ..support.slurm_scene import cleanup, slurm_scene
+from ..support.slurm_scene import cleanup, slurm_config, slurm_scene
 from ..support.slurm_support import associate, slurm_env
 
 _numbers = itertools.count(1)
@@ -80,3 +81,66 @@ def test_users_off_slurm_see_why_nothing_is_listed(api: ApiClient) -> None:
         "fair_share": [],
     }
     assert api.client.get("/api/v2/slurm/associations/").status_code == 401
+
+
+def test_a_submit_over_an_association_limit_is_refused_in_words(
+    api: ApiClient, slurm_accounting: str, slurm_user: tuple[str, int, int]
+) -> None:
+    cluster_user = slurm_user[0]
+    account = f"fl-limits-{next(_numbers)}-{uuid.uuid4().hex[:6]}"  # ours alone: others' kept
+    scene = slurm_scene(
+        api, slurm_user, config=slurm_config(max_cpus_per_job=4), slurm_accounts=[account]
+    )
+    try:
+        _sacctmgr(
+            "modify", "user", "where", f"name={cluster_user}", f"account={account}",
+            "set", "MaxWall=00:05:00", "MaxSubmitJobs=2", "MaxTRES=cpu=2",
+        )  # fmt: skip
+        # The user sees the limits and their fair-share before submitting.
+        view = expect(scene.user.get("/api/v2/slurm/associations/"), 200)
+        limits = next(entry for entry in view["associations"] if entry["account"] == account)
+        assert limits["max_wall"] == "00:05:00" and limits["max_submit_jobs"] == 2
+        assert "cpu=2" in limits["max_tres"]
+        assert account in {entry["account"] for entry in view["fair_share"]}
+
+        project, dataset = scene.project["id"], scene.dataset["id"]
+        for number in range(3):
+            image = {"zarr_url": f"{scene.dataset['zarr_dir']}/plate.zarr/B/03/{number}"}
+            expect(
+                scene.user.post(f"/api/v2/project/{project}/dataset/{dataset}/images/", json=image),
+                201,
+            )
+        who = f"account {account!r} of cluster user {cluster_user!r}"
+
+        def submit(meta: dict[str, Any]) -> Any:
+            workflow = build_workflow(
+                scene.user, project, [(scene.tasks["measure_intensity"], {"meta_parallel": meta})]
+            )
+            url = (
+                f"/api/v2/project/{project}/job/submit/"
+                f"?workflow_id={workflow['id']}&dataset_id={dataset}"
+            )
+            return scene.user.post(url, json={"slurm_account": account})
+
+        # One image per SLURM job, 3 CPUs and 10 minutes each: three limits broken at once.
+        greedy = {"time": "00:10:00", "cpus_per_task": 3, "tasks_per_job": 1}
+        detail = expect(submit(greedy), 422)["detail"]
+        assert detail.startswith("the job was not submitted: ")
+        assert (
+            f"task 'measure_intensity' asks for 10 min per SLURM job, over the MaxWall of "
+            f"5 min that SLURM sets for {who}" in detail
+        )
+        assert (
+            f"asks for 3 CPUs per SLURM job, over the MaxTRES cpu=2 that SLURM sets for {who}"
+            in detail
+        )
+        assert (
+            "would submit 3 SLURM jobs at once, over the MaxSubmitJobs=2 that SLURM sets for "
+            f"{who}" in detail
+        )
+        # Within the limits: 3 images in 2 jobs of 2 CPUs, 4 minutes each.
+        expect(submit({"time": "00:04:00"}), 202)
+    finally:
+        _sacctmgr("remove", "user", cluster_user, f"accounts={account}")
+        _sacctmgr("remove", "account", account)
+        cleanup(scene)

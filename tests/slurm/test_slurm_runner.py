@@ -222,14 +222,17 @@ def test_a_job_cancelled_outside_is_reported_in_plain_words(
 
 
 @ONE_DATABASE
-def test_a_bad_partition_fails_the_job_with_slurms_words(scene_factory, settings: Settings) -> None:
+def test_a_job_sbatch_refuses_fails_with_slurms_words(scene_factory, settings: Settings) -> None:
+    # A wrong partition is refused when the resource is saved (test_resource_checks.py);
+    # what the checks cannot see (a node feature no node has, a partition removed since)
+    # still reaches sbatch, whose refusal ends the job in SLURM's own words.
     config = slurm_config()
-    config["default_slurm_config"]["partition"] = "no-such-partition"
+    config["default_slurm_config"]["constraint"] = "no-such-feature"
     scene = scene_factory(config=config)
     job_id = scene.submit_steps(("create_images", {"args_non_parallel": {"num_images": 1}}))
     message = _fail_message(scene, settings, job_id, timeout=60)
     assert "was not submitted: SLURM refused it" in message
-    assert "partition" in message.lower()
+    assert "invalid feature specification" in message.lower()
 
 
 @ONE_DATABASE

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import ValidationError
 
 from ...models import Profile, Resource
@@ -21,6 +21,7 @@ from ...schemas.resource import (
 )
 from ...services import resources
 from ...services.access import get_or_404
+from ...services.resource_checks import SaveChecker, check_profile_save, checks_on_save
 from ...services.unique import commit_unique
 from ..deps import SessionDep
 from ..errors import unprocessable_from
@@ -28,6 +29,15 @@ from ..request_body import GuardedRoute
 from ..users import Superuser
 
 router = APIRouter(prefix="/admin/v2", tags=["admin"], route_class=GuardedRoute)
+
+
+def save_checker() -> SaveChecker:
+    """The setup checks a save of a SLURM resource or profile runs (a dependency: tests of
+    the routes' other rules replace it when they have no cluster)."""
+    return checks_on_save
+
+
+CheckerDep = Annotated[SaveChecker, Depends(save_checker)]
 
 
 async def _get_resource(session: SessionDep, resource_id: Id) -> Resource:
@@ -55,9 +65,10 @@ def _resource_columns(payload: ResourceCreate) -> dict[str, Any]:
 
 @router.post("/resource/", response_model=ResourceRead, status_code=status.HTTP_201_CREATED)
 async def create_resource(
-    payload: ResourceCreate, _admin: Superuser, session: SessionDep
+    payload: ResourceCreate, _admin: Superuser, session: SessionDep, checker: CheckerDep
 ) -> Resource:
     resource = Resource(**_resource_columns(payload))
+    await resources.check_new_resource(checker, resource)
     session.add(resource)
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
@@ -66,13 +77,16 @@ async def create_resource(
 
 @router.put("/resource/{resource_id}/", response_model=ResourceRead)
 async def replace_resource(
-    resource_id: Id, payload: ResourceCreate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ResourceCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Resource:
     """Overwrite the whole resource: fields left out take their defaults, as on POST."""
     resource = await _get_resource(session, resource_id)
     await resources.check_type_kept(session, resource, payload.type)
-    for key, value in _resource_columns(payload).items():
-        setattr(resource, key, value)
+    await resources.change_resource(session, checker, resource, _resource_columns(payload))
     await _commit_unique(session, "resource", payload.name)
     await session.refresh(resource)
     return resource
@@ -85,7 +99,11 @@ async def get_resource(resource_id: Id, _admin: Superuser, session: SessionDep) 
 
 @router.patch("/resource/{resource_id}/", response_model=ResourceRead)
 async def update_resource(
-    resource_id: Id, payload: ResourceUpdate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ResourceUpdate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Resource:
     resource = await _get_resource(session, resource_id)
     current: dict[str, Any] = ResourceRead.model_validate(resource).model_dump(
@@ -97,8 +115,7 @@ async def update_resource(
         merged = ResourceCreate.model_validate(current)
     except ValidationError as error:
         raise unprocessable_from(error)
-    for key, value in _resource_columns(merged).items():
-        setattr(resource, key, value)
+    await resources.change_resource(session, checker, resource, _resource_columns(merged))
     await _commit_unique(session, "resource", merged.name)
     await session.refresh(resource)
     return resource
@@ -134,13 +151,18 @@ async def list_resource_profiles(
     status_code=status.HTTP_201_CREATED,
 )
 async def create_profile(
-    resource_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+    resource_id: Id,
+    payload: ProfileCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     resource = await _get_resource(session, resource_id)
     resources.check_profile(resource.type, payload.model_dump())
     data = payload.model_dump()
     data["resource_type"] = resource.type
     profile = Profile(resource_id=resource_id, **data)
+    await check_profile_save(checker, resource, profile, None)
     session.add(profile)
     await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
@@ -159,14 +181,20 @@ async def get_profile(profile_id: Id, _admin: Superuser, session: SessionDep) ->
 
 @router.patch("/profile/{profile_id}/", response_model=ProfileRead)
 async def update_profile(
-    profile_id: Id, payload: ProfileUpdate, _admin: Superuser, session: SessionDep
+    profile_id: Id,
+    payload: ProfileUpdate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     profile = await _get_profile(session, profile_id)
     merged = ProfileRead.model_validate(profile).model_dump()
     merged.update(payload.model_dump(exclude_unset=True))
     resources.check_profile(profile.resource_type, merged)
-    for key, value in payload.model_dump(exclude_unset=True).items():
-        setattr(profile, key, value)
+    resource = await _get_resource(session, profile.resource_id)
+    await resources.change_profile(
+        checker, resource, profile, payload.model_dump(exclude_unset=True)
+    )
     await _commit_unique(session, "profile", profile.name)
     await session.refresh(profile)
     return profile
@@ -174,13 +202,19 @@ async def update_profile(
 
 @router.put("/profile/{profile_id}/", response_model=ProfileRead)
 async def replace_profile(
-    profile_id: Id, payload: ProfileCreate, _admin: Superuser, session: SessionDep
+    profile_id: Id,
+    payload: ProfileCreate,
+    _admin: Superuser,
+    session: SessionDep,
+    checker: CheckerDep,
 ) -> Profile:
     """Overwrite the whole profile (its resource stays): fields left out become null."""
     profile = await _get_profile(session, profile_id)
     resources.check_profile(profile.resource_type, payload.model_dump())
-    for key, value in payload.model_dump(exclude={"resource_type"}).items():
-        setattr(profile, key, value)
+    resource = await _get_resource(session, profile.resource_id)
+    await resources.change_profile(
+        checker, resource, profile, payload.model_dump(exclude={"resource_type"})
+    )
     await _commit_unique(session, "profile", payload.name)
     await session.refresh(profile)
     return profile

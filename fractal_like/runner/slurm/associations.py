@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..accounts import check_account
 from .process import CommandResult, SlurmCommandError, last_line, run_command
 
-ASSOC_FIELDS = "Account,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmit,MaxWall,GrpTRES"
+ASSOC_FIELDS = "Account,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmit,MaxWall,GrpTRES,MaxTRES"
 SHARE_FIELDS = "Account,User,RawShares,NormShares,RawUsage,EffectvUsage,FairShare"
 
 
@@ -29,7 +29,8 @@ class Association:
     max_jobs: int | None
     max_submit_jobs: int | None
     max_wall: str  # SLURM's time string, "" when unlimited
-    grp_tres: str  # e.g. "cpu=64,mem=256G", "" when unlimited
+    grp_tres: str  # e.g. "cpu=64,mem=256G", "" when unlimited: all jobs of the association
+    max_tres: str = ""  # the same, for each job
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ async def associations_of(cluster_user: str) -> list[Association]:
     associations = []
     for line in result.stdout.splitlines():
         parts = line.split("|")
-        if len(parts) < 8 or not parts[0]:
+        if len(parts) < 9 or not parts[0]:
             continue
         associations.append(
             Association(
@@ -72,6 +73,7 @@ async def associations_of(cluster_user: str) -> list[Association]:
                 max_submit_jobs=_int(parts[5]),
                 max_wall=parts[6],
                 grp_tres=parts[7],
+                max_tres=parts[8],
             )
         )
     return associations

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ...models import Job, Profile, Resource
-from ...slurm_config import SlurmConfig
 from ..executors.base import ExecutorUnavailableError
 from .commands import SlurmCommands
 from .executor import SlurmExecutor, SlurmSettings
 from .facilities import SlurmFacilities, ssh_login
 from .job_files import ClusterFiles, SharedClusterFiles, SshClusterFiles
 from .poller import SlurmPoller
+from .requirements import SetupError, cluster_user_of, slurm_config_of, worker_python_of
 from .store import SlurmJobStore
 
 
@@ -27,19 +26,11 @@ def slurm_executor(
 ) -> SlurmExecutor:
     """The executor; ExecutorUnavailableError says why the resource or profile cannot run it."""
     try:
-        config = SlurmConfig.model_validate(resource.jobs_runner_config)
-    except ValidationError as error:
-        raise ExecutorUnavailableError(
-            f"the SLURM configuration of resource {resource.name!r} is invalid: {error}"
-        ) from None
-    if not resource.jobs_slurm_python_worker:
-        raise ExecutorUnavailableError(
-            f"resource {resource.name!r} has no jobs_slurm_python_worker: tell an admin"
-        )
-    if not profile.username:
-        raise ExecutorUnavailableError(
-            f"profile {profile.name!r} has no cluster username: tell an admin"
-        )
+        config = slurm_config_of(resource)
+        python_worker = worker_python_of(resource)
+        username = cluster_user_of(profile)
+    except SetupError as error:
+        raise ExecutorUnavailableError(f"{error.problem}: tell an admin") from None
     commands: SlurmCommands
     files: ClusterFiles
     poller: SlurmPoller
@@ -47,13 +38,13 @@ def slurm_executor(
         if resource.type == "slurm_ssh":
             login = ssh_login(resource, profile, config)
             host = login.host(slurm.ssh)
-            commands = SlurmCommands(profile.username, slurm_conf=None, host=host)
+            commands = SlurmCommands(username, slurm_conf=None, host=host)
             poller = slurm.ssh_poller(login)
             if not job.working_dir_user:
                 raise ExecutorUnavailableError(f"job {job.id} has no folder on the cluster")
             files = SshClusterFiles(host, job.working_dir_user, Path(job.working_dir or ""))
         else:
-            commands = SlurmCommands(profile.username)
+            commands = SlurmCommands(username)
             poller = slurm.poller
             files = SharedClusterFiles(commands.cluster, Path(job.working_dir or ""))
     except ValueError as error:
@@ -70,7 +61,7 @@ def slurm_executor(
     )
     settings = SlurmSettings(
         config=config,
-        python_worker=resource.jobs_slurm_python_worker,
+        python_worker=python_worker,
         job_id=job.id or 0,
         account=job.slurm_account,
         extra_env=exports,
