@@ -26,12 +26,19 @@ from ..runner.slurm.checks import (
 from ..runner.slurm.commands import SlurmCommands
 from ..runner.slurm.requirements import cluster_user_of
 from .errors import InvalidError
+from .slurm_place import ssh_host
 
 logger = logging.getLogger("fractal_like.services.resource_checks")
 
 SAVE_DEADLINE = 30.0  # seconds for every check of one save: a request never hangs longer
-RESOURCE_FIELDS = ("type", "jobs_runner_config", "jobs_slurm_python_worker", "jobs_local_dir")
-PROFILE_FIELDS = ("username", "jobs_remote_dir")
+RESOURCE_FIELDS = (
+    "type",
+    "host",
+    "jobs_runner_config",
+    "jobs_slurm_python_worker",
+    "jobs_local_dir",
+)
+PROFILE_FIELDS = ("username", "jobs_remote_dir", "ssh_key_path")
 
 # What a save runs: (resource, its profiles to check) -> the checks. The admin routes take
 # it as a dependency, so tests of the routes' other rules can run without a cluster.
@@ -39,12 +46,15 @@ SaveChecker = Callable[[Resource, list[Profile], bool], Awaitable[list[Check]]]
 
 
 def host_factory(resource: Resource) -> HostFactory | None:
-    """How a profile of this resource reaches its cluster user; None: not checked yet."""
+    """How a profile of this resource reaches its cluster user, as its executor will; None
+    for a resource without SLURM."""
     if resource.type == "slurm_sudo":
         # The executor's own host: sudo on this machine, SLURM_CONF passed on.
         return lambda profile: SlurmCommands(cluster_user_of(profile)).cluster
-    # slurm_ssh: an SshClusterHost plugs in here once its executor builds one per profile;
-    # its commands run on the login node, so the server's own checks do not apply to it.
+    if resource.type == "slurm_ssh":
+        # The profile's SSH login (the API's kept connection); SlurmUnreachableError, a
+        # ValueError, says what the login lacks.
+        return lambda profile: ssh_host(resource, profile)
     return None
 
 
@@ -53,6 +63,9 @@ async def all_checks(resource: Resource, profiles: list[Profile]) -> list[Check]
     host_for = host_factory(resource)
     if host_for is None:
         return []
+    if resource.type == "slurm_ssh":
+        # Its SLURM is the login node's: asked through each profile, not by the server.
+        return await check_profiles(resource, profiles, host_for)
     return await check_resource(resource, profiles, host_for)
 
 
@@ -63,7 +76,8 @@ async def checks_on_save(resource: Resource, profiles: list[Profile], server: bo
         return []
 
     async def run() -> list[Check]:
-        checks = await check_server(resource) if server else []
+        server_side = server and resource.type == "slurm_sudo"  # slurm_ssh: the login node's
+        checks = await check_server(resource) if server_side else []
         if checks and not checks[0].ok:
             return checks  # no SLURM_CONF: the profiles' commands could not find SLURM
         return checks + await check_profiles(resource, profiles, host_for)

@@ -13,7 +13,7 @@ import weakref
 from pydantic import ValidationError
 
 from ..models import Profile, Resource
-from ..runner.slurm.cluster_host import CommandRunner, ServerAccount
+from ..runner.slurm.cluster_host import CommandRunner, ServerAccount, SshClusterHost
 from ..runner.slurm.facilities import ssh_login
 from ..runner.slurm.ssh_host import SshHostRegistry
 from ..slurm_config import SlurmConfig
@@ -32,6 +32,12 @@ def slurm_place(resource: Resource, profile: Profile | None) -> CommandRunner:
     and profile; SlurmUnreachableError when a slurm_ssh login is incomplete."""
     if resource.type != "slurm_ssh":
         return ServerAccount()
+    return ssh_host(resource, profile)
+
+
+def ssh_host(resource: Resource, profile: Profile | None) -> SshClusterHost:
+    """The profile's login node of a slurm_ssh resource, over this event loop's kept
+    connection; SlurmUnreachableError when the login is incomplete."""
     if profile is None:
         raise SlurmUnreachableError(
             f"resource {resource.name!r} is reached over SSH, and you have no profile on it"

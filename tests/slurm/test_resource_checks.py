@@ -16,6 +16,7 @@ from fractal_like.config import Settings
 from ..support.helpers import ApiClient, expect
 from ..support.slurm_scene import cleanup, slurm_config, slurm_scene
 from ..support.slurm_support import remove_shared_dir, shared_dir, user_owned_dir
+from ..support.ssh_support import SshServer, make_key
 
 ONE_DATABASE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -246,3 +247,42 @@ def test_a_local_resource_runs_no_checks(api: ApiClient, tmp_path: Path) -> None
     assert _checks(api, local["id"]) == {}
     stranger = api.new_user()
     assert stranger.get(f"/admin/v2/resource/{local['id']}/check/").status_code == 403
+
+
+@ONE_DATABASE
+def test_a_slurm_ssh_resource_is_checked_on_its_login_node(
+    api: ApiClient,
+    slurm_user: tuple[str, int, int],
+    ssh_server: SshServer,
+    tmp_path: Path,
+) -> None:
+    admin = api.admin
+    scene = slurm_scene(api, slurm_user, ssh=ssh_server)
+    try:
+        profile = expect(admin.get(f"/admin/v2/profile/{scene.user.user['profile_id']}/"), 200)
+        resource_id = profile["resource_id"]
+        checks = _checks(api, resource_id)
+        name = f"profile {profile['name']!r}"
+        # No server-side check: the login node's SLURM is asked, over SSH.
+        assert set(checks) == {
+            f"{name}: SSH login",
+            "partitions",
+            f"{name}: worker Python",
+            f"{name}: jobs folder",
+        }
+        assert all(check["ok"] for check in checks.values()), checks
+        assert "logged in to fl-slurm-alice@127.0.0.1" in checks[f"{name}: SSH login"]["message"]
+
+        url = f"/admin/v2/resource/{resource_id}/"
+        config = expect(admin.get(url), 200)["jobs_runner_config"]
+        wrong = {**config, "default_slurm_config": {**config["default_slurm_config"]}}
+        wrong["default_slurm_config"]["partition"] = "no-such-partition"
+        detail = _refusal(admin.patch(url, json={"jobs_runner_config": wrong}))
+        assert "SLURM has no partition 'no-such-partition'" in detail
+
+        stranger = make_key(tmp_path / "stranger")
+        patch = {"ssh_key_path": str(stranger)}
+        detail = _refusal(admin.patch(f"/admin/v2/profile/{profile['id']}/", json=patch))
+        assert f"SSH login: 127.0.0.1:{ssh_server.port} refused the SSH key {stranger}" in detail
+    finally:
+        cleanup(scene)

@@ -20,7 +20,7 @@ from fractal_like.config import Settings
 from ..support.helpers import ApiClient, expect
 from ..support.runner_support import images, run_until_final
 from ..support.slurm_scene import SlurmScene, cleanup, slurm_config, slurm_scene
-from ..support.ssh_support import SshServer, free_port, make_key
+from ..support.ssh_support import SshServer, free_port, key_refused_after_save
 from .test_slurm_runner import (
     _run_in_background,
     _slurm_jobs,
@@ -98,23 +98,24 @@ def test_a_dropped_connection_mid_job_does_not_lose_it(
 
 @ONE_DATABASE
 def test_a_refused_key_or_a_silent_host_fails_the_job_in_plain_words(
-    ssh_scene_factory, settings: Settings, api: ApiClient, tmp_path: Path
+    ssh_scene_factory,
+    settings: Settings,
+    api: ApiClient,
+    tmp_path: Path,
+    ssh_server: SshServer,
 ) -> None:
     scene = ssh_scene_factory()
     resource = _resource(scene, api)
     profile_id = scene.user.user["profile_id"]
-    stranger = make_key(tmp_path / "stranger")
-    expect(
-        api.admin.patch(
-            f"/admin/v2/profile/{profile_id}/",
-            json={"ssh_key_path": str(stranger)},
-        ),
-        200,
-    )
+    # A key that passed the checks when saved, refused later (revoked, say).
+    key, break_it = key_refused_after_save(ssh_server, tmp_path / "alice-key")
+    patch = {"ssh_key_path": str(key)}
+    expect(api.admin.patch(f"/admin/v2/profile/{profile_id}/", json=patch), 200)
+    break_it()
     refused = scene.submit_steps(("create_images", {"args_non_parallel": {"num_images": 1}}))
     assert run_until_final(settings, [refused], timeout=60)[refused] == "failed"
     message = scene.job(refused)["executor_error_log"]
-    assert f"refused the SSH key {stranger}" in message, message
+    assert f"refused the SSH key {key}" in message, message
 
     closed = free_port()  # nothing listens there
     config = {**resource["jobs_runner_config"]}

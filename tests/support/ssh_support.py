@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,3 +180,17 @@ def start_sshd(folder: Path, user: str) -> SshServer:
             server.stop()
             raise RuntimeError(f"sshd did not answer on port {port}: {server.log()}")
         time.sleep(0.1)
+
+
+def key_refused_after_save(server: SshServer, path: Path) -> tuple[Path, Callable[[], None]]:
+    """A copy of the server's user key at `path` (a profile saved with it passes the setup
+    checks) and a function that swaps it for a key the server refuses: how a key that
+    breaks later (revoked, rotated) is tested."""
+    shutil.copyfile(server.user_key, path)
+    path.chmod(0o600)
+
+    def break_it() -> None:
+        stranger = make_key(path.with_name(path.name + "-stranger"))
+        os.replace(stranger, path)
+
+    return path, break_it

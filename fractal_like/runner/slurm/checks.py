@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...models import Profile, Resource
-from .cluster_host import ClusterHost
+from .cluster_host import ClusterHost, CommandRunner, ServerAccount, SshClusterHost
 from .process import CommandResult, SlurmCommandError, last_line, run_command
 from .requirements import SetupError, cluster_user_of, slurm_config_of
 
@@ -112,7 +112,9 @@ async def _commands() -> Check:
     return Check("SLURM commands", True, result.stdout.strip())
 
 
-async def _partitions(resource: Resource) -> Check:
+async def _partitions(resource: Resource, where: CommandRunner | None = None) -> Check:
+    """The resource's partitions known to SLURM, asked `where` its commands run (default:
+    this machine, as the server)."""
     try:
         config = slurm_config_of(resource)
     except SetupError as error:
@@ -121,7 +123,9 @@ async def _partitions(resource: Resource) -> Check:
     if config.gpu_slurm_config is not None and config.gpu_slurm_config.partition:
         wanted.add(config.gpu_slurm_config.partition)
     try:
-        result = await run_command(["sinfo", "--noheader", "--format=%P"], timeout=CHECK_TIMEOUT)
+        result = await (where or ServerAccount()).run(
+            ["sinfo", "--noheader", "--format=%P"], CHECK_TIMEOUT, idempotent=True
+        )
     except SlurmCommandError as error:
         return Check("partitions", False, f"sinfo: {error}", inconclusive=_timed_out(error))
     if result.returncode != 0:
@@ -176,7 +180,13 @@ async def check_profile(resource: Resource, profile: Profile, host_for: HostFact
 
     # squeue: a command the sudo rules of docs/slurm.md allow, unlike `true`.
     reached = await as_user(["squeue", "--noheader", "--format=%i", f"--user={user}"])
-    if isinstance(reached, SlurmCommandError) or _sudo_refused(reached):
+    if isinstance(host, SshClusterHost):
+        checks = _ssh_login(name, host, reached)
+        if not checks[0].ok:
+            return checks
+        # The login node's SLURM, not the server's (which may have none).
+        checks.append(await _partitions(resource, host))
+    elif isinstance(reached, SlurmCommandError) or _sudo_refused(reached):
         why = str(reached) if isinstance(reached, SlurmCommandError) else last_line(reached)
         return [
             Check(
@@ -187,7 +197,8 @@ async def check_profile(resource: Resource, profile: Profile, host_for: HostFact
                 inconclusive=isinstance(reached, SlurmCommandError) and _timed_out(reached),
             )
         ]
-    checks = [Check(f"{name}: sudo", True, f"commands run as {user}")]
+    else:
+        checks = [Check(f"{name}: sudo", True, f"commands run as {user}")]
     python = resource.jobs_slurm_python_worker
     if python:
         ran = await as_user([python, "-c", "import sys; print(sys.version.split()[0])"])
@@ -220,6 +231,34 @@ async def check_profile(resource: Resource, profile: Profile, host_for: HostFact
         )
     )
     return checks
+
+
+def _ssh_login(
+    name: str, host: SshClusterHost, reached: CommandResult | SlurmCommandError
+) -> list[Check]:
+    """Did the profile's SSH login work, and does squeue run there?"""
+    where = host.ssh.target.where
+    if isinstance(reached, SlurmCommandError):
+        # A host that does not answer may be down for a while: not a reason to refuse.
+        return [
+            Check(
+                f"{name}: SSH login",
+                False,
+                f"{reached}: check the resource's host and ssh settings and the profile's "
+                "ssh_key_path (see docs/slurm.md, slurm_ssh)",
+                inconclusive=_timed_out(reached) or "cannot reach" in str(reached),
+            )
+        ]
+    if reached.returncode != 0:
+        return [
+            Check(
+                f"{name}: SSH login",
+                False,
+                f"logged in to {where}, but squeue fails there ({last_line(reached)}): set "
+                "jobs_runner_config.ssh.slurm_conf, or the user's PATH on the login node",
+            )
+        ]
+    return [Check(f"{name}: SSH login", True, f"logged in to {where}; squeue runs there")]
 
 
 def _as_user_check(
