@@ -12,32 +12,45 @@ import logging
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from ..models import Profile, UserOAuth
+from ..models import Profile, Resource, UserOAuth
 from ..runner.slurm.associations import (
     AccountingUnavailableError,
     Association,
     associations_of,
     fair_share_of,
 )
+from ..runner.slurm.cluster_host import CommandRunner
 from ..schemas.slurm_associations import (
     AssociationRead,
     FairShareRead,
     SlurmAssociationsRead,
 )
 from .errors import InvalidError
+from .slurm_place import SlurmUnreachableError, slurm_place
 
 logger = logging.getLogger("fractal_like.services.slurm_associations")
 SLURM_TYPES = ("slurm_sudo", "slurm_ssh")
 
 
-async def cluster_user(session: AsyncSession, profile_id: int | None) -> str | None:
-    """The cluster user of a SLURM profile; None for a local profile or none at all."""
+async def cluster_login(
+    session: AsyncSession, profile_id: int | None
+) -> tuple[str, CommandRunner | None] | None:
+    """The cluster user of a SLURM profile and where its SLURM is asked (None: this machine,
+    or a slurm_ssh login that is incomplete, which the queries then report)."""
     if profile_id is None:
         return None
     profile = await session.get(Profile, profile_id)
-    if profile is None or profile.resource_type not in SLURM_TYPES:
+    if profile is None or profile.resource_type not in SLURM_TYPES or not profile.username:
         return None
-    return profile.username or None
+    resource = await session.get(Resource, profile.resource_id)
+    where: CommandRunner | None = None
+    if resource is not None:
+        try:
+            where = slurm_place(resource, profile)
+        except SlurmUnreachableError as error:
+            logger.info("SLURM of profile %s not reachable: %s", profile.id, error)
+            return None
+    return profile.username, where
 
 
 async def check_accounts(
@@ -45,11 +58,12 @@ async def check_accounts(
 ) -> list[Association] | None:
     """Refuse an account SLURM does not associate with the profile's cluster user; the
     cluster user's associations, or None when there was nothing to check them against."""
-    username = await cluster_user(session, profile_id)
-    if username is None or not accounts:
+    login = await cluster_login(session, profile_id)
+    if login is None or not accounts:
         return None
+    username, where = login
     try:
-        associations = await associations_of(username)
+        associations = await associations_of(username, where)
     except AccountingUnavailableError as error:
         logger.info("SLURM accounts of %s not checked: %s", username, error)
         return None
@@ -64,8 +78,8 @@ async def check_accounts(
 
 
 async def associations_view(session: AsyncSession, user: UserOAuth) -> SlurmAssociationsRead:
-    username = await cluster_user(session, user.profile_id)
-    if username is None:
+    login = await cluster_login(session, user.profile_id)
+    if login is None:
         return SlurmAssociationsRead(
             cluster_user=None,
             checked=False,
@@ -73,9 +87,10 @@ async def associations_view(session: AsyncSession, user: UserOAuth) -> SlurmAsso
             associations=[],
             fair_share=[],
         )
+    username, where = login
     try:
-        associations = await associations_of(username)
-        shares = await fair_share_of(username)
+        associations = await associations_of(username, where)
+        shares = await fair_share_of(username, where)
     except AccountingUnavailableError as error:
         return SlurmAssociationsRead(
             cluster_user=username,

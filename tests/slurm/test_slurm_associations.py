@@ -6,12 +6,16 @@ from __future__ import annotations
 import itertools
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ..support.helpers import ApiClient, expect
 from ..support.runner_support import build_workflow
 from ..support.slurm_scene import cleanup, slurm_config, slurm_scene
 from ..support.slurm_support import associate, slurm_env
+from ..support.ssh_support import key_refused_after_save
 
 _numbers = itertools.count(1)
 
@@ -20,14 +24,22 @@ def _sacctmgr(*words: str) -> None:
     subprocess.run(["sacctmgr", "-i", *words], env=slurm_env(), capture_output=True, check=True)
 
 
+@pytest.mark.parametrize("transport", ["slurm_sudo", "slurm_ssh"])
 def test_accounts_are_checked_against_slurm_associations(
-    api: ApiClient, slurm_accounting: str, slurm_user: tuple[str, int, int]
+    api: ApiClient,
+    slurm_accounting: str,
+    slurm_user: tuple[str, int, int],
+    transport: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     cluster_user = slurm_user[0]
     number = next(_numbers)
     known, other, unknown = (f"fl-assoc-{number}", f"fl-assoc-{number}b", f"fl-none-{number}")
     associate(cluster_user, [known, other])
-    scene = slurm_scene(api, slurm_user)
+    # On slurm_ssh, sacctmgr and sshare run on the login node.
+    ssh = request.getfixturevalue("ssh_server") if transport == "slurm_ssh" else None
+    scene = slurm_scene(api, slurm_user, ssh=ssh)
     try:
         user_id = scene.user.id
         # An admin sets accounts: one SLURM does not associate with the user is refused.
@@ -66,6 +78,16 @@ def test_accounts_are_checked_against_slurm_associations(
         detail = expect(scene.user.post(url, json=body), 422)["detail"]
         assert f"SLURM account {other!r} is not associated" in detail
         expect(scene.user.post(url, json={"slurm_account": known}), 202)
+        if ssh is not None:
+            # The login node stops letting the key in: the view says it could not ask.
+            key, break_it = key_refused_after_save(ssh, tmp_path / "alice-key")
+            profile_id = scene.user.user["profile_id"]
+            patch = {"ssh_key_path": str(key)}
+            expect(api.admin.patch(f"/admin/v2/profile/{profile_id}/", json=patch), 200)
+            break_it()
+            ssh.drop_connections()
+            view = expect(scene.user.get("/api/v2/slurm/associations/"), 200)
+            assert view["checked"] is False and "refused the SSH key" in view["note"]
     finally:
         cleanup(scene)
 

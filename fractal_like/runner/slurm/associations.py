@@ -1,5 +1,6 @@
 """What SLURM lets a cluster user charge: associations (account, partition, QOS, limits)
-from `sacctmgr`, and fair-share from `sshare`, both run as the server (read-only).
+from `sacctmgr`, and fair-share from `sshare`, both read-only: run as the server, or on a
+slurm_ssh resource's login node as the profile's user.
 
 Without an accounting database (no slurmdbd) neither can answer: AccountingUnavailableError
 says so, and callers treat accounts as unchecked rather than wrong.
@@ -10,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..accounts import check_account
-from .process import CommandResult, SlurmCommandError, last_line, run_command
+from .cluster_host import CommandRunner, ServerAccount
+from .process import CommandResult, SlurmCommandError, last_line
 
 ASSOC_FIELDS = "Account,Partition,QOS,DefaultQOS,MaxJobs,MaxSubmit,MaxWall,GrpTRES,MaxTRES"
 SHARE_FIELDS = "Account,User,RawShares,NormShares,RawUsage,EffectvUsage,FairShare"
@@ -43,7 +45,9 @@ class FairShare:
     fair_share: float | None  # 1.0 = untouched share, toward 0 as the user uses more
 
 
-async def associations_of(cluster_user: str) -> list[Association]:
+async def associations_of(
+    cluster_user: str, where: CommandRunner | None = None
+) -> list[Association]:
     """Every association of this cluster user, as sacctmgr lists them."""
     check_account(cluster_user)
     result = await _ask(
@@ -56,7 +60,8 @@ async def associations_of(cluster_user: str) -> list[Association]:
             "where",
             f"users={cluster_user}",
             f"format={ASSOC_FIELDS}",
-        ]
+        ],
+        where,
     )
     associations = []
     for line in result.stdout.splitlines():
@@ -79,11 +84,12 @@ async def associations_of(cluster_user: str) -> list[Association]:
     return associations
 
 
-async def fair_share_of(cluster_user: str) -> list[FairShare]:
+async def fair_share_of(cluster_user: str, where: CommandRunner | None = None) -> list[FairShare]:
     """The user's fair-share in each of their accounts."""
     check_account(cluster_user)
     result = await _ask(
-        ["sshare", "--noheader", "--parsable2", "-U", "-u", cluster_user, "-o", SHARE_FIELDS]
+        ["sshare", "--noheader", "--parsable2", "-U", "-u", cluster_user, "-o", SHARE_FIELDS],
+        where,
     )
     shares = []
     for line in result.stdout.splitlines():
@@ -103,8 +109,12 @@ async def fair_share_of(cluster_user: str) -> list[FairShare]:
     return shares
 
 
-async def _ask(argv: list[str]) -> CommandResult:
-    result = await run_command(argv, timeout=30)
+async def _ask(argv: list[str], where: CommandRunner | None) -> CommandResult:
+    """Run a query `where` the profile's SLURM is (default: this machine, as the server)."""
+    try:
+        result = await (where or ServerAccount()).run(argv, 30, idempotent=True)
+    except SlurmCommandError as error:  # timed out, or the SSH login failed
+        raise AccountingUnavailableError(f"{argv[0]} did not answer: {error}") from None
     if result.returncode != 0:
         raise AccountingUnavailableError(f"{argv[0]} cannot answer: {last_line(result)}")
     return result
