@@ -42,11 +42,16 @@ def start_failure_code(error: OSError) -> int:
 
 
 def write_exit_code(path: str, code: int) -> None:
-    """The one writer of exit-code files: one write under a temporary name, then a rename."""
+    """The one writer of exit-code files (a copy made elsewhere uses write_whole too)."""
+    write_whole(path, f"{code}\n".encode())
+
+
+def write_whole(path: str, data: bytes) -> None:
+    """Write under a temporary name, then rename: a reader sees the whole file or none."""
     temporary = f"{path}.tmp{os.getpid()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, f"{code}\n".encode())
+        os.write(fd, data)
     finally:
         os.close(fd)
     os.replace(temporary, path)

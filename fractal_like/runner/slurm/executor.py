@@ -284,15 +284,12 @@ class SlurmExecutor(Executor):
     async def _look_up(self, name: str) -> str | None:
         """The SLURM job of this name, or None when squeue surely lists none; a lookup that
         failed is asked again (never read as "none": that would submit its units twice)."""
-        for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
-            try:
-                return await self.reader.find_by_name(name)
-            except SlurmCommandError as error:
-                if attempt == TRANSPORT_ATTEMPTS:
-                    raise
-                logger.warning("looking up SLURM job %s failed (%s); asking again", name, error)
-                await asyncio.sleep(0.5 * attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return await _retried(
+            lambda: self.reader.find_by_name(name),
+            SlurmCommandError,
+            f"looking up SLURM job {name}",
+            pause=0.5,
+        )
 
     @staticmethod
     def _batch_document(
@@ -405,14 +402,26 @@ class SlurmExecutor(Executor):
 
 async def _again_if_lost(operation: Callable[[], Awaitable[T]]) -> T:
     """Run a write whose repeat is harmless (a whole file, renamed into place), again on a
-    new connection when the transport failed, up to TRANSPORT_ATTEMPTS times."""
+    new connection when the transport failed."""
+    return await _retried(operation, ClusterHostError, "writing a job file")
+
+
+async def _retried(
+    operation: Callable[[], Awaitable[T]],
+    retry_on: type[Exception],
+    what: str,
+    pause: float = 0.0,
+) -> T:
+    """Run `operation` up to TRANSPORT_ATTEMPTS times while it raises `retry_on`, waiting
+    `pause` x the attempt number between tries; the last failure is raised."""
     for attempt in range(1, TRANSPORT_ATTEMPTS + 1):
         try:
             return await operation()
-        except ClusterHostError as error:
+        except retry_on as error:
             if attempt == TRANSPORT_ATTEMPTS:
                 raise
-            logger.warning("writing a job file failed (%s); trying again", error)
+            logger.warning("%s failed (%s); trying again", what, error)
+            await asyncio.sleep(pause * attempt)
     raise AssertionError("unreachable")  # the loop returns or raises
 
 

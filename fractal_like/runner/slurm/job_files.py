@@ -15,15 +15,14 @@ cluster's view. The SLURM executor asks a `ClusterFiles` to bridge the two:
 from __future__ import annotations
 
 import asyncio
-import os
 import posixpath
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from .. import node
 from ..node.batch import EXIT_CODE_SUFFIX, LOG_SUFFIX, OUTPUT_SUFFIX, RESULT_SUFFIX
+from ..node.report import write_whole
 from ..taskcall import UnitCall, UnitFiles
 from .cluster_host import ClusterHost, SshClusterHost
 
@@ -93,7 +92,8 @@ class SharedClusterFiles(ClusterFiles):
     async def write_job_file(self, task_folder: Path, name: str, text: str) -> str:
         folder = self.working_dir / task_folder.name
         path = folder / name
-        await asyncio.to_thread(_write_local, path, text.encode())
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(write_whole, str(path), text.encode())
         return str(path)
 
 
@@ -162,18 +162,5 @@ class SshClusterFiles(ClusterFiles):
     async def _copy(self, local: Path) -> None:
         remote = str(self.cluster_folder(local.parent) / local.name)
         data = await self.host.read_bytes(remote)
-        await asyncio.to_thread(_write_local, local, data)
-
-
-def _write_local(path: Path, data: bytes) -> None:
-    """Write whole or not at all: a reader never sees half of an exit-code file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+        # Whole or not at all: the runner never sees half of an exit-code file.
+        await asyncio.to_thread(write_whole, str(local), data)
